@@ -1,0 +1,1 @@
+"""The cbec service (`tradepulse worker cbec`)."""

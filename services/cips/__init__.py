@@ -1,0 +1,1 @@
+"""The cips service (`tradepulse worker cips`)."""

@@ -1,0 +1,169 @@
+"""The ``tradepulse`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging.config
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from services.common.events import DOMAINS
+
+SERVICES = tuple(DOMAINS)
+
+
+def _settings_or_exit() -> object:
+    from services.common.settings import load_settings
+
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False):
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            env = name if name.isupper() else f"TRADEPULSE_{name.upper()}"
+            lines.append(f"  {env}: {err['msg']} (got {err.get('input')!r})")
+        print("tradepulse: bad configuration:\n" + "\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from services.devstack.process import MissingTool
+    from services.devstack.stack import Stack
+
+    stack = Stack()
+    try:
+        lines = {"up": stack.up, "down": stack.down, "status": stack.status}[args.action]()
+    except (MissingTool, RuntimeError) as exc:
+        print(f"tradepulse stack {args.action}: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from services.common.kafka_admin import StartupError
+    from services.common.logs import logging_config
+    from services.common.settings import Settings
+    from services.common.worker import build_worker
+
+    settings = _settings_or_exit()
+    assert isinstance(settings, Settings)
+    config = logging_config(level=settings.log_level, fmt=settings.log_format)
+    logging.config.dictConfig(config)
+    spec = importlib.import_module(f"services.{args.service}.service").SPEC
+    worker = build_worker(settings, spec)
+    try:
+        asyncio.run(worker.preflight())
+    except StartupError as exc:
+        logging.getLogger("tradepulse").error("cannot start: %s", exc)
+        print(f"tradepulse worker {args.service}: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("tradepulse").info(
+        "starting worker",
+        extra={
+            "service": args.service,
+            "bootstrap": settings.kafka_bootstrap_servers,
+            "web": f"http://{settings.web_host}:{settings.port_for(args.service)}",
+        },
+    )
+    faust.Worker(
+        worker.app,
+        loglevel=settings.log_level,
+        logging_config=config,
+        redirect_stdouts=False,
+        quiet=True,
+    ).execute_from_commandline()
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from services.common import schemas_export
+
+    if args.check:
+        drift = schemas_export.check()
+        if drift:
+            print("schemas/ differs from the models; run `tradepulse schemas export`:\n  "
+                  + "\n  ".join(drift), file=sys.stderr)
+            return 1
+        print("schemas/ matches the models")
+        return 0
+    names = schemas_export.write()
+    print(f"wrote {len(names)} files to {schemas_export.SCHEMA_DIR}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from services.tools.publish import publish_file
+
+    settings = _settings_or_exit()
+    return asyncio.run(publish_file(settings, args.topic, args.file, binary=args.binary))  # type: ignore[arg-type]
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from services.tools.publish import tail_topic
+
+    settings = _settings_or_exit()
+    return asyncio.run(tail_topic(settings, args.topic, limit=args.limit, timeout_s=args.timeout))  # type: ignore[arg-type]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from services.tools.run import run_main
+
+    unknown = sorted(set(args.services) - set(SERVICES))
+    if unknown:
+        print(f"tradepulse run: unknown service {unknown[0]!r}; choose from {', '.join(SERVICES)}",
+              file=sys.stderr)
+        return 2
+    return run_main(services=args.services or list(SERVICES))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tradepulse", description="Live trade-facilitation indicators.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("stack", help="local Kafka broker and PostgreSQL cluster")
+    s.add_argument("action", choices=["up", "down", "status"])
+    s.set_defaults(func=cmd_stack)
+
+    w = sub.add_parser("worker", help="run one service's worker")
+    w.add_argument("service", choices=SERVICES)
+    w.set_defaults(func=cmd_worker)
+
+    sc = sub.add_parser("schemas", help="JSON Schemas and AsyncAPI document")
+    sc_sub = sc.add_subparsers(dest="action", required=True)
+    ex = sc_sub.add_parser("export", help="regenerate schemas/ from the models")
+    ex.add_argument("--check", action="store_true", help="fail if schemas/ differs instead of writing")
+    ex.set_defaults(func=cmd_schemas)
+
+    pub = sub.add_parser("publish", help="publish CloudEvents from a JSON file (or - for stdin)")
+    pub.add_argument("topic", help="contract topic name, e.g. customs.events.v1")
+    pub.add_argument("file", help="a JSON event, a JSON list of events, or JSON lines; - reads stdin")
+    pub.add_argument("--binary", action="store_true", help="binary content mode (ce_* headers)")
+    pub.set_defaults(func=cmd_publish)
+
+    t = sub.add_parser("tail", help="print records of a topic with their headers (e.g. a .dlq topic)")
+    t.add_argument("topic")
+    t.add_argument("--limit", type=int, default=20)
+    t.add_argument("--timeout", type=float, default=5.0)
+    t.set_defaults(func=cmd_tail)
+
+    r = sub.add_parser("run", help="the main job: stack, every service, URLs; Ctrl-C stops all")
+    r.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)}")
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""The CloudEvents 1.0 envelope (contract.md section 1) and the decoded event type."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, StringConstraints
+
+from services.common.events.base import ContractModel, DataModel, NonEmptyStr, Rfc3339
+
+__all__ = ["CloudEvent", "Envelope", "OPTIONAL_ATTRIBUTES", "REQUIRED_ATTRIBUTES"]
+
+REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "subject")
+OPTIONAL_ATTRIBUTES = ("datacontenttype", "dataschema", "partitionkey", "traceparent", "tracestate")
+
+UriReference = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^\S+$")]
+
+
+class Envelope(ContractModel):
+    """CloudEvent context attributes, without ``data``.
+
+    Unknown attributes are refused (``extra="forbid"``); the optional CloudEvents attributes and the
+    extensions producers commonly set (partitioning, tracing) are declared here.
+    """
+
+    specversion: Literal["1.0"]
+    id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    source: UriReference
+    type: NonEmptyStr
+    time: Rfc3339
+    subject: NonEmptyStr
+    datacontenttype: NonEmptyStr | None = None
+    dataschema: UriReference | None = None
+    partitionkey: NonEmptyStr | None = None
+    traceparent: NonEmptyStr | None = None
+    tracestate: NonEmptyStr | None = None
+
+
+class CloudEvent(Envelope):
+    """A decoded, validated input event: envelope attributes plus the typed ``data`` model.
+
+    Subclasses in the catalog fix ``type`` to one literal and ``data`` to its model; those classes
+    generate the committed JSON Schemas. At run time the codec builds this class directly.
+    """
+
+    data: DataModel = Field(description="the event payload, a JSON object")
+
+    topic: ClassVar[str] = ""
+
+    @property
+    def dedup_key(self) -> tuple[str, str]:
+        """(source, id): the contract's deduplication key."""
+        return (self.source, self.id)
+
+    @property
+    def event_time(self) -> datetime:
+        """When it happened in the source system (the ``time`` attribute)."""
+        return self.time

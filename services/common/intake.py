@@ -1,0 +1,171 @@
+"""The intake path every input record crosses: decode, deduplicate, route bad input to the DLQ.
+
+:func:`screen` is pure and does the per-record work; :class:`Intake` binds it to durable
+deduplication state and to the dead-letter producer. Throughput: one pass over the batch, a
+dictionary lookup and a ~10 µs decode per record, one state write per partition per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from services.common.codec import DecodeError, DlqReason, Headers, decode
+from services.common.dedup import Chunk, DedupIndex, digest
+from services.common.events import CloudEvent
+from services.common.metrics import (
+    DEDUP_KEYS,
+    EVENTS_ACCEPTED,
+    EVENTS_CONSUMED,
+    EVENTS_DUPLICATE,
+    EVENTS_INVALID,
+)
+from services.common.state import PartitionStore
+
+__all__ = ["Intake", "RawRecord", "Rejected", "Screened", "dlq_headers", "screen"]
+
+DEDUP_KIND = "dedup"
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One Kafka record as consumed, before any decoding."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record for the dead-letter topic, with why."""
+
+    record: RawRecord
+    reason: DlqReason
+    detail: str
+
+
+@dataclass(slots=True)
+class Screened:
+    """The outcome of screening one batch."""
+
+    accepted: list[tuple[RawRecord, CloudEvent]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def screen(
+    records: Iterable[RawRecord],
+    index_for: Callable[[int], DedupIndex],
+    *,
+    topic: str,
+    max_bytes: int,
+) -> Screened:
+    """Decode each record against ``topic``'s catalog and drop (source, id) seen before."""
+    out = Screened()
+    accept = out.accepted.append
+    reject = out.rejected.append
+    for record in records:
+        try:
+            event = decode(record.value, record.headers, topic=topic, max_bytes=max_bytes)
+        except DecodeError as exc:
+            reject(Rejected(record, exc.reason, exc.detail))
+            continue
+        if index_for(record.partition).add(digest(event.source, event.id)):
+            accept((record, event))
+        else:
+            out.duplicates += 1
+    return out
+
+
+def dlq_headers(rejected: Rejected) -> list[tuple[str, bytes]]:
+    """The original headers plus those of contract.md section 3."""
+    r = rejected.record
+    return [
+        *r.headers,
+        ("dlq_reason", rejected.reason.value.encode()),
+        ("dlq_detail", rejected.detail.encode()),
+        ("dlq_topic", r.topic.encode()),
+        ("dlq_partition", str(r.partition).encode()),
+        ("dlq_offset", str(r.offset).encode()),
+    ]
+
+
+SendDlq = Callable[[Rejected], Awaitable[None]]
+
+
+class Intake:
+    """Screens batches of one input topic with deduplication state that survives restarts.
+
+    ``topic`` is the contract name (it selects the catalog and labels metrics); records may come
+    from a prefixed physical topic in tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        topic: str,
+        store: PartitionStore,
+        send_dlq: SendDlq,
+        horizon_s: float,
+        max_bytes: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.topic = topic
+        self._store = store
+        self._send_dlq = send_dlq
+        self._horizon_s = horizon_s
+        self._max_bytes = max_bytes
+        self._clock = clock
+        self._indexes: dict[int, DedupIndex] = {}
+        self._consumed = EVENTS_CONSUMED.labels(topic=topic)
+        self._duplicate = EVENTS_DUPLICATE.labels(topic=topic)
+        self._accepted = EVENTS_ACCEPTED.labels(topic=topic)
+        self._keys = DEDUP_KEYS.labels(topic=topic)
+
+    def index_for(self, partition: int) -> DedupIndex:
+        """The partition's index, rebuilt from the recovered table the first time it is needed."""
+        index = self._indexes.get(partition)
+        if index is None:
+            now = self._clock()
+            chunks = [Chunk.decode(int(n), v) for n, v in self._store.items(partition, DEDUP_KIND)]
+            index = DedupIndex.restore(self._horizon_s, chunks, now)
+            for seq in index.stale_seqs(chunks, now):
+                self._store.delete(partition, DEDUP_KIND, str(seq))
+            self._indexes[partition] = index
+        return index
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop in-memory indexes of revoked partitions; they are rebuilt if assigned again."""
+        for p in partitions:
+            self._indexes.pop(p, None)
+
+    async def take(self, records: Sequence[RawRecord]) -> list[tuple[RawRecord, CloudEvent]]:
+        """Screen one batch, dead-letter bad records, persist new keys; returns the new events."""
+        self._consumed.inc(len(records))
+        result = screen(records, self.index_for, topic=self.topic, max_bytes=self._max_bytes)
+        for rejected in result.rejected:
+            EVENTS_INVALID.labels(topic=self.topic, reason=rejected.reason.value).inc()
+            await self._send_dlq(rejected)
+        if result.duplicates:
+            self._duplicate.inc(result.duplicates)
+        self._accepted.inc(len(result.accepted))
+        self.checkpoint({r.partition for r in records})
+        return result.accepted
+
+    def checkpoint(self, partitions: Iterable[int]) -> None:
+        """Persist keys added since the last checkpoint and drop expired ones."""
+        now = self._clock()
+        for p in partitions:
+            index = self.index_for(p)
+            chunk = index.cut(now)
+            if chunk is not None:
+                self._store.put(p, DEDUP_KIND, str(chunk.seq), chunk.encode())
+            for seq in index.expire(now):
+                self._store.delete(p, DEDUP_KIND, str(seq))
+        self._keys.set(sum(len(i) for i in self._indexes.values()))

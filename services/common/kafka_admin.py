@@ -1,0 +1,101 @@
+"""Start-up checks against the broker: reachable, topics present with the right partitions.
+
+Errors name the fix; nothing here retries forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+__all__ = ["BrokerUnreachable", "StartupError", "TopicSpec", "ensure_topics", "partition_count"]
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """A problem the operator must fix before the service can run; the message says how."""
+
+
+class BrokerUnreachable(StartupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    compacted: bool = False
+    retention_ms: int | None = None
+    must_match_partitions: bool = True
+
+
+async def _admin(bootstrap: list[str], timeout_s: float) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout=timeout_s)
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
+        await admin.close()
+        msg = (
+            f"Kafka broker at {','.join(bootstrap)} is unreachable ({type(exc).__name__}: {exc}). "
+            "Start the local stack with `tradepulse stack up`, or set KAFKA_BOOTSTRAP_SERVERS "
+            "to a reachable broker."
+        )
+        raise BrokerUnreachable(msg) from None
+    return admin
+
+
+async def partition_count(bootstrap: list[str], topic: str, *, timeout_s: float) -> int | None:
+    """How many partitions ``topic`` has, None if it does not exist (BrokerUnreachable names the fix)."""
+    admin = await _admin(bootstrap, timeout_s)
+    try:
+        if topic not in set(await admin.list_topics()):
+            return None
+        described = await admin.describe_topics([topic])
+        return len(described[0]["partitions"])
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(
+    bootstrap: list[str], topics: Iterable[TopicSpec], *, replication: int, timeout_s: float
+) -> None:
+    """Create missing topics; refuse to run on an input topic with another partition count."""
+    specs = list(topics)
+    admin = await _admin(bootstrap, timeout_s)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            new = []
+            for s in missing:
+                config: dict[str, str] = {}
+                if s.compacted:
+                    config["cleanup.policy"] = "compact"
+                if s.retention_ms is not None:
+                    config["retention.ms"] = str(s.retention_ms)
+                new.append(NewTopic(s.name, s.partitions, replication, topic_configs=config))
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+            log.info("created topics", extra={"topics": [s.name for s in missing]})
+        described = await admin.describe_topics([s.name for s in specs if s.must_match_partitions])
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        for s in specs:
+            have = counts.get(s.name)
+            if s.must_match_partitions and have not in (None, 0, s.partitions):
+                msg = (
+                    f"topic {s.name} has {have} partitions but TRADEPULSE_TOPIC_PARTITIONS is "
+                    f"{s.partitions}: set TRADEPULSE_TOPIC_PARTITIONS={have}"
+                )
+                raise StartupError(msg)
+    finally:
+        await admin.close()

@@ -1,0 +1,201 @@
+"""A domain service's worker: one Faust app, one intake agent, web endpoints, start-up checks.
+
+The agent is plumbing: it takes a batch, runs it through :class:`Intake`, hands each new event to
+the service logic, lets the logic flush, then acknowledges the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import faust
+from faust.types import EventT
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.common.codec import DlqReason, header_pairs
+from services.common.events import DOMAINS, CloudEvent
+from services.common.intake import Intake, RawRecord, Rejected, dlq_headers
+from services.common.kafka_admin import TopicSpec, ensure_topics
+from services.common.settings import Settings
+from services.common.state import PartitionStore
+from services.common.topics import dlq_topic, indicator_topic
+
+__all__ = ["ServiceLogic", "ServiceSpec", "Worker", "build_worker", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+class ServiceLogic(Protocol):
+    """What a domain service plugs into the intake path."""
+
+    def on_event(self, record: RawRecord, event: CloudEvent) -> None:
+        """Apply one new, valid event. Raising sends it to the DLQ as ``processing_error``."""
+
+    async def after_batch(self, partitions: set[int]) -> None:
+        """Flush whatever the batch changed (state, outputs) before the batch is acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """How to build one service: its name (= domain) and its logic factory."""
+
+    name: str
+    logic: Callable[[faust.App, Settings, PartitionStore], ServiceLogic] | None = None
+
+
+def create_app(settings: Settings, *, service: str) -> faust.App:
+    """A Faust app with every option explicit (Faust reads no environment of its own here)."""
+    return faust.App(
+        f"{settings.topic_prefix}tradepulse-{service}",
+        broker=[f"kafka://{h}" for h in settings.bootstrap_list()],
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        topic_disable_leader=True,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval_s,
+        producer_acks=-1,
+        stream_wait_empty=False,
+        stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
+        table_standby_replicas=0,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.port_for(service),
+        web_in_thread=False,
+    )
+
+
+def _raw(event: EventT) -> RawRecord:
+    m = event.message
+    return RawRecord(
+        topic=m.topic,
+        partition=m.partition,
+        offset=m.offset,
+        key=m.key,
+        value=m.value,
+        headers=header_pairs(m.headers),
+        timestamp_ms=int(m.timestamp * 1000) if m.timestamp else None,
+    )
+
+
+@dataclass(slots=True)
+class Worker:
+    """The assembled service, for the CLI and for tests."""
+
+    app: faust.App
+    intake: Intake
+    settings: Settings
+    service: str
+    topics: list[TopicSpec]
+
+    async def preflight(self) -> None:
+        """Fail fast, with the fix in the message, when the broker or the topics are wrong."""
+        await ensure_topics(
+            self.settings.bootstrap_list(),
+            self.topics,
+            replication=self.settings.topic_replication,
+            timeout_s=self.settings.startup_timeout_s,
+        )
+
+
+def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
+    """Wire the app: input topic, dead-letter topic, state table, agent, web pages."""
+    domain = DOMAINS[spec.name]
+    app = create_app(settings, service=spec.name)
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    partitions = settings.topic_partitions
+    source = app.topic(settings.topic(domain.topic), partitions=partitions, **raw)
+    dlq_name = settings.topic(dlq_topic(domain.topic))
+    store = PartitionStore(app, "state", partitions=partitions)
+
+    async def send_dlq(rejected: Rejected) -> None:
+        r = rejected.record
+        log.warning(
+            "record dead-lettered",
+            extra={
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "reason": rejected.reason.value,
+                "detail": rejected.detail,
+            },
+        )
+        await app.producer.send(
+            dlq_name,
+            r.key,
+            r.value,
+            partition=None,
+            timestamp=r.timestamp_ms / 1000 if r.timestamp_ms else None,
+            headers=dlq_headers(rejected),
+        )
+
+    intake = Intake(
+        topic=domain.topic,
+        store=store,
+        send_dlq=send_dlq,
+        horizon_s=settings.dedup_horizon_s,
+        max_bytes=settings.max_record_bytes,
+    )
+    logic = spec.logic(app, settings, store) if spec.logic else None
+
+    @app.agent(source, name=f"{spec.name}-intake")
+    async def intake_agent(stream: Any) -> None:
+        async for events in stream.noack_take(settings.batch_max_events, settings.batch_within_s):
+            await _process(stream, events)
+
+    async def _process(stream: Any, events: Sequence[EventT]) -> None:
+        records = [_raw(e) for e in events]
+        accepted = await intake.take(records)
+        if logic is not None:
+            for record, event in accepted:
+                try:
+                    logic.on_event(record, event)
+                except Exception as exc:  # one bad event must not stop the stream
+                    detail = f"{event.type} {event.id}: {type(exc).__name__}: {exc}"
+                    log.error("processing error", extra={"detail": detail, "tb": traceback.format_exc()})
+                    await send_dlq(Rejected(record, DlqReason.PROCESSING_ERROR, detail))
+            await logic.after_batch({r.partition for r in records})
+        for e in events:
+            await stream.ack(e)
+
+    @app.on_partitions_revoked.connect
+    async def _on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        intake.forget(tp.partition for tp in revoked if tp.topic == source.get_topic_name())
+
+    _add_pages(app, spec.name)
+    topics = [
+        TopicSpec(source.get_topic_name(), partitions),
+        TopicSpec(dlq_name, partitions, must_match_partitions=False),
+        TopicSpec(settings.topic(indicator_topic(spec.name)), partitions, compacted=True,
+                  must_match_partitions=False),
+    ]
+    return Worker(app=app, intake=intake, settings=settings, service=spec.name, topics=topics)
+
+
+def _add_pages(app: faust.App, service: str) -> None:
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        body = await asyncio.to_thread(generate_latest)
+        return web.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        """Liveness: the process serves requests and the app has not crashed."""
+        ok = not app.crashed
+        return web.json({"service": service, "status": "ok" if ok else "crashed"}, status=200 if ok else 500)
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        """Readiness: partitions assigned and no rebalance or recovery under way."""
+        assigned = sorted(str(tp) for tp in app.consumer.assignment()) if app.consumer else []
+        is_ready = bool(assigned) and not app.rebalancing
+        body = {"service": service, "ready": is_ready, "assigned": assigned}
+        return web.json(body, status=200 if is_ready else 503)

@@ -1,0 +1,1 @@
+"""The customs service (`tradepulse worker customs`)."""

@@ -1,0 +1,208 @@
+"""One Apache Kafka 4.x node (broker + KRaft controller) from Maven Central, no Docker.
+
+``deploy/kafka/pom.xml`` names the version; ``mvn dependency:copy-dependencies`` caches the jars in
+``deploy/kafka/.cache/<version>/libs`` (gitignored). The node is formatted with
+``kafka.tools.StorageTool format --standalone`` and run as ``kafka.Kafka`` with development settings.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.devstack.process import MissingTool, pid_alive, port_open, read_pid, require, stop_pid, tail
+
+__all__ = ["KafkaNode", "ensure_jars", "kafka_version"]
+
+REPO = Path(__file__).resolve().parents[2]
+POM = REPO / "deploy" / "kafka" / "pom.xml"
+CACHE = REPO / "deploy" / "kafka" / ".cache"
+JAVA_FIX = "Install Java 17+: apt-get install -y openjdk-17-jre-headless"
+MAVEN_FIX = "Install Maven: apt-get install -y maven"
+
+LOG4J2 = """\
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        Pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.server.KafkaRaftServer
+        level: INFO
+"""
+
+
+def kafka_version() -> str:
+    """The Kafka version pinned in deploy/kafka/pom.xml."""
+    found = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
+    if not found:
+        msg = f"{POM} does not set <kafka.version>"
+        raise RuntimeError(msg)
+    return found.group(1)
+
+
+def jar_version() -> str:
+    """``version (commit)`` from kafka/kafka-version.properties in the cached kafka-clients jar."""
+    libs = ensure_jars()
+    jar = next(libs.glob("kafka-clients-*.jar"))
+    with zipfile.ZipFile(jar) as zf:
+        text = zf.read("kafka/kafka-version.properties").decode()
+    props = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return f"{props.get('version', '?')} (commit {props.get('commitId', '?')})"
+
+
+def ensure_jars(*, quiet: bool = True) -> Path:
+    """The folder of Kafka's jars, fetched with Maven on first use."""
+    libs = CACHE / kafka_version() / "libs"
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    require("java", JAVA_FIX)
+    mvn = require("mvn", MAVEN_FIX)
+    cmd = [mvn, "-B", "-f", str(POM), "dependency:copy-dependencies",
+           f"-DoutputDirectory={libs}", "-DincludeScope=runtime"]
+    if quiet:
+        cmd.insert(1, "-q")
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        msg = (
+            "Maven could not fetch org.apache.kafka:kafka_2.13 "
+            f"{kafka_version()} (exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
+        )
+        raise MissingTool(msg)
+    if not any(libs.glob("kafka_2.13-*.jar")):
+        msg = f"Maven finished but {libs} holds no kafka_2.13 jar"
+        raise MissingTool(msg)
+    marker.write_text(kafka_version())
+    return libs
+
+
+@dataclass(slots=True)
+class KafkaNode:
+    """A single-node KRaft cluster living in ``home``."""
+
+    home: Path
+    port: int = 19092
+    controller_port: int = 19093
+    heap: str = "512m"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.home / "kafka.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return self.home / "broker.log"
+
+    def _properties(self) -> str:
+        data = self.home / "data"
+        return "\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={data}",
+            "num.partitions=1",
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=10",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.cleaner.backoff.ms=1000",
+            "",
+        ])
+
+    def running(self) -> bool:
+        pid = read_pid(self.pidfile)
+        return pid is not None and pid_alive(pid)
+
+    def start(self, *, timeout_s: float = 90.0) -> None:
+        """Format (first time only), start, and wait until the broker answers metadata requests."""
+        if self.running():
+            return
+        java = require("java", JAVA_FIX)
+        libs = ensure_jars()
+        self.home.mkdir(parents=True, exist_ok=True)
+        props = self.home / "server.properties"
+        props.write_text(self._properties())
+        log4j = self.home / "log4j2.yaml"
+        log4j.write_text(LOG4J2)
+        classpath = f"{libs}/*"
+        jvm = [java, f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
+               f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.home / 'logs'}",
+               "-cp", classpath]
+        if not (self.home / "data" / "meta.properties").exists():
+            fmt = subprocess.run(
+                [*jvm, "kafka.tools.StorageTool", "format", "--standalone",
+                 "-t", _cluster_id(), "-c", str(props)],
+                capture_output=True, text=True, check=False,
+            )
+            if fmt.returncode != 0:
+                msg = f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}"
+                raise RuntimeError(msg)
+        if port_open("127.0.0.1", self.port):
+            msg = (f"port {self.port} is already in use; stop what holds it or set "
+                   "TRADEPULSE_STACK_KAFKA_PORT")
+            raise RuntimeError(msg)
+        with self.logfile.open("ab") as out:
+            proc = subprocess.Popen(  # noqa: S603 - fixed argv
+                [*jvm, "kafka.Kafka", str(props)], stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        self.pidfile.write_text(str(proc.pid))
+        self._wait_ready(proc, timeout_s)
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+        from services.devstack.probe import kafka_answers
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                msg = f"Kafka exited with {proc.returncode}; last log lines:\n{tail(self.logfile)}"
+                raise RuntimeError(msg)
+            if port_open("127.0.0.1", self.port) and kafka_answers(self.bootstrap):
+                return
+            time.sleep(0.3)
+        self.stop()
+        msg = f"Kafka did not answer within {timeout_s:.0f}s; last log lines:\n{tail(self.logfile)}"
+        raise RuntimeError(msg)
+
+    def version_line(self) -> str:
+        """The version of the Kafka jars this node runs, read from the jar itself."""
+        return f"Apache Kafka {jar_version()}"
+
+    def stop(self) -> None:
+        pid = read_pid(self.pidfile)
+        if pid is not None:
+            stop_pid(pid, timeout_s=30.0)
+        self.pidfile.unlink(missing_ok=True)
+
+
+def _cluster_id() -> str:
+    # A KRaft cluster id is a base64url-encoded UUID (22 chars), what `random-uuid` prints.
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,0 +1,1 @@
+"""The taxrefund service (`tradepulse worker taxrefund`)."""

@@ -1,0 +1,1 @@
+"""Operator tools behind the ``tradepulse`` command: publish, tail, the main run."""

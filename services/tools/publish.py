@@ -1,0 +1,115 @@
+"""Publish CloudEvents by hand and read topics with their headers (``tradepulse publish|tail``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from services.common.kafka_admin import StartupError, partition_count
+from services.common.settings import Settings
+
+__all__ = ["publish_file", "tail_topic"]
+
+
+def _read_events(path: str) -> list[Any]:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # Not one JSON document: JSON lines, and a line that is not JSON is sent as it is.
+        return [line for line in text.splitlines() if line.strip()]
+    return doc if isinstance(doc, list) else [doc]
+
+
+def _encode(item: Any, *, binary: bool) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    if isinstance(item, str):  # a raw line that is not JSON, sent unchanged (to try the DLQ)
+        return None, item.encode(), []
+    if not isinstance(item, dict):
+        return None, orjson.dumps(item), [("content-type", b"application/cloudevents+json")]
+    key = str(item["subject"]).encode() if isinstance(item.get("subject"), str) else None
+    if not binary:
+        return key, orjson.dumps(item), [("content-type", b"application/cloudevents+json")]
+    attrs = {k: v for k, v in item.items() if k != "data"}
+    headers = [("content-type", b"application/json")]
+    headers += [(f"ce_{k}", str(v).encode()) for k, v in attrs.items()]
+    return key, orjson.dumps(item.get("data")), headers
+
+
+async def publish_file(settings: Settings, topic: str, path: str, *, binary: bool) -> int:
+    """Send each event of the file; prints partition and offset of each."""
+    if not await _partitions(settings, topic):
+        return 1
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list(), acks="all")
+    await producer.start()
+    try:
+        for item in _read_events(path):
+            key, value, headers = _encode(item, binary=binary)
+            meta = await producer.send_and_wait(settings.topic(topic), value, key=key, headers=headers)
+            print(f"sent to {meta.topic}[{meta.partition}]@{meta.offset}")
+    finally:
+        await producer.stop()
+    return 0
+
+
+async def tail_topic(settings: Settings, topic: str, *, limit: int, timeout_s: float) -> int:
+    """Print the last ``limit`` records of a topic: key, headers, value."""
+    name = settings.topic(topic)
+    count = await _partitions(settings, topic)
+    if not count:
+        return 1
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_list(),
+        group_id=None,
+        client_id=f"tradepulse-tail-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    await asyncio.sleep(0)  # let aiokafka's no-group routine start, or stop() re-raises its cancel
+    try:
+        tps = [TopicPartition(name, p) for p in range(count)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max(0, ends[tp] - limit))
+        shown = 0
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while [tp for tp in tps if await _behind(consumer, tp, ends[tp])]:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    headers = {k: v.decode(errors="replace") for k, v in r.headers}
+                    value = (r.value or b"").decode(errors="replace")
+                    print(orjson.dumps({
+                        "partition": r.partition, "offset": r.offset,
+                        "key": r.key.decode(errors="replace") if r.key else None,
+                        "headers": headers, "value": value,
+                    }).decode())
+                    shown += 1
+        print(f"({shown} records)", file=sys.stderr)
+    finally:
+        await consumer.stop()
+    return 0
+
+
+async def _partitions(settings: Settings, topic: str) -> int | None:
+    try:
+        count = await partition_count(settings.bootstrap_list(), settings.topic(topic), timeout_s=10)
+    except StartupError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    if not count:
+        print(f"topic {settings.topic(topic)} does not exist: start its worker "
+              "(`tradepulse worker <service>` creates its topics)", file=sys.stderr)
+    return count
+
+
+async def _behind(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
+    return bool(await consumer.position(tp) < end)

@@ -1,0 +1,104 @@
+"""``tradepulse run``: the main job. Local stack, every service, the URLs to look at; Ctrl-C
+stops everything cleanly (workers first, so they commit, then the stack)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+from services.common.settings import SERVICE_WEB_PORTS, load_settings
+from services.devstack.process import MissingTool
+from services.devstack.stack import STACK_HOME, Stack
+
+__all__ = ["run_main"]
+
+LOGS = STACK_HOME.parent / "logs"
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as resp:  # noqa: S310
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _spawn(service: str) -> tuple[subprocess.Popen[bytes], Path]:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / f"{service}.log"
+    out = log.open("ab")
+    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        [sys.executable, "-m", "services.cli", "worker", service],
+        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=os.environ.copy(),
+    )
+    return proc, log
+
+
+def run_main(*, services: list[str]) -> int:
+    settings = load_settings()
+    stack = Stack()
+    print("starting the local stack ...", flush=True)
+    try:
+        for line in stack.up():
+            print("  " + line)
+    except (MissingTool, RuntimeError) as exc:
+        print(f"tradepulse run: {exc}", file=sys.stderr)
+        return 2
+    procs = {s: _spawn(s) for s in services}
+    stopping = False
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    code = 0
+    try:
+        deadline = time.monotonic() + 120
+        pending = set(services)
+        while pending and not stopping and time.monotonic() < deadline:
+            for s in list(pending):
+                proc, log = procs[s]
+                if proc.poll() is not None:
+                    print(f"worker {s} exited with {proc.returncode}; see {log}", file=sys.stderr)
+                    return 1
+                if _ready(settings.web_port or SERVICE_WEB_PORTS[s]):
+                    pending.discard(s)
+            time.sleep(0.5)
+        if pending and not stopping:
+            print(f"workers not ready after 120 s: {sorted(pending)}; see {LOGS}", file=sys.stderr)
+            code = 1
+        print("\nTradePulse is running. Look at:")
+        for s in services:
+            port = settings.web_port or SERVICE_WEB_PORTS[s]
+            print(f"  {s:<10} http://127.0.0.1:{port}/metrics   /health   /ready   (log {procs[s][1]})")
+        print(f"  kafka      {settings.kafka_bootstrap_servers}   e.g. tradepulse tail customs.events.v1.dlq")
+        print(f"  postgres   {settings.database_url.get_secret_value()}")
+        print("Ctrl-C stops everything.", flush=True)
+        while not stopping:
+            for s, (proc, log) in procs.items():
+                if proc.poll() is not None:
+                    print(f"worker {s} exited with {proc.returncode}; see {log}", file=sys.stderr)
+                    stopping, code = True, 1
+            time.sleep(0.5)
+    finally:
+        print("stopping workers ...", flush=True)
+        for proc, _ in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, _ in procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print("stopping the stack ...", flush=True)
+        for line in stack.down():
+            print("  " + line)
+    return code
