@@ -89,8 +89,10 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     if args.check:
         drift = schemas_export.check()
         if drift:
-            print("schemas/ differs from the models; run `tradepulse schemas export`:\n  "
-                  + "\n  ".join(drift), file=sys.stderr)
+            print(
+                "schemas/ differs from the models; run `tradepulse schemas export`:\n  " + "\n  ".join(drift),
+                file=sys.stderr,
+            )
             return 1
         print("schemas/ matches the models")
         return 0
@@ -118,8 +120,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     unknown = sorted(set(args.services) - set(SERVICES))
     if unknown:
-        print(f"tradepulse run: unknown service {unknown[0]!r}; choose from {', '.join(SERVICES)}",
-              file=sys.stderr)
+        print(
+            f"tradepulse run: unknown service {unknown[0]!r}; choose from {', '.join(SERVICES)}",
+            file=sys.stderr,
+        )
         return 2
     return run_main(services=args.services or list(SERVICES))
 

@@ -164,8 +164,7 @@ def _build(attrs: dict[str, Any], data: dict[str, Any], topic: str) -> CloudEven
 
 
 def _attributes(event: Envelope) -> dict[str, Any]:
-    out = event.model_dump(mode="json", exclude_none=True, exclude={"data"})
-    return out
+    return event.model_dump(mode="json", exclude_none=True, exclude={"data"})
 
 
 def encode_structured(event: Envelope, data: DataModel | Mapping[str, Any]) -> tuple[Headers, bytes]:

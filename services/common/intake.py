@@ -21,7 +21,7 @@ from services.common.metrics import (
     EVENTS_DUPLICATE,
     EVENTS_INVALID,
 )
-from services.common.state import PartitionStore
+from services.common.state import StateStore
 
 __all__ = ["Intake", "RawRecord", "Rejected", "Screened", "dlq_headers", "screen"]
 
@@ -110,7 +110,7 @@ class Intake:
         self,
         *,
         topic: str,
-        store: PartitionStore,
+        store: StateStore,
         send_dlq: SendDlq,
         horizon_s: float,
         max_bytes: int,

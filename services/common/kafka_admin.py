@@ -6,6 +6,7 @@ Errors name the fix; nothing here retries forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,9 +37,7 @@ class TopicSpec:
 
 
 async def _admin(bootstrap: list[str], timeout_s: float) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
-    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout=timeout_s)
     except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
@@ -82,10 +81,8 @@ async def ensure_topics(
                 if s.retention_ms is not None:
                     config["retention.ms"] = str(s.retention_ms)
                 new.append(NewTopic(s.name, s.partitions, replication, topic_configs=config))
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another worker won the race
             log.info("created topics", extra={"topics": [s.name for s in missing]})
         described = await admin.describe_topics([s.name for s in specs if s.must_match_partitions])
         counts = {d["topic"]: len(d["partitions"]) for d in described}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from services.common.events import CATALOG, DOMAINS, INDICATOR_TYPE, IndicatorEvent
 from services.common.topics import INDICATOR_TOPICS, dlq_topic
@@ -16,6 +17,13 @@ __all__ = ["SCHEMA_DIR", "check", "generate", "write"]
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 BASE_ID = "https://tradepulse.example/schemas/"
+
+
+def model_examples(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The ``examples`` a model declares in its config."""
+    extra = model.model_config.get("json_schema_extra")
+    found = extra.get("examples") if isinstance(extra, dict) else None
+    return [dict(e) for e in found if isinstance(e, dict)] if isinstance(found, list) else []
 
 
 def _schema(model: Any, name: str, examples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -31,41 +39,42 @@ def _schema(model: Any, name: str, examples: list[dict[str, Any]]) -> dict[str, 
 def event_examples(type_name: str) -> list[dict[str, Any]]:
     """Whole CloudEvents built from the data model's examples; the drift test validates them."""
     spec = CATALOG[type_name]
-    extra = spec.data_model.model_config.get("json_schema_extra") or {}
-    datas = extra.get("examples", []) if isinstance(extra, dict) else []
+    datas = model_examples(spec.data_model)
     domain = next(d for d in DOMAINS.values() if d.topic == spec.topic)
     out = []
     for i, data in enumerate(datas):
         subject = domain.subject_of(spec.data_model.model_validate(data))
-        out.append({
-            "specversion": "1.0",
-            "id": f"{type_name}-example-{i + 1}",
-            "source": f"/{spec.topic.split('.')[0]}/example",
-            "type": type_name,
-            "time": "2025-03-01T08:30:00+08:00",
-            "subject": subject,
-            "data": data,
-        })
+        out.append(
+            {
+                "specversion": "1.0",
+                "id": f"{type_name}-example-{i + 1}",
+                "source": f"/{spec.topic.split('.')[0]}/example",
+                "type": type_name,
+                "time": "2025-03-01T08:30:00+08:00",
+                "subject": subject,
+                "data": data,
+            }
+        )
     return out
 
 
 def indicator_examples() -> list[dict[str, Any]]:
     from services.common.events import IndicatorWindow
 
-    extra = IndicatorWindow.model_config.get("json_schema_extra") or {}
-    datas = extra.get("examples", []) if isinstance(extra, dict) else []
     out = []
-    for data in datas:
+    for data in model_examples(IndicatorWindow):
         window = IndicatorWindow.model_validate(data, strict=False)
-        out.append({
-            "specversion": "1.0",
-            "id": f"{window.key}|r{window.revision}",
-            "source": "/tradepulse/customs",
-            "type": INDICATOR_TYPE,
-            "time": "2025-03-01T09:00:05+08:00",
-            "subject": window.key,
-            "data": data,
-        })
+        out.append(
+            {
+                "specversion": "1.0",
+                "id": f"{window.key}|r{window.revision}",
+                "source": "/tradepulse/customs",
+                "type": INDICATOR_TYPE,
+                "time": "2025-03-01T09:00:05+08:00",
+                "subject": window.key,
+                "data": data,
+            }
+        )
     return out
 
 
@@ -127,9 +136,16 @@ def _asyncapi() -> dict[str, Any]:
             "type": "object",
             "required": ["dlq_reason", "dlq_detail", "dlq_topic", "dlq_partition", "dlq_offset"],
             "properties": {
-                "dlq_reason": {"type": "string", "enum": [
-                    "invalid_json", "invalid_envelope", "unknown_type", "invalid_data",
-                    "processing_error"]},
+                "dlq_reason": {
+                    "type": "string",
+                    "enum": [
+                        "invalid_json",
+                        "invalid_envelope",
+                        "unknown_type",
+                        "invalid_data",
+                        "processing_error",
+                    ],
+                },
                 "dlq_detail": {"type": "string"},
                 "dlq_topic": {"type": "string"},
                 "dlq_partition": {"type": "string"},
@@ -179,7 +195,7 @@ def write(directory: Path = SCHEMA_DIR) -> list[str]:
     files = generate()
     for name, text in files.items():
         (directory / name).write_text(text)
-    for stale in set(p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}) - set(files):
+    for stale in {p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}} - set(files):
         (directory / stale).unlink()
     return sorted(files)
 
@@ -187,7 +203,11 @@ def write(directory: Path = SCHEMA_DIR) -> list[str]:
 def check(directory: Path = SCHEMA_DIR) -> list[str]:
     """Names of files that are missing, stale or differ from what the models generate."""
     files = generate()
-    present = {p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}} if directory.exists() else set()
+    present = (
+        {p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}}
+        if directory.exists()
+        else set()
+    )
     drift = [n for n, t in files.items() if not (directory / n).exists() or (directory / n).read_text() != t]
     drift += sorted(present - set(files))
     return sorted(drift)

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["LOCAL_DATABASE_URL", "LOCAL_KAFKA", "Settings", "SERVICE_WEB_PORTS", "load_settings"]
+__all__ = ["LOCAL_DATABASE_URL", "LOCAL_KAFKA", "SERVICE_WEB_PORTS", "Settings", "load_settings"]
 
 LOCAL_KAFKA = "127.0.0.1:19092"
 LOCAL_DATABASE_URL = "postgresql://tradepulse@127.0.0.1:15432/tradepulse"
@@ -27,9 +27,7 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: Annotated[
         str, Field(validation_alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
     ] = LOCAL_KAFKA
-    database_url: Annotated[SecretStr, Field(validation_alias="DATABASE_URL")] = SecretStr(
-        LOCAL_DATABASE_URL
-    )
+    database_url: Annotated[SecretStr, Field(validation_alias="DATABASE_URL")] = SecretStr(LOCAL_DATABASE_URL)
     topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]*$")] = ""
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 4
     topic_replication: Annotated[int, Field(ge=1, le=16)] = 1

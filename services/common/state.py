@@ -13,11 +13,21 @@ Faust flushes the producer before it commits offsets, so committed input is alwa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 
-__all__ = ["PartitionStore"]
+__all__ = ["PartitionStore", "StateStore"]
+
+
+class StateStore(Protocol):
+    """Per-partition byte values; what the intake and the services keep their state in."""
+
+    def put(self, partition: int, kind: str, name: str, value: bytes) -> None: ...
+
+    def delete(self, partition: int, kind: str, name: str) -> None: ...
+
+    def items(self, partition: int, kind: str) -> Iterator[tuple[str, bytes]]: ...
 
 
 class PartitionStore:

@@ -73,7 +73,7 @@ def create_app(settings: Settings, *, service: str) -> faust.App:
     )
 
 
-def _raw(event: EventT) -> RawRecord:
+def _raw(event: EventT[Any]) -> RawRecord:
     m = event.message
     return RawRecord(
         topic=m.topic,
@@ -110,9 +110,15 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
     """Wire the app: input topic, dead-letter topic, state table, agent, web pages."""
     domain = DOMAINS[spec.name]
     app = create_app(settings, service=spec.name)
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     partitions = settings.topic_partitions
-    source = app.topic(settings.topic(domain.topic), partitions=partitions, **raw)
+    source = app.topic(
+        settings.topic(domain.topic),
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     dlq_name = settings.topic(dlq_topic(domain.topic))
     store = PartitionStore(app, "state", partitions=partitions)
 
@@ -151,7 +157,7 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
         async for events in stream.noack_take(settings.batch_max_events, settings.batch_within_s):
             await _process(stream, events)
 
-    async def _process(stream: Any, events: Sequence[EventT]) -> None:
+    async def _process(stream: Any, events: Sequence[EventT[Any]]) -> None:
         records = [_raw(e) for e in events]
         accepted = await intake.take(records)
         if logic is not None:
@@ -166,16 +172,21 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
         for e in events:
             await stream.ack(e)
 
-    @app.on_partitions_revoked.connect
-    async def _on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types handlers with mypy_extensions VarArg
+    async def _on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked = args[0] if args else kwargs.get("revoked", set())
         intake.forget(tp.partition for tp in revoked if tp.topic == source.get_topic_name())
 
     _add_pages(app, spec.name)
     topics = [
         TopicSpec(source.get_topic_name(), partitions),
         TopicSpec(dlq_name, partitions, must_match_partitions=False),
-        TopicSpec(settings.topic(indicator_topic(spec.name)), partitions, compacted=True,
-                  must_match_partitions=False),
+        TopicSpec(
+            settings.topic(indicator_topic(spec.name)),
+            partitions,
+            compacted=True,
+            must_match_partitions=False,
+        ),
     ]
     return Worker(app=app, intake=intake, settings=settings, service=spec.name, topics=topics)
 

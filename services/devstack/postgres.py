@@ -72,13 +72,17 @@ class PostgresCluster:
                 shutil.chown(path, "postgres", "postgres")
 
     def version(self) -> str:
-        done = subprocess.run([self._bin("postgres"), "--version"], capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [self._bin("postgres"), "--version"], capture_output=True, text=True, check=True
+        )
         return done.stdout.strip()
 
     def running(self) -> bool:
         if not (self.datadir / "postmaster.pid").exists():
             return False
-        return self._run([self._bin("pg_ctl"), "-D", str(self.datadir), "status"], check=False).returncode == 0
+        return (
+            self._run([self._bin("pg_ctl"), "-D", str(self.datadir), "status"], check=False).returncode == 0
+        )
 
     def start(self) -> None:
         """initdb on first use, start, wait until it accepts connections, create the database."""
@@ -87,24 +91,66 @@ class PostgresCluster:
             return
         self._own()
         if not (self.datadir / "PG_VERSION").exists():
-            self._run([initdb, "-D", str(self.datadir), "-U", self.user, "--auth=trust",
-                       "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"])
+            self._run(
+                [
+                    initdb,
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-instructions",
+                ]
+            )
         if port_open("127.0.0.1", self.port):
             msg = f"port {self.port} is already in use; set TRADEPULSE_STACK_PG_PORT"
             raise RuntimeError(msg)
-        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.home} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        done = self._run([pg_ctl, "-D", str(self.datadir), "-l", str(self.logfile), "-o", opts,
-                          "-w", "-t", "60", "start"], check=False)
+        opts = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.home} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        done = self._run(
+            [pg_ctl, "-D", str(self.datadir), "-l", str(self.logfile), "-o", opts, "-w", "-t", "60", "start"],
+            check=False,
+        )
         if done.returncode != 0:
             msg = f"PostgreSQL did not start:\n{done.stdout}{done.stderr}\n{tail(self.logfile)}"
             raise RuntimeError(msg)
         psql = self._bin("psql") if (PG_BIN / "psql").exists() else shutil.which("psql") or "psql"
-        exists = self._run([psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d",
-                            "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname='{self.database}'"])
+        exists = self._run(
+            [
+                psql,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                "postgres",
+                "-tAc",
+                f"SELECT 1 FROM pg_database WHERE datname='{self.database}'",
+            ]
+        )
         if exists.stdout.strip() != "1":
-            self._run([psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d",
-                       "postgres", "-c", f'CREATE DATABASE "{self.database}"'])
+            self._run(
+                [
+                    psql,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    self.user,
+                    "-d",
+                    "postgres",
+                    "-c",
+                    f'CREATE DATABASE "{self.database}"',
+                ]
+            )
 
     def stop(self) -> None:
         if self.datadir.exists() and self.running():

@@ -87,11 +87,17 @@ async def tail_topic(settings: Settings, topic: str, *, limit: int, timeout_s: f
                 for r in records:
                     headers = {k: v.decode(errors="replace") for k, v in r.headers}
                     value = (r.value or b"").decode(errors="replace")
-                    print(orjson.dumps({
-                        "partition": r.partition, "offset": r.offset,
-                        "key": r.key.decode(errors="replace") if r.key else None,
-                        "headers": headers, "value": value,
-                    }).decode())
+                    print(
+                        orjson.dumps(
+                            {
+                                "partition": r.partition,
+                                "offset": r.offset,
+                                "key": r.key.decode(errors="replace") if r.key else None,
+                                "headers": headers,
+                                "value": value,
+                            }
+                        ).decode()
+                    )
                     shown += 1
         print(f"({shown} records)", file=sys.stderr)
     finally:
@@ -106,8 +112,11 @@ async def _partitions(settings: Settings, topic: str) -> int | None:
         print(exc, file=sys.stderr)
         return None
     if not count:
-        print(f"topic {settings.topic(topic)} does not exist: start its worker "
-              "(`tradepulse worker <service>` creates its topics)", file=sys.stderr)
+        print(
+            f"topic {settings.topic(topic)} does not exist: start its worker "
+            "(`tradepulse worker <service>` creates its topics)",
+            file=sys.stderr,
+        )
     return count
 
 

@@ -17,12 +17,12 @@ from services.common.events.indicator import INDICATOR_TYPE, IndicatorWindow
 __all__ = [
     "CATALOG",
     "DOMAINS",
+    "INDICATOR_TYPE",
     "CloudEvent",
     "DataModel",
     "Domain",
     "Envelope",
     "EventSpec",
-    "INDICATOR_TYPE",
     "IndicatorEvent",
     "IndicatorWindow",
 ]
@@ -32,7 +32,7 @@ __all__ = [
 class EventSpec:
     """One event type of the catalog."""
 
-    type: str
+    name: str
     topic: str
     data_model: type[DataModel]
     model: type[CloudEvent]

@@ -26,11 +26,10 @@ __all__ = [
     "TradeMode",
     "TransportMode",
     "Uscc",
+    "examples",
 ]
 
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 def _parse_rfc3339(value: Any) -> datetime:
@@ -73,6 +72,11 @@ def _check_decimal(value: str) -> str:
     return value
 
 
+def examples(*items: Any) -> ConfigDict:
+    """Model config carrying JSON examples; every example must validate (a test checks)."""
+    return ConfigDict(json_schema_extra={"examples": list(items)})
+
+
 class ContractModel(BaseModel):
     """Base of every contract model: immutable, strict about types."""
 
@@ -96,9 +100,7 @@ class Money(ContractModel):
     ]
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"amount": "1234.50", "currency": "CNY"}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"amount": "1234.50", "currency": "CNY"}]})
 
     @property
     def value(self) -> Decimal:

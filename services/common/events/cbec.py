@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from services.common.events.base import CustomsCode, DataModel, IeFlag, Money, NonEmptyStr
+from services.common.events.base import CustomsCode, DataModel, IeFlag, Money, NonEmptyStr, examples
 
-ORDER = {"order_no": "SO20251111000123", "ebp_code": "4401986XYZ"}
-LIST = {**ORDER, "invt_no": "51412025I000012345"}
-
-
-def _examples(*items: dict[str, object]) -> ConfigDict:
-    return ConfigDict(json_schema_extra={"examples": list(items)})
+ORDER: dict[str, object] = {"order_no": "SO20251111000123", "ebp_code": "4401986XYZ"}
+LIST: dict[str, object] = {**ORDER, "invt_no": "51412025I000012345"}
 
 
 class OrderRef(DataModel):
@@ -25,7 +21,7 @@ class OrderDeclared(OrderRef):
     ebc_code: NonEmptyStr
     ie_flag: IeFlag
     goods_value: Money
-    model_config = _examples(
+    model_config = examples(
         {
             **ORDER,
             "ebc_code": "4401960ABC",
@@ -38,7 +34,7 @@ class OrderDeclared(OrderRef):
 class PaymentDeclared(OrderRef):
     pay_code: NonEmptyStr
     amount: Money
-    model_config = _examples(
+    model_config = examples(
         {**ORDER, "pay_code": "312226T001", "amount": {"amount": "299.00", "currency": "CNY"}}
     )
 
@@ -46,7 +42,7 @@ class PaymentDeclared(OrderRef):
 class WaybillDeclared(OrderRef):
     logistics_code: NonEmptyStr
     logistics_no: NonEmptyStr
-    model_config = _examples({**ORDER, "logistics_code": "4401984XXX", "logistics_no": "SF1234567890"})
+    model_config = examples({**ORDER, "logistics_code": "4401984XXX", "logistics_no": "SF1234567890"})
 
 
 class ListDeclared(OrderRef):
@@ -55,7 +51,7 @@ class ListDeclared(OrderRef):
     supervision_mode: Literal["9610", "1210", "9710", "9810"]
     ie_flag: IeFlag
     total_value: Money
-    model_config = _examples(
+    model_config = examples(
         {
             **LIST,
             "customs_code": "5141",
@@ -72,12 +68,12 @@ class ListStatus(OrderRef):
 
     invt_no: NonEmptyStr
     status: Annotated[int, Field(ge=1, le=999)]
-    model_config = _examples({**LIST, "status": 120}, {**LIST, "status": 800})
+    model_config = examples({**LIST, "status": 120}, {**LIST, "status": 800})
 
 
 class ReturnRequested(OrderRef):
     invt_no: NonEmptyStr
-    model_config = _examples(LIST)
+    model_config = examples(LIST)
 
 
 TOPIC = "cbec.events.v1"
@@ -93,4 +89,7 @@ EVENTS: dict[str, type[DataModel]] = {
 
 def subject_of(data: DataModel) -> str:
     """The CloudEvent ``subject`` the contract names for this payload: ``<ebp_code>:<order_no>``."""
-    return f"{getattr(data, 'ebp_code')}:{getattr(data, 'order_no')}"
+    if not isinstance(data, OrderRef):
+        msg = f"{type(data).__name__} is not a CBEC event"
+        raise TypeError(msg)
+    return f"{data.ebp_code}:{data.order_no}"

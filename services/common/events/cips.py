@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, StringConstraints
+from pydantic import StringConstraints
 
-from services.common.events.base import DataModel, EntryId, Money, NonEmptyStr
+from services.common.events.base import DataModel, EntryId, Money, NonEmptyStr, examples
 
 UETR = "8a562c67-ca16-48ba-b074-65581be6f011"
 Uetr = Annotated[
@@ -15,17 +15,12 @@ Uetr = Annotated[
 ]
 
 
-def _examples(*items: dict[str, object]) -> ConfigDict:
-    return ConfigDict(json_schema_extra={"examples": list(items)})
-
-
 class PaymentRef(DataModel):
     uetr: Uetr
-    model_config = _examples({"uetr": UETR})
+    model_config = examples({"uetr": UETR})
 
 
-class PaymentInitiated(DataModel):
-    uetr: Uetr
+class PaymentInitiated(PaymentRef):
     msg_type: Literal["customer", "fi"]
     debtor_agent: NonEmptyStr
     creditor_agent: NonEmptyStr
@@ -33,7 +28,7 @@ class PaymentInitiated(DataModel):
     amount: Money
     purpose: Literal["goods", "services", "capital", "other"]
     linked_entry_ids: list[EntryId] | None = None
-    model_config = _examples(
+    model_config = examples(
         {
             "uetr": UETR,
             "msg_type": "customer",
@@ -55,21 +50,19 @@ class PaymentSettled(PaymentRef):
     pass
 
 
-class PaymentRejected(DataModel):
-    uetr: Uetr
+class PaymentRejected(PaymentRef):
     reason_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{4}$")]
-    model_config = _examples({"uetr": UETR, "reason_code": "AC04"})
+    model_config = examples({"uetr": UETR, "reason_code": "AC04"})
 
 
 class PaymentCredited(PaymentRef):
     pass
 
 
-class PaymentReturned(DataModel):
-    uetr: Uetr
+class PaymentReturned(PaymentRef):
     reason_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{4}$")]
     amount: Money
-    model_config = _examples(
+    model_config = examples(
         {"uetr": UETR, "reason_code": "AC01", "amount": {"amount": "2000000.00", "currency": "CNY"}}
     )
 
@@ -87,4 +80,7 @@ EVENTS: dict[str, type[DataModel]] = {
 
 def subject_of(data: DataModel) -> str:
     """The CloudEvent ``subject`` the contract names for this payload."""
-    return str(getattr(data, "uetr"))
+    if not isinstance(data, PaymentRef):
+        msg = f"{type(data).__name__} is not a CIPS event"
+        raise TypeError(msg)
+    return data.uetr

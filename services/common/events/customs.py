@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import ConfigDict, model_validator
+from pydantic import model_validator
 
 from services.common.events.base import (
     CreditClass,
@@ -17,21 +17,18 @@ from services.common.events.base import (
     TradeMode,
     TransportMode,
     Uscc,
+    examples,
 )
 
 ENTRY = "514120250000012345"  # Baiyun airport export entry number used in examples
 ENTRY_IMPORT = "516520251000067890"
 
 
-def _examples(*items: dict[str, object]) -> ConfigDict:
-    return ConfigDict(json_schema_extra={"examples": list(items)})
-
-
 class EntryRef(DataModel):
     """Events that name only the declaration."""
 
     entry_id: EntryId
-    model_config = _examples({"entry_id": ENTRY})
+    model_config = examples({"entry_id": ENTRY})
 
 
 class TransportArrived(DataModel):
@@ -39,13 +36,12 @@ class TransportArrived(DataModel):
     customs_code: CustomsCode
     ie_flag: IeFlag
     transport_mode: TransportMode
-    model_config = _examples(
+    model_config = examples(
         {"bill_no": "COSU6283715090", "customs_code": "5165", "ie_flag": "I", "transport_mode": "2"}
     )
 
 
-class DeclarationLodged(DataModel):
-    entry_id: EntryId
+class DeclarationLodged(EntryRef):
     bill_no: NonEmptyStr | None = None
     customs_code: CustomsCode
     ie_flag: IeFlag
@@ -55,7 +51,7 @@ class DeclarationLodged(DataModel):
     declared_value: Money
     consignee_uscc: Uscc
     declaration_kind: Literal["one_time", "two_step_summary", "advance"] | None = None
-    model_config = _examples(
+    model_config = examples(
         {
             "entry_id": "516520251000067890",
             "bill_no": "COSU6283715090",
@@ -86,33 +82,29 @@ class DeclarationAccepted(EntryRef):
     pass
 
 
-class DeclarationRejected(DataModel):
-    entry_id: EntryId
+class DeclarationRejected(EntryRef):
     reason_code: NonEmptyStr
-    model_config = _examples({"entry_id": ENTRY, "reason_code": "R012"})
+    model_config = examples({"entry_id": ENTRY, "reason_code": "R012"})
 
 
-class RiskDecided(DataModel):
-    entry_id: EntryId
+class RiskDecided(EntryRef):
     channel: Literal["auto_release", "document_review", "inspection"]
-    model_config = _examples({"entry_id": ENTRY, "channel": "auto_release"})
+    model_config = examples({"entry_id": ENTRY, "channel": "auto_release"})
 
 
 class InspectionOrdered(EntryRef):
     pass
 
 
-class InspectionCompleted(DataModel):
-    entry_id: EntryId
+class InspectionCompleted(EntryRef):
     outcome: Literal["pass", "discrepancy", "seized"]
-    model_config = _examples({"entry_id": ENTRY, "outcome": "pass"})
+    model_config = examples({"entry_id": ENTRY, "outcome": "pass"})
 
 
-class DutyPaid(DataModel):
-    entry_id: EntryId
+class DutyPaid(EntryRef):
     amount: Money
     method: Literal["cash", "guarantee", "auto"]
-    model_config = _examples(
+    model_config = examples(
         {"entry_id": ENTRY, "amount": {"amount": "10556.00", "currency": "CNY"}, "method": "auto"}
     )
 
@@ -144,4 +136,7 @@ def subject_of(data: DataModel) -> str:
     """The CloudEvent ``subject`` the contract names for this payload."""
     if isinstance(data, TransportArrived):
         return data.bill_no
-    return str(getattr(data, "entry_id"))
+    if not isinstance(data, EntryRef):
+        msg = f"{type(data).__name__} is not a customs event"
+        raise TypeError(msg)
+    return data.entry_id

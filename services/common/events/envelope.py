@@ -9,7 +9,7 @@ from pydantic import Field, StringConstraints
 
 from services.common.events.base import ContractModel, DataModel, NonEmptyStr, Rfc3339
 
-__all__ = ["CloudEvent", "Envelope", "OPTIONAL_ATTRIBUTES", "REQUIRED_ATTRIBUTES"]
+__all__ = ["OPTIONAL_ATTRIBUTES", "REQUIRED_ATTRIBUTES", "CloudEvent", "Envelope"]
 
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "subject")
 OPTIONAL_ATTRIBUTES = ("datacontenttype", "dataschema", "partitionkey", "traceparent", "tracestate")

@@ -4,30 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from services.common.events.base import DataModel, EntryId, Money, NonEmptyStr, Uscc
+from services.common.events.base import DataModel, EntryId, Money, NonEmptyStr, Uscc, examples
 
 REFUND = "RF4401012025110000123"
 
 
-def _examples(*items: dict[str, object]) -> ConfigDict:
-    return ConfigDict(json_schema_extra={"examples": list(items)})
-
-
 class RefundRef(DataModel):
     refund_id: NonEmptyStr
-    model_config = _examples({"refund_id": REFUND})
+    model_config = examples({"refund_id": REFUND})
 
 
-class RefundDeclared(DataModel):
-    refund_id: NonEmptyStr
+class RefundDeclared(RefundRef):
     taxpayer_uscc: Uscc
     mgmt_category: Annotated[int, Field(ge=1, le=4)]
     tax_office: NonEmptyStr
     claimed_amount: Money
     entry_ids: list[EntryId]
-    model_config = _examples(
+    model_config = examples(
         {
             "refund_id": REFUND,
             "taxpayer_uscc": "91440101MA5CXXXX1A",
@@ -43,34 +38,28 @@ class RefundAccepted(RefundRef):
     pass
 
 
-class RefundFlagged(DataModel):
-    refund_id: NonEmptyStr
+class RefundFlagged(RefundRef):
     doubt_codes: list[NonEmptyStr]
-    model_config = _examples({"refund_id": REFUND, "doubt_codes": ["D03"]})
+    model_config = examples({"refund_id": REFUND, "doubt_codes": ["D03"]})
 
 
-class RefundRejected(DataModel):
-    refund_id: NonEmptyStr
+class RefundRejected(RefundRef):
     reason_code: NonEmptyStr
-    model_config = _examples({"refund_id": REFUND, "reason_code": "T21"})
+    model_config = examples({"refund_id": REFUND, "reason_code": "T21"})
 
 
-class RefundApproved(DataModel):
-    refund_id: NonEmptyStr
+class RefundApproved(RefundRef):
     approved_amount: Money
-    model_config = _examples(
+    model_config = examples(
         {"refund_id": REFUND, "approved_amount": {"amount": "105560.00", "currency": "CNY"}}
     )
 
 
-class RefundIssued(DataModel):
+class RefundIssued(RefundRef):
     """Treasury refund issued (退库)."""
 
-    refund_id: NonEmptyStr
     amount: Money
-    model_config = _examples(
-        {"refund_id": REFUND, "amount": {"amount": "105560.00", "currency": "CNY"}}
-    )
+    model_config = examples({"refund_id": REFUND, "amount": {"amount": "105560.00", "currency": "CNY"}})
 
 
 class RefundCredited(RefundIssued):
@@ -91,4 +80,7 @@ EVENTS: dict[str, type[DataModel]] = {
 
 def subject_of(data: DataModel) -> str:
     """The CloudEvent ``subject`` the contract names for this payload."""
-    return str(getattr(data, "refund_id"))
+    if not isinstance(data, RefundRef):
+        msg = f"{type(data).__name__} is not a refund event"
+        raise TypeError(msg)
+    return data.refund_id

@@ -1,0 +1,65 @@
+"""Builders of test CloudEvents and records; every test starts from a valid event and breaks one thing."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+
+from services.common.intake import RawRecord
+
+TOPIC = "customs.events.v1"
+ENTRY = "514120250000012345"
+_ids = itertools.count(1)
+
+
+def accepted_event(**overrides: Any) -> dict[str, Any]:
+    """A valid ``customs.declaration.accepted`` CloudEvent as a dict."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": f"evt-{next(_ids)}",
+        "source": "/singlewindow/5141",
+        "type": "customs.declaration.accepted",
+        "time": "2025-03-01T08:30:00+08:00",
+        "subject": ENTRY,
+        "data": {"entry_id": ENTRY},
+    }
+    event.update(overrides)
+    return event
+
+
+def lodged_event(**data_overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "entry_id": "516520251000067890",
+        "bill_no": "COSU6283715090",
+        "customs_code": "5165",
+        "ie_flag": "I",
+        "trade_mode": "0110",
+        "transport_mode": "2",
+        "credit_class": "general",
+        "declared_value": {"amount": "812000.00", "currency": "CNY"},
+        "consignee_uscc": "91440101MA5CXXXX1A",
+    }
+    data.update(data_overrides)
+    return accepted_event(type="customs.declaration.lodged", subject=data["entry_id"], data=data)
+
+
+def structured(event: dict[str, Any]) -> tuple[list[tuple[str, bytes]], bytes]:
+    return [("content-type", b"application/cloudevents+json")], orjson.dumps(event)
+
+
+def binary(event: dict[str, Any]) -> tuple[list[tuple[str, bytes]], bytes]:
+    headers = [("content-type", b"application/json")]
+    headers += [(f"ce_{k}", str(v).encode()) for k, v in event.items() if k != "data"]
+    return headers, orjson.dumps(event["data"])
+
+
+def record(
+    value: bytes | None,
+    headers: list[tuple[str, bytes]] | None = None,
+    *,
+    partition: int = 0,
+    offset: int = 0,
+) -> RawRecord:
+    return RawRecord(TOPIC, partition, offset, None, value, headers or [])

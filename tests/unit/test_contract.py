@@ -1,0 +1,121 @@
+"""The contract in code: catalog completeness, examples that validate, committed schemas in step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from services.common import schemas_export
+from services.common.codec import decode, encode_binary, encode_structured
+from services.common.events import CATALOG, DOMAINS, Envelope, IndicatorEvent, IndicatorWindow
+from services.common.topics import INDICATOR_TOPICS, dlq_topic
+
+CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "docs" / "contract.md"
+
+EXPECTED_TYPES = {
+    "customs.events.v1": {
+        "customs.transport.arrived", "customs.declaration.lodged", "customs.declaration.accepted",
+        "customs.declaration.rejected", "customs.declaration.risk_decided", "customs.inspection.ordered",
+        "customs.inspection.completed", "customs.duty.paid", "customs.declaration.released",
+        "customs.goods.exited",
+    },
+    "taxrefund.events.v1": {
+        "taxrefund.refund.declared", "taxrefund.refund.accepted", "taxrefund.refund.flagged",
+        "taxrefund.refund.rejected", "taxrefund.refund.approved", "taxrefund.refund.issued",
+        "taxrefund.refund.credited",
+    },
+    "cips.events.v1": {
+        "cips.payment.initiated", "cips.payment.submitted", "cips.payment.settled",
+        "cips.payment.rejected", "cips.payment.credited", "cips.payment.returned",
+    },
+    "cbec.events.v1": {
+        "cbec.order.declared", "cbec.payment.declared", "cbec.waybill.declared", "cbec.list.declared",
+        "cbec.list.status", "cbec.return.requested",
+    },
+}
+
+
+def test_catalog_has_exactly_the_event_types_of_the_contract() -> None:
+    assert {d.topic: set(d.events) for d in DOMAINS.values()} == EXPECTED_TYPES
+
+
+@pytest.mark.skipif(not CONTRACT.exists(), reason="shared/docs not beside the checkout")
+def test_every_event_type_named_in_contract_md_is_in_the_catalog() -> None:
+    import re
+
+    text = CONTRACT.read_text()
+    catalog = text[text.index("## 2. Input topics") : text.index("## 3. Bad input")]
+    named = set(re.findall(r"^\| `((?:customs|taxrefund|cips|cbec)\.[a-z_.]+)` \|", catalog, re.M))
+    assert named == set(CATALOG)
+
+
+@pytest.mark.parametrize("type_name", sorted(CATALOG))
+def test_every_example_validates_and_decodes_in_both_modes(type_name: str) -> None:
+    examples = schemas_export.event_examples(type_name)
+    assert examples, f"{type_name} has no example"
+    spec = CATALOG[type_name]
+    for example in examples:
+        spec.model.model_validate(example, strict=False)
+        env = Envelope.model_validate({k: v for k, v in example.items() if k != "data"}, strict=False)
+        s_headers, s_value = encode_structured(env, example["data"])
+        b_headers, b_value = encode_binary(env, example["data"])
+        assert decode(s_value, s_headers, topic=spec.topic) == decode(b_value, b_headers, topic=spec.topic)
+
+
+@pytest.mark.parametrize("type_name", sorted(CATALOG))
+def test_committed_json_schema_accepts_the_examples(type_name: str) -> None:
+    schema = json.loads((schemas_export.SCHEMA_DIR / f"{type_name}.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for example in schema["examples"]:
+        jsonschema.validate(example, schema)
+
+
+def test_indicator_examples_validate() -> None:
+    schema = json.loads((schemas_export.SCHEMA_DIR / "indicator.window.json").read_text())
+    for example in schema["examples"]:
+        jsonschema.validate(example, schema)
+        event = IndicatorEvent.model_validate(example, strict=False)
+        assert event.subject == event.data.key
+
+
+def test_indicator_key_sorts_dimensions() -> None:
+    window = IndicatorWindow.model_validate(
+        schemas_export.indicator_examples()[0]["data"], strict=False
+    )
+    assert window.key == (
+        "customs.release_time|PT1H|2025-03-01T08:00:00+08:00|customs_code=5165,ie_flag=I,transport_mode=2"
+    )
+
+
+def test_committed_schemas_equal_what_the_models_generate() -> None:
+    drift = schemas_export.check()
+    assert drift == [], f"run `tradepulse schemas export`; stale: {drift}"
+
+
+def test_drift_check_notices_a_changed_file(tmp_path: Path) -> None:
+    schemas_export.write(tmp_path)
+    assert schemas_export.check(tmp_path) == []
+    victim = tmp_path / "customs.declaration.lodged.json"
+    victim.write_text(victim.read_text().replace("entry_id", "entry_no"))
+    (tmp_path / "obsolete.json").write_text("{}")
+    assert schemas_export.check(tmp_path) == ["customs.declaration.lodged.json", "obsolete.json"]
+
+
+def test_asyncapi_names_every_topic_with_its_senders_and_receivers() -> None:
+    doc: dict[str, Any] = yaml.safe_load((schemas_export.SCHEMA_DIR / "asyncapi.yaml").read_text())
+    assert doc["asyncapi"].startswith("3.")
+    addresses = {c["address"] for c in doc["channels"].values()}
+    inputs = set(EXPECTED_TYPES)
+    assert addresses == inputs | {dlq_topic(t) for t in inputs} | set(INDICATOR_TOPICS.values())
+    refs = {op["channel"]["$ref"].split("/")[-1]: op["action"] for op in doc["operations"].values()}
+    for name in DOMAINS:
+        assert refs[name] == "receive"
+        assert refs[f"{name}_dlq"] == "send"
+        assert refs[f"{name}_indicators"] == "send"
+    messages = {m["name"] for m in doc["components"]["messages"].values()}
+    assert set(CATALOG) <= messages

@@ -1,0 +1,93 @@
+"""The intake path: screening, dead-letter headers, durable dedup across a simulated restart."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from services.common.codec import DlqReason
+from services.common.intake import Intake, Rejected, dlq_headers
+from tests.factories import TOPIC, accepted_event, binary, record, structured
+from tests.memory_store import MemoryStore
+
+
+def _intake(store: MemoryStore, sent: list[Rejected], *, now: list[float] | None = None) -> Intake:
+    clock = now or [1_000.0]
+
+    async def send(rejected: Rejected) -> None:
+        sent.append(rejected)
+
+    return Intake(
+        topic=TOPIC, store=store, send_dlq=send, horizon_s=3600, max_bytes=4096, clock=lambda: clock[0]
+    )
+
+
+async def test_batch_splits_into_accepted_rejected_and_duplicates() -> None:
+    store, sent = MemoryStore(), []
+    intake = _intake(store, sent)
+    good = accepted_event()
+    records = [
+        record(structured(good)[1], structured(good)[0]),
+        record(b"{oops", [("content-type", b"application/cloudevents+json")], offset=1),
+        record(binary(good)[1], binary(good)[0], offset=2),
+    ]
+    accepted = await intake.take(records)
+    assert [e.id for _, e in accepted] == [good["id"]]
+    assert [(r.reason, r.record.offset) for r in sent] == [(DlqReason.INVALID_JSON, 1)]
+
+
+async def test_state_is_written_once_per_partition_per_batch_not_per_event() -> None:
+    store, sent = MemoryStore(), []
+    intake = _intake(store, sent)
+    records = [
+        record(structured(accepted_event())[1], partition=i % 2, offset=i) for i in range(100)
+    ]
+    await intake.take(records)
+    assert store.writes == 2
+
+
+async def test_duplicates_are_recognised_after_a_restart_from_the_store() -> None:
+    store, sent = MemoryStore(), []
+    event = accepted_event()
+    first = _intake(store, sent)
+    assert len(await first.take([record(structured(event)[1])])) == 1
+    restarted = _intake(store, sent)
+    again = await restarted.take([record(binary(event)[1], binary(event)[0], offset=1)])
+    assert again == []
+
+
+async def test_keys_expire_after_the_horizon_and_their_chunks_are_deleted() -> None:
+    store, sent = MemoryStore(), []
+    now = [1_000.0]
+    intake = _intake(store, sent, now=now)
+    event = accepted_event()
+    await intake.take([record(structured(event)[1])])
+    assert len(store.data) == 1
+    now[0] += 3601
+    intake.checkpoint([0])
+    assert store.data == {}
+    assert len(await intake.take([record(structured(event)[1], offset=1)])) == 1
+
+
+def test_dlq_headers_keep_the_original_and_add_the_contract_headers() -> None:
+    rec = record(b"x", [("content-type", b"application/json")], partition=3, offset=42)
+    headers = dict(dlq_headers(Rejected(rec, DlqReason.INVALID_DATA, "data.entry_id: Field required")))
+    assert headers == {
+        "content-type": b"application/json",
+        "dlq_reason": b"invalid_data",
+        "dlq_detail": b"data.entry_id: Field required",
+        "dlq_topic": TOPIC.encode(),
+        "dlq_partition": b"3",
+        "dlq_offset": b"42",
+    }
+
+
+@pytest.mark.parametrize("size", [4096, 4097])
+async def test_size_limit_is_inclusive(size: int) -> None:
+    store, sent = MemoryStore(), []
+    intake = _intake(store, sent)
+    event = accepted_event()
+    value = orjson.dumps(event)
+    padded = value[:-1] + b" " * (size - len(value)) + b"}"
+    await intake.take([record(padded, [("content-type", b"application/cloudevents+json")])])
+    assert len(sent) == (0 if size == 4096 else 1)
