@@ -22,3 +22,6 @@ class MemoryStore:
         for (p, k, n), v in list(self.data.items()):
             if p == partition and k == kind:
                 yield n, v
+
+    async def flush(self) -> None:
+        self.flushes = getattr(self, "flushes", 0) + 1

@@ -1,13 +1,18 @@
 """Deduplication by (source, id) over a time horizon, for one input partition. Pure; no I/O.
 
 Keys are kept as 128-bit BLAKE2b digests (collision odds ~1e-20 for 10^9 keys). New keys are
-grouped into chunks; a chunk is the unit written to the state changelog (one record per flush, not
+grouped into chunks; a chunk is the unit written to the state topic (one record per flush, not
 one per event) and the unit of expiry: a chunk is dropped, with its keys, once it is older than the
 horizon. A key is therefore remembered for at least the horizon after it was first seen.
+
+Chunk names are unique per writer (creation time, a per-process token, a counter), so two workers
+that briefly both wrote a partition around a rebalance never overwrite each other's chunks.
 """
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from hashlib import blake2b
@@ -15,6 +20,8 @@ from hashlib import blake2b
 __all__ = ["Chunk", "DedupIndex", "digest"]
 
 _DIGEST_BYTES = 16
+_WRITER = uuid.uuid4().hex[:8]
+_COUNTER = itertools.count()
 
 
 def digest(source: str, event_id: str) -> bytes:
@@ -26,7 +33,7 @@ def digest(source: str, event_id: str) -> bytes:
 class Chunk:
     """Keys first seen between two flushes of one partition."""
 
-    seq: int
+    name: str
     created_s: float
     keys: tuple[bytes, ...]
 
@@ -35,14 +42,14 @@ class Chunk:
         return int(self.created_s * 1000).to_bytes(8, "big") + b"".join(self.keys)
 
     @classmethod
-    def decode(cls, seq: int, raw: bytes) -> Chunk:
+    def decode(cls, name: str, raw: bytes) -> Chunk:
         """Inverse of :meth:`encode`; raises ValueError on a truncated value."""
         body = raw[8:]
         if len(raw) < 8 or len(body) % _DIGEST_BYTES:
-            msg = f"dedup chunk {seq} has a corrupt value of {len(raw)} bytes"
+            msg = f"dedup chunk {name} has a corrupt value of {len(raw)} bytes"
             raise ValueError(msg)
         keys = tuple(body[i : i + _DIGEST_BYTES] for i in range(0, len(body), _DIGEST_BYTES))
-        return cls(seq, int.from_bytes(raw[:8], "big") / 1000, keys)
+        return cls(name, int.from_bytes(raw[:8], "big") / 1000, keys)
 
 
 @dataclass(slots=True)
@@ -53,7 +60,6 @@ class DedupIndex:
     _seen: set[bytes] = field(default_factory=set)
     _pending: list[bytes] = field(default_factory=list)
     _chunks: deque[Chunk] = field(default_factory=deque)
-    _next_seq: int = 0
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -71,33 +77,32 @@ class DedupIndex:
         """Close the keys added since the last cut into a chunk to persist (None if there are none)."""
         if not self._pending:
             return None
-        chunk = Chunk(self._next_seq, now_s, tuple(self._pending))
-        self._next_seq += 1
+        name = f"{int(now_s * 1000):013d}-{_WRITER}-{next(_COUNTER)}"
+        chunk = Chunk(name, now_s, tuple(self._pending))
         self._pending = []
         self._chunks.append(chunk)
         return chunk
 
-    def expire(self, now_s: float) -> list[int]:
-        """Forget chunks older than the horizon; returns their sequence numbers to delete."""
-        gone: list[int] = []
+    def expire(self, now_s: float) -> list[str]:
+        """Forget chunks older than the horizon; returns their names, to delete."""
+        gone: list[str] = []
         chunks = self._chunks
         while chunks and now_s - chunks[0].created_s > self.horizon_s:
             chunk = chunks.popleft()
             self._seen.difference_update(chunk.keys)
-            gone.append(chunk.seq)
+            gone.append(chunk.name)
         return gone
 
     @classmethod
     def restore(cls, horizon_s: float, chunks: list[Chunk], now_s: float) -> DedupIndex:
         """Rebuild from persisted chunks (any order); expired ones are left out, not resurrected."""
         index = cls(horizon_s)
-        for chunk in sorted(chunks, key=lambda c: c.seq):
+        for chunk in sorted(chunks, key=lambda c: (c.created_s, c.name)):
             index._chunks.append(chunk)
             index._seen.update(chunk.keys)
-            index._next_seq = chunk.seq + 1
         index.expire(now_s)
         return index
 
-    def stale_seqs(self, chunks: list[Chunk], now_s: float) -> list[int]:
-        """Sequence numbers among ``chunks`` that are past the horizon (to delete after restore)."""
-        return [c.seq for c in chunks if now_s - c.created_s > self.horizon_s]
+    def stale_names(self, chunks: list[Chunk], now_s: float) -> list[str]:
+        """Names of chunks past the horizon (to delete after a restore)."""
+        return [c.name for c in chunks if now_s - c.created_s > self.horizon_s]

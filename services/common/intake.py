@@ -133,10 +133,10 @@ class Intake:
         index = self._indexes.get(partition)
         if index is None:
             now = self._clock()
-            chunks = [Chunk.decode(int(n), v) for n, v in self._store.items(partition, DEDUP_KIND)]
+            chunks = [Chunk.decode(n, v) for n, v in self._store.items(partition, DEDUP_KIND)]
             index = DedupIndex.restore(self._horizon_s, chunks, now)
-            for seq in index.stale_seqs(chunks, now):
-                self._store.delete(partition, DEDUP_KIND, str(seq))
+            for name in index.stale_names(chunks, now):
+                self._store.delete(partition, DEDUP_KIND, name)
             self._indexes[partition] = index
         return index
 
@@ -159,13 +159,17 @@ class Intake:
         return result.accepted
 
     def checkpoint(self, partitions: Iterable[int]) -> None:
-        """Persist keys added since the last checkpoint and drop expired ones."""
+        """Stage keys added since the last checkpoint, and deletions of expired chunks, in the store.
+
+        The caller flushes the store once per batch, after the service logic has staged its own
+        changes, and only then acknowledges the batch.
+        """
         now = self._clock()
         for p in partitions:
             index = self.index_for(p)
             chunk = index.cut(now)
             if chunk is not None:
-                self._store.put(p, DEDUP_KIND, str(chunk.seq), chunk.encode())
-            for seq in index.expire(now):
-                self._store.delete(p, DEDUP_KIND, str(seq))
+                self._store.put(p, DEDUP_KIND, chunk.name, chunk.encode())
+            for name in index.expire(now):
+                self._store.delete(p, DEDUP_KIND, name)
         self._keys.set(sum(len(i) for i in self._indexes.values()))

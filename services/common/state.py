@@ -1,23 +1,31 @@
-"""Durable per-partition state on one Faust table, written in batches.
+"""Durable per-partition state in a compacted Kafka topic, written in batches.
 
-Faust writes one changelog record per table update; at thousands of events a second that caps
-throughput (engineering.md 1.3). Here the service decides *when* to write: it buffers changes and
-writes each changed key once per flush. Keys carry their input partition explicitly, so Faust's
-changelog recovery hands every worker exactly the state of the partitions it owns, after a restart
-or a rebalance, before their events are processed.
+Faust tables write one changelog record per update (engineering.md 1.3), and their recovery is
+where Faust's open bugs live (1.4). TradePulse keeps its state the same way Kafka Streams does,
+but under its own control:
 
-Delivery: a flush queues changelog records before the batch's input offsets are acknowledged, and
-Faust flushes the producer before it commits offsets, so committed input is always covered by state.
+- every input partition ``p`` owns partition ``p`` of ``<app>-state`` (compacted, same count);
+- the service changes values in memory and :meth:`KafkaStateStore.flush` sends each changed key
+  once, before the batch's input offsets are acknowledged (Faust flushes the producer before it
+  commits), so committed input is always covered by state;
+- when partitions are assigned (start-up, rebalance) their state is read back from the topic,
+  and the agent waits (:meth:`wait_ready`) before it processes their events; revoked partitions
+  are dropped and late writes to them are refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
-import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-__all__ = ["PartitionStore", "StateStore"]
+__all__ = ["KafkaStateStore", "StateStore"]
+
+log = logging.getLogger(__name__)
 
 
 class StateStore(Protocol):
@@ -29,50 +37,170 @@ class StateStore(Protocol):
 
     def items(self, partition: int, kind: str) -> Iterator[tuple[str, bytes]]: ...
 
+    async def flush(self) -> None: ...
 
-class PartitionStore:
-    """Byte values under ``<partition>|<kind>|<name>`` keys in one changelog-backed table."""
 
-    def __init__(self, app: faust.App, name: str, *, partitions: int) -> None:
-        self.table: Any = app.Table(
-            name,
-            key_type=bytes,  # bytes selects Faust's "raw" codec for keys and values
-            value_type=bytes,
-            partitions=partitions,
-            recovery_buffer_size=10_000,
-            help="TradePulse per-partition state, written in batches",
-        )
+def _key(kind: str, name: str) -> bytes:
+    return f"{kind}|{name}".encode()
 
-    @staticmethod
-    def key(partition: int, kind: str, name: str) -> bytes:
-        """The table key of one state item."""
-        return f"{partition}|{kind}|{name}".encode()
+
+class KafkaStateStore:
+    """State of the partitions this worker owns, backed by one compacted topic."""
+
+    def __init__(
+        self,
+        *,
+        topic: str,
+        bootstrap: list[str],
+        send: Callable[[str, bytes, bytes | None, int], object],
+        restore_timeout_s: float = 300.0,
+    ) -> None:
+        self.topic = topic
+        self._bootstrap = bootstrap
+        self._send = send
+        self._restore_timeout_s = restore_timeout_s
+        self._data: dict[int, dict[bytes, bytes]] = {}
+        self._dirty: dict[int, dict[bytes, bytes | None]] = {}
+        self._ready: dict[int, asyncio.Event] = {}
+        self._owned: set[int] = set()
+        self._on_revoke: list[Callable[[set[int]], None]] = []
+
+    # -- values -----------------------------------------------------------------------------
 
     def put(self, partition: int, kind: str, name: str, value: bytes) -> None:
-        """Store and queue one changelog record (sent before the next offset commit)."""
-        self._write(partition, self.key(partition, kind, name), value)
+        """Set a value; sent on the next flush. Refused (logged) for a partition not owned."""
+        if self._writable(partition):
+            key = _key(kind, name)
+            self._data[partition][key] = value
+            self._dirty.setdefault(partition, {})[key] = value
 
     def delete(self, partition: int, kind: str, name: str) -> None:
-        """Delete and queue a tombstone."""
-        self._write(partition, self.key(partition, kind, name), None)
+        """Delete a value; a tombstone is sent on the next flush."""
+        if self._writable(partition):
+            key = _key(kind, name)
+            self._data[partition].pop(key, None)
+            self._dirty.setdefault(partition, {})[key] = None
 
     def items(self, partition: int, kind: str) -> Iterator[tuple[str, bytes]]:
-        """(name, value) of every stored item of one kind on one partition."""
-        prefix = f"{partition}|{kind}|".encode()
+        """(name, value) of every item of one kind on an owned partition."""
+        prefix = f"{kind}|".encode()
         cut = len(prefix)
-        for key, value in list(self._data().items()):
-            if isinstance(key, bytes) and key.startswith(prefix) and value:
+        for key, value in list(self._data.get(partition, {}).items()):
+            if key.startswith(prefix):
                 yield key[cut:].decode(), value
 
-    def _data(self) -> Any:
-        return self.table.data.data  # the memory store's dict
+    async def flush(self) -> None:
+        """Queue every changed key once on the producer; Faust's commit waits for delivery."""
+        dirty, self._dirty = self._dirty, {}
+        for partition, changes in dirty.items():
+            if partition not in self._owned:
+                continue  # revoked meanwhile: the new owner has the authoritative state
+            for key, value in changes.items():
+                result = self._send(self.topic, key, value, partition)
+                if asyncio.isfuture(result) or asyncio.iscoroutine(result):
+                    await result
 
-    def _write(self, partition: int, key: bytes, value: bytes | None) -> None:
-        self.table.send_changelog(partition, key, value, key_serializer="raw", value_serializer="raw")
-        store = self.table.data
-        if value is None:
-            store.data.pop(key, None)
-            store._key_partition.pop(key, None)
-        else:
-            store.data[key] = value
-            store._key_partition[key] = partition  # lets Faust drop it when the partition is revoked
+    def _writable(self, partition: int) -> bool:
+        if partition in self._owned:
+            return True
+        log.warning("state write for a partition this worker does not own", extra={"partition": partition})
+        return False
+
+    # -- ownership --------------------------------------------------------------------------
+
+    def owned(self) -> set[int]:
+        """Partitions whose state this worker holds."""
+        return set(self._owned)
+
+    def on_revoke(self, callback: Callable[[set[int]], None]) -> None:
+        """Call ``callback(partitions)`` when partitions are taken away (to drop derived caches)."""
+        self._on_revoke.append(callback)
+
+    async def wait_ready(self, partitions: Iterable[int]) -> set[int]:
+        """Wait until the state of ``partitions`` is restored; returns those this worker owns."""
+        owned = set()
+        for p in set(partitions):
+            await self._ready.setdefault(p, asyncio.Event()).wait()
+            if p in self._owned:
+                owned.add(p)
+        return owned
+
+    def revoked(self, partitions: set[int]) -> None:
+        """Forget revoked partitions; pending writes to them are dropped."""
+        gone = partitions & self._owned
+        self._owned -= partitions
+        for p in partitions:
+            self._data.pop(p, None)
+            self._dirty.pop(p, None)
+            event = self._ready.pop(p, None)
+            if event is not None:
+                event.set()  # release a waiter; it will see the partition is not owned
+        if gone:
+            for callback in self._on_revoke:
+                callback(gone)
+
+    async def assigned(self, partitions: set[int]) -> None:
+        """Restore partitions newly assigned; those already owned keep their live state."""
+        new = partitions - self._owned
+        for p in partitions - new:
+            self._ready.setdefault(p, asyncio.Event()).set()
+        if not new:
+            return
+        for p in new:
+            self._ready.setdefault(p, asyncio.Event())
+        started = time.monotonic()
+        restored = await self._read(new)
+        for p in new:
+            self._data[p] = restored.get(p, {})
+            self._owned.add(p)
+            self._ready[p].set()
+        log.info(
+            "state restored",
+            extra={
+                "partitions": sorted(new),
+                "keys": sum(len(v) for v in restored.values()),
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+
+    async def _read(self, partitions: set[int]) -> dict[int, dict[bytes, bytes]]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await consumer.start()
+        await asyncio.sleep(0)  # see aiokafka: let the no-group routine start before any stop()
+        out: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
+        try:
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            await consumer.seek_to_beginning(*tps)
+            remaining = {tp for tp in tps if ends[tp] > 0}
+            deadline = time.monotonic() + self._restore_timeout_s
+            while remaining:
+                if time.monotonic() > deadline:
+                    msg = (
+                        f"state restore of {self.topic} {sorted(partitions)} "
+                        f"took over {self._restore_timeout_s}s"
+                    )
+                    raise TimeoutError(msg)
+                batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=10_000)
+                for tp, records in batches.items():
+                    data = out[tp.partition]
+                    for r in records:
+                        if r.key is None:
+                            continue
+                        if r.value is None:
+                            data.pop(r.key, None)
+                        else:
+                            data[r.key] = r.value
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+        finally:
+            await consumer.stop()
+        return out

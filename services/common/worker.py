@@ -22,7 +22,7 @@ from services.common.events import DOMAINS, CloudEvent
 from services.common.intake import Intake, RawRecord, Rejected, dlq_headers
 from services.common.kafka_admin import TopicSpec, ensure_topics
 from services.common.settings import Settings
-from services.common.state import PartitionStore
+from services.common.state import KafkaStateStore, StateStore
 from services.common.topics import dlq_topic, indicator_topic
 
 __all__ = ["ServiceLogic", "ServiceSpec", "Worker", "build_worker", "create_app"]
@@ -45,7 +45,7 @@ class ServiceSpec:
     """How to build one service: its name (= domain) and its logic factory."""
 
     name: str
-    logic: Callable[[faust.App, Settings, PartitionStore], ServiceLogic] | None = None
+    logic: Callable[[faust.App, Settings, StateStore], ServiceLogic] | None = None
 
 
 def create_app(settings: Settings, *, service: str) -> faust.App:
@@ -62,9 +62,8 @@ def create_app(settings: Settings, *, service: str) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
         producer_acks=-1,
-        stream_wait_empty=False,
+        stream_wait_empty=True,  # a rebalance waits for the batch in hand to be acknowledged
         stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
-        table_standby_replicas=0,
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,
@@ -120,7 +119,12 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
         value_serializer="raw",
     )
     dlq_name = settings.topic(dlq_topic(domain.topic))
-    store = PartitionStore(app, "state", partitions=partitions)
+    state_topic = settings.topic(f"tradepulse-{spec.name}-state")
+
+    async def send_state(topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+        await app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
+
+    store = KafkaStateStore(topic=state_topic, bootstrap=settings.bootstrap_list(), send=send_state)
 
     async def send_dlq(rejected: Rejected) -> None:
         r = rejected.record
@@ -158,7 +162,8 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
             await _process(stream, events)
 
     async def _process(stream: Any, events: Sequence[EventT[Any]]) -> None:
-        records = [_raw(e) for e in events]
+        owned = await store.wait_ready({e.message.partition for e in events})
+        records = [_raw(e) for e in events if e.message.partition in owned]
         accepted = await intake.take(records)
         if logic is not None:
             for record, event in accepted:
@@ -169,17 +174,30 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
                     log.error("processing error", extra={"detail": detail, "tb": traceback.format_exc()})
                     await send_dlq(Rejected(record, DlqReason.PROCESSING_ERROR, detail))
             await logic.after_batch({r.partition for r in records})
+        await store.flush()
         for e in events:
             await stream.ack(e)
 
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types handlers with mypy_extensions VarArg
+    source_name = source.get_topic_name()
+    store.on_revoke(intake.forget)
+
+    def _mine(tps: Any) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == source_name}
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types handlers with VarArg
     async def _on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        revoked = args[0] if args else kwargs.get("revoked", set())
-        intake.forget(tp.partition for tp in revoked if tp.topic == source.get_topic_name())
+        store.revoked(_mine(args[0] if args else kwargs.get("revoked", ())))
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned = _mine(args[0] if args else kwargs.get("assigned", ()))
+        store.revoked(store.owned() - assigned)
+        await store.assigned(assigned)
 
     _add_pages(app, spec.name)
     topics = [
-        TopicSpec(source.get_topic_name(), partitions),
+        TopicSpec(source_name, partitions),
+        TopicSpec(state_topic, partitions, compacted=True),
         TopicSpec(dlq_name, partitions, must_match_partitions=False),
         TopicSpec(
             settings.topic(indicator_topic(spec.name)),

@@ -12,7 +12,7 @@ import subprocess
 import time
 import uuid
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.devstack.process import MissingTool, pid_alive, port_open, read_pid, require, stop_pid, tail
@@ -103,6 +103,7 @@ class KafkaNode:
     port: int = 19092
     controller_port: int = 19093
     heap: str = "512m"
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def bootstrap(self) -> str:
@@ -200,6 +201,7 @@ class KafkaNode:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        self._proc = proc  # kept so the child is reaped (and no ResourceWarning) when stopped here
         self.pidfile.write_text(str(proc.pid))
         self._wait_ready(proc, timeout_s)
 
@@ -226,6 +228,9 @@ class KafkaNode:
         pid = read_pid(self.pidfile)
         if pid is not None:
             stop_pid(pid, timeout_s=30.0)
+        if self._proc is not None:
+            self._proc.wait(timeout=5)
+            self._proc = None
         self.pidfile.unlink(missing_ok=True)
 
 

@@ -19,23 +19,41 @@ CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "docs" / "contract.m
 
 EXPECTED_TYPES = {
     "customs.events.v1": {
-        "customs.transport.arrived", "customs.declaration.lodged", "customs.declaration.accepted",
-        "customs.declaration.rejected", "customs.declaration.risk_decided", "customs.inspection.ordered",
-        "customs.inspection.completed", "customs.duty.paid", "customs.declaration.released",
+        "customs.transport.arrived",
+        "customs.declaration.lodged",
+        "customs.declaration.accepted",
+        "customs.declaration.rejected",
+        "customs.declaration.risk_decided",
+        "customs.inspection.ordered",
+        "customs.inspection.completed",
+        "customs.duty.paid",
+        "customs.declaration.released",
         "customs.goods.exited",
     },
     "taxrefund.events.v1": {
-        "taxrefund.refund.declared", "taxrefund.refund.accepted", "taxrefund.refund.flagged",
-        "taxrefund.refund.rejected", "taxrefund.refund.approved", "taxrefund.refund.issued",
+        "taxrefund.refund.declared",
+        "taxrefund.refund.accepted",
+        "taxrefund.refund.flagged",
+        "taxrefund.refund.rejected",
+        "taxrefund.refund.approved",
+        "taxrefund.refund.issued",
         "taxrefund.refund.credited",
     },
     "cips.events.v1": {
-        "cips.payment.initiated", "cips.payment.submitted", "cips.payment.settled",
-        "cips.payment.rejected", "cips.payment.credited", "cips.payment.returned",
+        "cips.payment.initiated",
+        "cips.payment.submitted",
+        "cips.payment.settled",
+        "cips.payment.rejected",
+        "cips.payment.credited",
+        "cips.payment.returned",
     },
     "cbec.events.v1": {
-        "cbec.order.declared", "cbec.payment.declared", "cbec.waybill.declared", "cbec.list.declared",
-        "cbec.list.status", "cbec.return.requested",
+        "cbec.order.declared",
+        "cbec.payment.declared",
+        "cbec.waybill.declared",
+        "cbec.list.declared",
+        "cbec.list.status",
+        "cbec.return.requested",
     },
 }
 
@@ -84,9 +102,7 @@ def test_indicator_examples_validate() -> None:
 
 
 def test_indicator_key_sorts_dimensions() -> None:
-    window = IndicatorWindow.model_validate(
-        schemas_export.indicator_examples()[0]["data"], strict=False
-    )
+    window = IndicatorWindow.model_validate(schemas_export.indicator_examples()[0]["data"], strict=False)
     assert window.key == (
         "customs.release_time|PT1H|2025-03-01T08:00:00+08:00|customs_code=5165,ie_flag=I,transport_mode=2"
     )

@@ -31,10 +31,11 @@ def test_keys_are_remembered_for_the_horizon_then_forgotten() -> None:
     index = DedupIndex(horizon_s=DAY)
     key = digest("s", "e1")
     index.add(key)
-    index.cut(now_s=1000.0)
+    chunk = index.cut(now_s=1000.0)
+    assert chunk is not None
     assert index.expire(now_s=1000.0 + DAY) == []
     assert not index.add(key)
-    assert index.expire(now_s=1000.0 + DAY + 1) == [0]
+    assert index.expire(now_s=1000.0 + DAY + 1) == [chunk.name]
     assert index.add(key)
 
 
@@ -42,23 +43,26 @@ def test_cut_returns_only_keys_added_since_the_last_cut() -> None:
     index = DedupIndex(horizon_s=DAY)
     index.add(b"a" * 16)
     first = index.cut(now_s=1.0)
-    assert first is not None and first.keys == (b"a" * 16,)
+    assert first is not None
+    assert first.keys == (b"a" * 16,)
     assert index.cut(now_s=2.0) is None
     index.add(b"b" * 16)
     second = index.cut(now_s=3.0)
-    assert second is not None and (second.seq, second.keys) == (1, (b"b" * 16,))
+    assert second is not None
+    assert second.keys == (b"b" * 16,)
+    assert second.name != first.name
 
 
 def test_chunk_encoding_round_trips() -> None:
-    chunk = Chunk(7, 1234.5, (digest("s", "1"), digest("s", "2")))
-    assert Chunk.decode(7, chunk.encode()) == chunk
+    chunk = Chunk("c7", 1234.5, (digest("s", "1"), digest("s", "2")))
+    assert Chunk.decode("c7", chunk.encode()) == chunk
 
 
 def test_corrupt_chunk_is_reported() -> None:
     import pytest
 
     with pytest.raises(ValueError, match="corrupt"):
-        Chunk.decode(1, b"\x00" * 8 + b"\x01" * 5)
+        Chunk.decode("c1", b"\x00" * 8 + b"\x01" * 5)
 
 
 @given(st.lists(st.lists(st.binary(min_size=16, max_size=16), max_size=20), max_size=10))
@@ -69,7 +73,7 @@ def test_restore_from_persisted_chunks_knows_exactly_the_persisted_keys(batches:
         for key in batch:
             live.add(key)
         if (chunk := live.cut(now_s=float(i))) is not None:
-            chunks.append(Chunk.decode(chunk.seq, chunk.encode()))
+            chunks.append(Chunk.decode(chunk.name, chunk.encode()))
     restored = DedupIndex.restore(DAY, list(reversed(chunks)), now_s=float(len(batches)))
     assert len(restored) == len(live)
     for batch in batches:
@@ -81,11 +85,19 @@ def test_restore_from_persisted_chunks_knows_exactly_the_persisted_keys(batches:
 
 
 def test_restore_leaves_out_expired_chunks_and_reports_them() -> None:
-    old = Chunk(0, 0.0, (b"o" * 16,))
-    new = Chunk(1, 2 * DAY, (b"n" * 16,))
+    old = Chunk("old", 0.0, (b"o" * 16,))
+    new = Chunk("new", 2 * DAY, (b"n" * 16,))
     index = DedupIndex.restore(DAY, [old, new], now_s=2 * DAY + 1)
     assert index.add(b"o" * 16)
     assert not index.add(b"n" * 16)
-    assert index.stale_seqs([old, new], now_s=2 * DAY + 1) == [0]
-    chunk = index.cut(now_s=2 * DAY + 2)
-    assert chunk is not None and chunk.seq == 2
+    assert index.stale_names([old, new], now_s=2 * DAY + 1) == ["old"]
+
+
+def test_chunks_of_two_writers_never_share_a_name() -> None:
+    a, b = DedupIndex(horizon_s=DAY), DedupIndex(horizon_s=DAY)
+    a.add(b"a" * 16)
+    b.add(b"b" * 16)
+    ca, cb = a.cut(now_s=5.0), b.cut(now_s=5.0)
+    assert ca is not None
+    assert cb is not None
+    assert ca.name != cb.name

@@ -23,7 +23,7 @@ def _intake(store: MemoryStore, sent: list[Rejected], *, now: list[float] | None
 
 
 async def test_batch_splits_into_accepted_rejected_and_duplicates() -> None:
-    store, sent = MemoryStore(), []
+    store, sent = MemoryStore(), list[Rejected]()
     intake = _intake(store, sent)
     good = accepted_event()
     records = [
@@ -37,17 +37,15 @@ async def test_batch_splits_into_accepted_rejected_and_duplicates() -> None:
 
 
 async def test_state_is_written_once_per_partition_per_batch_not_per_event() -> None:
-    store, sent = MemoryStore(), []
+    store, sent = MemoryStore(), list[Rejected]()
     intake = _intake(store, sent)
-    records = [
-        record(structured(accepted_event())[1], partition=i % 2, offset=i) for i in range(100)
-    ]
+    records = [record(structured(accepted_event())[1], partition=i % 2, offset=i) for i in range(100)]
     await intake.take(records)
     assert store.writes == 2
 
 
 async def test_duplicates_are_recognised_after_a_restart_from_the_store() -> None:
-    store, sent = MemoryStore(), []
+    store, sent = MemoryStore(), list[Rejected]()
     event = accepted_event()
     first = _intake(store, sent)
     assert len(await first.take([record(structured(event)[1])])) == 1
@@ -57,7 +55,7 @@ async def test_duplicates_are_recognised_after_a_restart_from_the_store() -> Non
 
 
 async def test_keys_expire_after_the_horizon_and_their_chunks_are_deleted() -> None:
-    store, sent = MemoryStore(), []
+    store, sent = MemoryStore(), list[Rejected]()
     now = [1_000.0]
     intake = _intake(store, sent, now=now)
     event = accepted_event()
@@ -65,6 +63,7 @@ async def test_keys_expire_after_the_horizon_and_their_chunks_are_deleted() -> N
     assert len(store.data) == 1
     now[0] += 3601
     intake.checkpoint([0])
+    await store.flush()
     assert store.data == {}
     assert len(await intake.take([record(structured(event)[1], offset=1)])) == 1
 
@@ -84,7 +83,7 @@ def test_dlq_headers_keep_the_original_and_add_the_contract_headers() -> None:
 
 @pytest.mark.parametrize("size", [4096, 4097])
 async def test_size_limit_is_inclusive(size: int) -> None:
-    store, sent = MemoryStore(), []
+    store, sent = MemoryStore(), list[Rejected]()
     intake = _intake(store, sent)
     event = accepted_event()
     value = orjson.dumps(event)

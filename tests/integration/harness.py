@@ -1,0 +1,179 @@
+"""Helpers for tests against the real broker: worker processes, producing, reading topics, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.common.kafka_admin import partition_count
+from services.devstack.process import free_port, tail
+
+REPO = Path(__file__).resolve().parents[2]
+Headers = list[tuple[str, bytes]]
+StartWorker = Callable[..., "WorkerProcess"]
+
+
+def worker_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEPULSE_")}
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        TRADEPULSE_TOPIC_PREFIX=prefix,
+        TRADEPULSE_BATCH_WITHIN_S="0.05",
+        TRADEPULSE_COMMIT_INTERVAL_S="0.5",
+        TRADEPULSE_LOG_FORMAT="json",
+        TRADEPULSE_STARTUP_TIMEOUT_S="20",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """``tradepulse worker <service>`` as a child process, as an operator would run it."""
+
+    service: str
+    env: dict[str, str]
+    log: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        env = {**self.env, "TRADEPULSE_WEB_PORT": str(self.port)}
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "worker", self.service],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        out.close()
+        return self
+
+    def wait_ready(self, timeout_s: float = 60.0) -> WorkerProcess:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                msg = f"worker exited with {self.proc.returncode}:\n{tail(self.log, 40)}"
+                raise AssertionError(msg)
+            if self.get("/ready")[0] == 200:
+                return self
+            time.sleep(0.2)
+        msg = f"worker not ready within {timeout_s}s:\n{tail(self.log, 40)}"
+        raise AssertionError(msg)
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as resp:
+                return int(resp.status), resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        status, text = self.get("/metrics")
+        assert status == 200, f"/metrics answered {status}"
+        out = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    def metric(self, name: str, **labels: str) -> float:
+        want = tuple(sorted(labels.items()))
+        return sum(v for (n, ls), v in self.metrics().items() if n == name and set(want) <= set(ls))
+
+    def wait_metric(self, name: str, value: float, timeout_s: float = 30.0, **labels: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        got = -1.0
+        while time.monotonic() < deadline:
+            got = self.metric(name, **labels)
+            if got >= value:
+                break
+            time.sleep(0.1)
+        assert got == value, f"{name}{labels} = {got}, expected {value}\n{tail(self.log, 20)}"
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM, as an orchestrator does; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                msg = f"worker ignored SIGTERM for {timeout_s}s:\n{tail(self.log, 30)}"
+                raise AssertionError(msg) from None
+        return int(self.proc.returncode)
+
+
+def new_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+async def produce(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None, Headers]]
+) -> None:
+    """Send (key, value, headers) records in order and wait until all are acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, v, key=k, headers=h) for k, v, h in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def read_all(
+    bootstrap: str, topic: str, *, expect: int, timeout_s: float = 30.0
+) -> list[ConsumerRecord]:
+    """Every record of ``topic`` from the beginning, waiting until at least ``expect`` are there."""
+    deadline = time.monotonic() + timeout_s
+    count = None
+    while not count and time.monotonic() < deadline:
+        count = await partition_count([bootstrap], topic, timeout_s=5)
+        if not count:
+            await asyncio.sleep(0.2)
+    assert count, f"topic {topic} never appeared"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    await asyncio.sleep(0)
+    out: list[ConsumerRecord] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in range(count)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while len(out) < expect and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=300)).values():
+                out.extend(batch)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def eventually(predicate: Callable[[], bool], *, timeout_s: float, every_s: float = 0.2) -> bool:
+    """Poll ``predicate`` until it holds or the time is up; returns its last value."""
+    for _ in range(max(1, int(timeout_s / every_s))):
+        if predicate():
+            return True
+        await asyncio.sleep(every_s)
+    return predicate()
