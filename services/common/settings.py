@@ -5,7 +5,6 @@ Every variable is listed in the README's configuration table; a test keeps the t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -36,7 +35,6 @@ class Settings(BaseSettings):
     batch_max_events: Annotated[int, Field(ge=1, le=100_000)] = 2000
     batch_within_s: Annotated[float, Field(gt=0, le=10)] = 0.2
     commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 2.0
-    state_dir: Path = Path(".tradepulse")
     web_host: str = "127.0.0.1"
     web_port: Annotated[int | None, Field(ge=0, le=65535)] = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

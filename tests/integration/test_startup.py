@@ -1,0 +1,65 @@
+"""Start-up errors name the fix; the stack and PostgreSQL are the real ones."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from services.devstack.process import free_port
+from tests.integration.harness import REPO, worker_env
+
+
+def _run_worker(env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "worker", "customs"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
+    )
+
+
+def test_unreachable_broker_fails_fast_and_names_the_fix(prefix: str) -> None:
+    env = worker_env(f"127.0.0.1:{free_port()}", prefix, TRADEPULSE_STARTUP_TIMEOUT_S="3")
+    done = _run_worker(env)
+    assert done.returncode == 2
+    assert "unreachable" in done.stderr
+    assert "tradepulse stack up" in done.stderr
+    assert "KAFKA_BOOTSTRAP_SERVERS" in done.stderr
+
+
+def test_bad_configuration_names_the_variable(kafka_bootstrap: str, prefix: str) -> None:
+    env = worker_env(kafka_bootstrap, prefix, TRADEPULSE_TOPIC_PARTITIONS="many")
+    done = _run_worker(env)
+    assert done.returncode == 2
+    assert "TRADEPULSE_TOPIC_PARTITIONS" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_malformed_bootstrap_is_a_configuration_error(prefix: str) -> None:
+    done = _run_worker(worker_env("localhost", prefix))
+    assert done.returncode == 2
+    assert "KAFKA_BOOTSTRAP_SERVERS" in done.stderr
+
+
+async def test_input_topic_with_other_partition_count_is_refused(kafka_bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(prefix + "customs.events.v1", 2, 1)])
+    finally:
+        await admin.close()
+    done = _run_worker(worker_env(kafka_bootstrap, prefix, TRADEPULSE_TOPIC_PARTITIONS="4"))
+    assert done.returncode == 2
+    assert "has 2 partitions" in done.stderr
+    assert "TRADEPULSE_TOPIC_PARTITIONS=2" in done.stderr
+
+
+async def test_postgresql_is_a_real_server_of_version_15_or_later(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        version = await conn.fetchval("SHOW server_version_num")
+        assert int(version) >= 150000
+        assert await conn.fetchval("SELECT 1 + 1") == 2
+    finally:
+        await conn.close()

@@ -1,0 +1,40 @@
+"""The README documents every setting, and its two commands exist."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from services.common.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def _env_names() -> set[str]:
+    names = set()
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        names.add(alias if isinstance(alias, str) else f"TRADEPULSE_{name.upper()}")
+    return names
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    missing = sorted(n for n in _env_names() if f"| `{n}` |" not in README)
+    assert missing == []
+
+
+def test_the_table_names_no_setting_that_does_not_exist() -> None:
+    documented = {line.split("`")[1] for line in README.splitlines() if line.startswith("| `")}
+    assert documented - _env_names() == {"TRADEPULSE_PG_BIN"}
+
+
+def test_readme_starts_with_the_two_commands_and_they_are_executable() -> None:
+    head = README[: README.index("## Configuration")]
+    for command in ("scripts/run", "scripts/test"):
+        assert f"\n{command} " in head
+        assert os.access(ROOT / command, os.X_OK)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    assert "exec scripts/test" in (ROOT / ".ci" / "run").read_text()
