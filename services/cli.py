@@ -128,6 +128,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_main(services=args.services or list(SERVICES))
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from services.tools.bench import run_bench
+
+    out = Path(args.out or f"bench-results/{args.target}.json")
+    run_bench(events=args.events, partitions=args.partitions, out=out)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tradepulse", description="Live trade-facilitation indicators.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -157,6 +167,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, default=20)
     t.add_argument("--timeout", type=float, default=5.0)
     t.set_defaults(func=cmd_tail)
+
+    b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
+    b.add_argument("target", choices=["intake"])
+    b.add_argument("--events", type=int, default=50_000)
+    b.add_argument("--partitions", type=int, default=4)
+    b.add_argument("--out", help="result file (default bench-results/<target>.json)")
+    b.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("run", help="the main job: stack, every service, URLs; Ctrl-C stops all")
     r.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)}")

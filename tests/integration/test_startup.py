@@ -15,7 +15,12 @@ from tests.integration.harness import REPO, worker_env
 def _run_worker(env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "services.cli", "worker", "customs"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
     )
 
 

@@ -22,7 +22,9 @@ def test_kafka_start_without_java_names_the_fix(monkeypatch: pytest.MonkeyPatch,
         kafka.KafkaNode(tmp_path).start()
 
 
-def test_postgres_without_server_binaries_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_postgres_without_server_binaries_names_the_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(postgres, "PG_BIN", tmp_path / "missing")
     with pytest.raises(MissingTool, match="postgresql-15"):
         postgres.PostgresCluster(tmp_path).start()

@@ -1,0 +1,48 @@
+"""The Faust baseline for benchmarks: an agent that only iterates the input records.
+
+Run as ``python -m services.tools.bench_agent N RESULT.json``; it writes events/s from the first
+to the N-th event, with the same app options as the real workers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from services.common.settings import load_settings
+from services.common.worker import create_app
+
+
+def main() -> None:
+    n, out = int(sys.argv[1]), Path(sys.argv[2])
+    settings = load_settings()
+    app = create_app(settings, service="customs")
+    topic = app.topic(
+        settings.topic("customs.events.v1"),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    state = {"seen": 0, "first": 0.0}
+
+    @app.agent(topic)
+    async def iterate(stream: Any) -> None:
+        async for _ in stream:
+            if not state["seen"]:
+                state["first"] = time.perf_counter()
+            state["seen"] += 1
+            if state["seen"] == n:
+                rate = n / (time.perf_counter() - state["first"])
+                out.write_text(json.dumps({"events_per_s": rate}))  # noqa: ASYNC240 - once, at the end
+
+    faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
