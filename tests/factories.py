@@ -7,7 +7,9 @@ from typing import Any
 
 import orjson
 
+from services.common.events.customs import DeclarationLodged
 from services.common.intake import RawRecord
+from services.common.schemas_export import model_examples
 
 TOPIC = "customs.events.v1"
 ENTRY = "514120250000012345"
@@ -30,18 +32,8 @@ def accepted_event(**overrides: Any) -> dict[str, Any]:
 
 
 def lodged_event(**data_overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "entry_id": "516520251000067890",
-        "bill_no": "COSU6283715090",
-        "customs_code": "5165",
-        "ie_flag": "I",
-        "trade_mode": "0110",
-        "transport_mode": "2",
-        "credit_class": "general",
-        "declared_value": {"amount": "812000.00", "currency": "CNY"},
-        "consignee_uscc": "91440101MA5CXXXX1A",
-    }
-    data.update(data_overrides)
+    """A valid ``customs.declaration.lodged``, from the model's own example."""
+    data = {**model_examples(DeclarationLodged)[0], **data_overrides}
     return accepted_event(type="customs.declaration.lodged", subject=data["entry_id"], data=data)
 
 

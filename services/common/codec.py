@@ -29,7 +29,6 @@ Headers = Sequence[tuple[str, bytes]]
 
 STRUCTURED = "application/cloudevents"
 _TOPIC_TYPES: dict[str, frozenset[str]] = {d.topic: frozenset(d.events) for d in DOMAINS.values()}
-_SUBJECT_OF = {d.topic: d.subject_of for d in DOMAINS.values()}
 _KNOWN_ATTRIBUTES = frozenset(REQUIRED_ATTRIBUTES + OPTIONAL_ATTRIBUTES)
 
 
@@ -155,8 +154,7 @@ def _build(attrs: dict[str, Any], data: dict[str, Any], topic: str) -> CloudEven
         payload: DataModel = spec.data_model.model_validate(data)
     except ValidationError as exc:
         raise DecodeError(DlqReason.INVALID_DATA, _describe(exc, "data.")) from None
-    subject_of = _SUBJECT_OF.get(spec.topic)
-    if subject_of is not None and (expected := subject_of(payload)) != envelope.subject:
+    if (expected := payload.subject) != envelope.subject:
         msg = f"subject: {envelope.subject!r} differs from the entity id {expected!r} in data"
         raise DecodeError(DlqReason.INVALID_ENVELOPE, msg)
     fields = envelope.__dict__ | {"data": payload}

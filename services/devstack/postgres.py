@@ -119,38 +119,14 @@ class PostgresCluster:
         if done.returncode != 0:
             msg = f"PostgreSQL did not start:\n{done.stdout}{done.stderr}\n{tail(self.logfile)}"
             raise RuntimeError(msg)
-        psql = self._bin("psql") if (PG_BIN / "psql").exists() else shutil.which("psql") or "psql"
-        exists = self._run(
-            [
-                psql,
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                self.user,
-                "-d",
-                "postgres",
-                "-tAc",
-                f"SELECT 1 FROM pg_database WHERE datname='{self.database}'",
-            ]
-        )
+        exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname='{self.database}'", "-tA")
         if exists.stdout.strip() != "1":
-            self._run(
-                [
-                    psql,
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    self.user,
-                    "-d",
-                    "postgres",
-                    "-c",
-                    f'CREATE DATABASE "{self.database}"',
-                ]
-            )
+            self._psql(f'CREATE DATABASE "{self.database}"')
+
+    def _psql(self, sql: str, *flags: str) -> subprocess.CompletedProcess[str]:
+        psql = str(PG_BIN / "psql") if (PG_BIN / "psql").exists() else shutil.which("psql") or "psql"
+        conn = ["-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", "postgres"]
+        return self._run([psql, *conn, *flags, "-c", sql])
 
     def stop(self) -> None:
         if self.datadir.exists() and self.running():

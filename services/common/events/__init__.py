@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -46,7 +45,6 @@ class Domain:
     name: str
     topic: str
     events: dict[str, EventSpec]
-    subject_of: Callable[[DataModel], str]
 
 
 def _event_model(type_name: str, data_model: type[DataModel]) -> type[CloudEvent]:
@@ -62,7 +60,7 @@ def _domain(name: str, module: Any) -> Domain:
         type_name: EventSpec(type_name, module.TOPIC, data_model, _event_model(type_name, data_model))
         for type_name, data_model in module.EVENTS.items()
     }
-    return Domain(name=name, topic=module.TOPIC, events=events, subject_of=module.subject_of)
+    return Domain(name=name, topic=module.TOPIC, events=events)
 
 
 DOMAINS: dict[str, Domain] = {

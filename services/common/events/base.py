@@ -88,6 +88,12 @@ class DataModel(BaseModel):
 
     model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
 
+    @property
+    def subject(self) -> str:
+        """The entity id the contract names as this event's CloudEvent ``subject``."""
+        msg = f"{type(self).__name__} names no subject"
+        raise NotImplementedError(msg)
+
 
 class Money(ContractModel):
     """An amount of money: a decimal string (never a float) and an ISO 4217 code."""

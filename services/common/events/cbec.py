@@ -16,6 +16,11 @@ class OrderRef(DataModel):
     order_no: NonEmptyStr
     ebp_code: NonEmptyStr
 
+    @property
+    def subject(self) -> str:
+        """``<ebp_code>:<order_no>``: order numbers are unique per e-commerce platform."""
+        return f"{self.ebp_code}:{self.order_no}"
+
 
 class OrderDeclared(OrderRef):
     ebc_code: NonEmptyStr
@@ -85,11 +90,3 @@ EVENTS: dict[str, type[DataModel]] = {
     "cbec.list.status": ListStatus,
     "cbec.return.requested": ReturnRequested,
 }
-
-
-def subject_of(data: DataModel) -> str:
-    """The CloudEvent ``subject`` the contract names for this payload: ``<ebp_code>:<order_no>``."""
-    if not isinstance(data, OrderRef):
-        msg = f"{type(data).__name__} is not a CBEC event"
-        raise TypeError(msg)
-    return f"{data.ebp_code}:{data.order_no}"

@@ -19,6 +19,10 @@ class PaymentRef(DataModel):
     uetr: Uetr
     model_config = examples({"uetr": UETR})
 
+    @property
+    def subject(self) -> str:
+        return self.uetr
+
 
 class PaymentInitiated(PaymentRef):
     msg_type: Literal["customer", "fi"]
@@ -76,11 +80,3 @@ EVENTS: dict[str, type[DataModel]] = {
     "cips.payment.credited": PaymentCredited,
     "cips.payment.returned": PaymentReturned,
 }
-
-
-def subject_of(data: DataModel) -> str:
-    """The CloudEvent ``subject`` the contract names for this payload."""
-    if not isinstance(data, PaymentRef):
-        msg = f"{type(data).__name__} is not a CIPS event"
-        raise TypeError(msg)
-    return data.uetr

@@ -30,6 +30,10 @@ class EntryRef(DataModel):
     entry_id: EntryId
     model_config = examples({"entry_id": ENTRY})
 
+    @property
+    def subject(self) -> str:
+        return self.entry_id
+
 
 class TransportArrived(DataModel):
     bill_no: NonEmptyStr
@@ -39,6 +43,11 @@ class TransportArrived(DataModel):
     model_config = examples(
         {"bill_no": "COSU6283715090", "customs_code": "5165", "ie_flag": "I", "transport_mode": "2"}
     )
+
+    @property
+    def subject(self) -> str:
+        """Arrivals are keyed by the bill of lading; the declaration names it too."""
+        return self.bill_no
 
 
 class DeclarationLodged(EntryRef):
@@ -130,13 +139,3 @@ EVENTS: dict[str, type[DataModel]] = {
     "customs.declaration.released": DeclarationReleased,
     "customs.goods.exited": GoodsExited,
 }
-
-
-def subject_of(data: DataModel) -> str:
-    """The CloudEvent ``subject`` the contract names for this payload."""
-    if isinstance(data, TransportArrived):
-        return data.bill_no
-    if not isinstance(data, EntryRef):
-        msg = f"{type(data).__name__} is not a customs event"
-        raise TypeError(msg)
-    return data.entry_id

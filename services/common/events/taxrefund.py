@@ -15,6 +15,10 @@ class RefundRef(DataModel):
     refund_id: NonEmptyStr
     model_config = examples({"refund_id": REFUND})
 
+    @property
+    def subject(self) -> str:
+        return self.refund_id
+
 
 class RefundDeclared(RefundRef):
     taxpayer_uscc: Uscc
@@ -76,11 +80,3 @@ EVENTS: dict[str, type[DataModel]] = {
     "taxrefund.refund.issued": RefundIssued,
     "taxrefund.refund.credited": RefundCredited,
 }
-
-
-def subject_of(data: DataModel) -> str:
-    """The CloudEvent ``subject`` the contract names for this payload."""
-    if not isinstance(data, RefundRef):
-        msg = f"{type(data).__name__} is not a refund event"
-        raise TypeError(msg)
-    return data.refund_id
