@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import faust
@@ -22,10 +22,10 @@ from services.common.events import DOMAINS, CloudEvent
 from services.common.intake import Intake, RawRecord, Rejected, dlq_headers
 from services.common.kafka_admin import TopicSpec, ensure_topics
 from services.common.settings import Settings
-from services.common.state import KafkaStateStore, StateStore
+from services.common.state import KafkaStateStore
 from services.common.topics import dlq_topic, indicator_topic
 
-__all__ = ["ServiceLogic", "ServiceSpec", "Worker", "build_worker", "create_app"]
+__all__ = ["ServiceLogic", "ServiceSpec", "Wiring", "Worker", "build_worker", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,82 @@ class ServiceLogic(Protocol):
         """Apply one new, valid event. Raising sends it to the DLQ as ``processing_error``."""
 
     async def after_batch(self, partitions: set[int]) -> None:
-        """Flush whatever the batch changed (state, outputs) before the batch is acknowledged."""
+        """Stage and send whatever the batch changed, before the batch is acknowledged."""
+
+
+RecordHandler = Callable[[RawRecord], Awaitable[None] | None]
+
+
+@dataclass(slots=True)
+class Wiring:
+    """What a service's logic may use: the app, the state store, internal topics and agents.
+
+    Every agent made here follows the intake agent's discipline: wait until the partitions'
+    state is restored, handle the batch, flush the state store, then acknowledge.
+    """
+
+    app: faust.App
+    settings: Settings
+    store: KafkaStateStore
+    service: str
+    topics: list[TopicSpec] = field(default_factory=list)
+
+    def internal_topic(self, name: str, *, compacted: bool = False) -> Any:
+        """A raw-bytes topic named ``<prefix>tradepulse-<service>-<name>``, co-partitioned with the
+        input (same partition count, so Faust assigns partition p of both to one worker)."""
+        full = self.settings.topic(f"tradepulse-{self.service}-{name}")
+        self.topics.append(TopicSpec(full, self.settings.topic_partitions, compacted=compacted))
+        return self.app.topic(
+            full,
+            partitions=self.settings.topic_partitions,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            internal=False,
+        )
+
+    def agent(
+        self,
+        topic: Any,
+        handle: RecordHandler,
+        *,
+        name: str,
+        after: Callable[[set[int]], Awaitable[None]] | None = None,
+    ) -> None:
+        """Consume ``topic`` in batches: ``handle`` each record of an owned partition, run
+        ``after`` with the batch's partitions, flush the state store, acknowledge."""
+        store, settings = self.store, self.settings
+
+        async def run(stream: Any) -> None:
+            async for events in stream.noack_take(settings.batch_max_events, settings.batch_within_s):
+                owned = await store.wait_ready({e.message.partition for e in events})
+                for e in events:
+                    if e.message.partition in owned:
+                        result = handle(_raw(e))
+                        if result is not None:
+                            await result
+                if after is not None:
+                    await after(owned)
+                await store.flush()
+                for e in events:
+                    await stream.ack(e)
+
+        self.app.agent(topic, name=f"{self.service}-{name}")(run)
+
+    def timer(self, interval_s: float, fn: Callable[[], Awaitable[None]], *, name: str) -> None:
+        """Run ``fn`` every ``interval_s`` seconds, then flush the state store."""
+
+        async def tick() -> None:
+            await fn()
+            await self.store.flush()
+
+        tick.__name__ = tick.__qualname__ = f"{self.service}_{name}"
+        self.app.timer(interval_s)(tick)
+
+    async def send(self, topic: str, key: bytes, value: bytes, *, partition: int | None = None) -> None:
+        """Queue one record on the app's producer (delivered before the next offset commit)."""
+        await self.app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +120,7 @@ class ServiceSpec:
     """How to build one service: its name (= domain) and its logic factory."""
 
     name: str
-    logic: Callable[[faust.App, Settings, StateStore], ServiceLogic] | None = None
+    logic: Callable[[Wiring], ServiceLogic] | None = None
 
 
 def create_app(settings: Settings, *, service: str) -> faust.App:
@@ -154,7 +229,8 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
         horizon_s=settings.dedup_horizon_s,
         max_bytes=settings.max_record_bytes,
     )
-    logic = spec.logic(app, settings, store) if spec.logic else None
+    wiring = Wiring(app=app, settings=settings, store=store, service=spec.name)
+    logic = spec.logic(wiring) if spec.logic else None
 
     @app.agent(source, name=f"{spec.name}-intake")
     async def intake_agent(stream: Any) -> None:
@@ -196,6 +272,7 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
 
     _add_pages(app, spec.name)
     topics = [
+        *wiring.topics,
         TopicSpec(source_name, partitions),
         TopicSpec(state_topic, partitions, compacted=True),
         TopicSpec(dlq_name, partitions, must_match_partitions=False),
