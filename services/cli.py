@@ -128,6 +128,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_main(services=args.services or list(SERVICES))
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import time
+
+    from services.common.settings import Settings
+    from services.tools.simulate import Faults, run_simulation
+
+    settings = _settings_or_exit()
+    assert isinstance(settings, Settings)
+    faults = Faults(
+        duplicates=args.duplicates,
+        shuffle=args.shuffle,
+        late=args.late,
+        invalid=args.invalid,
+        binary=args.binary,
+    )
+    start = time.time() - args.days_ago * 86400
+    return run_simulation(
+        settings,
+        args.service,
+        cases=args.cases,
+        seed=args.seed,
+        start_s=start,
+        span_s=args.span_hours * 3600,
+        faults=faults,
+        rate=args.rate,
+        progress=not args.quiet,
+    )
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -167,6 +196,21 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, default=20)
     t.add_argument("--timeout", type=float, default=5.0)
     t.set_defaults(func=cmd_tail)
+
+    sim = sub.add_parser("simulate", help="publish realistic events (with duplicates, disorder, bad input)")
+    sim.add_argument("service", choices=SERVICES)
+    sim.add_argument("--cases", type=int, default=1000, help="cases (declarations, ...) to simulate")
+    sim.add_argument("--rate", type=float, default=200.0, help="records per second; 0 = as fast as possible")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--days-ago", type=float, default=3.0, help="first case lodged this many days ago")
+    sim.add_argument("--span-hours", type=float, default=48.0, help="cases start over this many hours")
+    sim.add_argument("--duplicates", type=float, default=0.02, help="fraction re-sent with the same id")
+    sim.add_argument("--shuffle", type=float, default=0.05, help="fraction moved out of order")
+    sim.add_argument("--late", type=float, default=0.01, help="fraction held back to the end")
+    sim.add_argument("--invalid", type=float, default=0.005, help="fraction of extra invalid records")
+    sim.add_argument("--binary", type=float, default=0.5, help="fraction sent in binary content mode")
+    sim.add_argument("--quiet", action="store_true", help="no progress display")
+    sim.set_defaults(func=cmd_simulate)
 
     b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
     b.add_argument("target", choices=["intake"])

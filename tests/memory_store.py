@@ -18,6 +18,9 @@ class MemoryStore:
         self.data.pop((partition, kind, name), None)
         self.writes += 1
 
+    def owns(self, partition: int) -> bool:
+        return True
+
     def items(self, partition: int, kind: str) -> Iterator[tuple[str, bytes]]:
         for (p, k, n), v in list(self.data.items()):
             if p == partition and k == kind:

@@ -146,7 +146,11 @@ class Intake:
             self._indexes.pop(p, None)
 
     async def take(self, records: Sequence[RawRecord]) -> list[tuple[RawRecord, CloudEvent]]:
-        """Screen one batch, dead-letter bad records, persist new keys; returns the new events."""
+        """Screen one batch, dead-letter bad records, persist new keys; returns the new events.
+
+        Records of partitions revoked while the batch was in hand are left for the new owner.
+        """
+        records = [r for r in records if self._store.owns(r.partition)]
         self._consumed.inc(len(records))
         result = screen(records, self.index_for, topic=self.topic, max_bytes=self._max_bytes)
         for rejected in result.rejected:
@@ -166,6 +170,8 @@ class Intake:
         """
         now = self._clock()
         for p in partitions:
+            if not self._store.owns(p):
+                continue
             index = self.index_for(p)
             chunk = index.cut(now)
             if chunk is not None:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-__all__ = ["KafkaStateStore", "StateStore"]
+__all__ = ["KafkaStateStore", "NotOwned", "StateStore"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,13 @@ class StateStore(Protocol):
 
     def items(self, partition: int, kind: str) -> Iterator[tuple[str, bytes]]: ...
 
+    def owns(self, partition: int) -> bool: ...
+
     async def flush(self) -> None: ...
+
+
+class NotOwned(LookupError):
+    """State of a partition this worker does not own (any more) was asked for."""
 
 
 def _key(kind: str, name: str) -> bytes:
@@ -54,11 +60,16 @@ class KafkaStateStore:
         bootstrap: list[str],
         send: Callable[[str, bytes, bytes | None, int], object],
         restore_timeout_s: float = 300.0,
+        last_kinds: frozenset[str] = frozenset({"dedup"}),
+        before_restore: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.topic = topic
         self._bootstrap = bootstrap
         self._send = send
         self._restore_timeout_s = restore_timeout_s
+        self._last = tuple(f"{kind}|".encode() for kind in last_kinds)
+        self._before_restore = before_restore
+        self._flushing = asyncio.Lock()
         self._data: dict[int, dict[bytes, bytes]] = {}
         self._dirty: dict[int, dict[bytes, bytes | None]] = {}
         self._ready: dict[int, asyncio.Event] = {}
@@ -81,8 +92,14 @@ class KafkaStateStore:
             self._data[partition].pop(key, None)
             self._dirty.setdefault(partition, {})[key] = None
 
+    def owns(self, partition: int) -> bool:
+        return partition in self._owned
+
     def items(self, partition: int, kind: str) -> Iterator[tuple[str, bytes]]:
-        """(name, value) of every item of one kind on an owned partition."""
+        """(name, value) of every item of one kind on an owned partition (NotOwned otherwise)."""
+        if partition not in self._owned:
+            msg = f"partition {partition} is not owned by this worker"
+            raise NotOwned(msg)
         prefix = f"{kind}|".encode()
         cut = len(prefix)
         for key, value in list(self._data.get(partition, {}).items()):
@@ -90,15 +107,23 @@ class KafkaStateStore:
                 yield key[cut:].decode(), value
 
     async def flush(self) -> None:
-        """Queue every changed key once on the producer; Faust's commit waits for delivery."""
-        dirty, self._dirty = self._dirty, {}
-        for partition, changes in dirty.items():
-            if partition not in self._owned:
-                continue  # revoked meanwhile: the new owner has the authoritative state
-            for key, value in changes.items():
-                result = self._send(self.topic, key, value, partition)
-                if asyncio.isfuture(result) or asyncio.iscoroutine(result):
-                    await result
+        """Queue every changed key once on the producer; Faust's commit waits for delivery.
+
+        Keys of ``last_kinds`` (deduplication) go last: if the process dies half-way, what was
+        sent never claims an event as seen whose effects were not sent before it. Flushes are
+        serialised: two agents flushing at once could otherwise send an older value of a key
+        after a newer one.
+        """
+        async with self._flushing:
+            dirty, self._dirty = self._dirty, {}
+            for partition, changes in dirty.items():
+                if partition not in self._owned:
+                    continue  # revoked meanwhile: the new owner has the authoritative state
+                ordered = sorted(changes.items(), key=lambda kv: kv[0].startswith(self._last))
+                for key, value in ordered:
+                    result = self._send(self.topic, key, value, partition)
+                    if asyncio.isfuture(result) or asyncio.iscoroutine(result):
+                        await result
 
     def _writable(self, partition: int) -> bool:
         if partition in self._owned:
@@ -148,6 +173,10 @@ class KafkaStateStore:
             return
         for p in new:
             self._ready.setdefault(p, asyncio.Event())
+        for callback in self._on_revoke:
+            callback(new)  # no cache derived from an earlier ownership may survive
+        if self._before_restore is not None:
+            await self._before_restore()  # our own last writes must be in the topic we read
         started = time.monotonic()
         restored = await self._read(new)
         for p in new:

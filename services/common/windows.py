@@ -227,6 +227,13 @@ class Partials:
                 self.changed.add(key)
         return tuple(late_windows)
 
+    def touch(self, c: Contribution) -> None:
+        """Mark the keys of a contribution as changed (to publish them again), changing nothing."""
+        for window, size in WINDOWS.items():
+            start = window_start(c.at_s, size)
+            for dims in (c.dims, ()):
+                self.changed.add(indicator_key(c.indicator, window, start, dims))
+
     def take_changed(self) -> dict[str, Agg]:
         """Aggregates changed since the last call (to persist and to publish)."""
         out = {k: self.aggs[k] for k in self.changed if k in self.aggs}

@@ -22,7 +22,7 @@ from services.common.events import DOMAINS, CloudEvent
 from services.common.intake import Intake, RawRecord, Rejected, dlq_headers
 from services.common.kafka_admin import TopicSpec, ensure_topics
 from services.common.settings import Settings
-from services.common.state import KafkaStateStore
+from services.common.state import KafkaStateStore, NotOwned
 from services.common.topics import dlq_topic, indicator_topic
 
 __all__ = ["ServiceLogic", "ServiceSpec", "Wiring", "Worker", "build_worker", "create_app"]
@@ -88,10 +88,13 @@ class Wiring:
             async for events in stream.noack_take(settings.batch_max_events, settings.batch_within_s):
                 owned = await store.wait_ready({e.message.partition for e in events})
                 for e in events:
-                    if e.message.partition in owned:
-                        result = handle(_raw(e))
-                        if result is not None:
-                            await result
+                    if store.owns(e.message.partition):
+                        try:
+                            result = handle(_raw(e))
+                            if result is not None:
+                                await result
+                        except NotOwned:
+                            continue  # revoked meanwhile
                 if after is not None:
                     await after(owned)
                 await store.flush()
@@ -199,7 +202,12 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
     async def send_state(topic: str, key: bytes, value: bytes | None, partition: int) -> None:
         await app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
 
-    store = KafkaStateStore(topic=state_topic, bootstrap=settings.bootstrap_list(), send=send_state)
+    async def flush_producer() -> None:
+        await app.producer.flush()
+
+    store = KafkaStateStore(
+        topic=state_topic, bootstrap=settings.bootstrap_list(), send=send_state, before_restore=flush_producer
+    )
 
     async def send_dlq(rejected: Rejected) -> None:
         r = rejected.record
@@ -245,6 +253,8 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
             for record, event in accepted:
                 try:
                     logic.on_event(record, event)
+                except NotOwned:
+                    continue  # revoked while this batch was in hand: the new owner processes it
                 except Exception as exc:  # one bad event must not stop the stream
                     detail = f"{event.type} {event.id}: {type(exc).__name__}: {exc}"
                     log.error("processing error", extra={"detail": detail, "tb": traceback.format_exc()})

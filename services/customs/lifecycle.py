@@ -89,6 +89,7 @@ class Declaration:
     outcome_by: Tiebreak | None = None
     applied: list[tuple[Contribution, tuple[str, ...]]] = field(default_factory=list)
     last_event_s: float = float("-inf")
+    changed_wall_s: float = 0.0  # when the state last changed, by the worker's clock
 
     @property
     def ie_flag(self) -> str:
@@ -129,6 +130,7 @@ class Declaration:
             "e": self.entry_id, "t": self.times, "l": self.lodged, "lb": self.lodged_by,
             "c": self.channel, "cb": self.channel_by, "o": self.outcome, "ob": self.outcome_by,
             "a": [[c.to_json(), list(late)] for c, late in self.applied], "le": self.last_event_s,
+            "w": self.changed_wall_s,
         }  # fmt: skip
 
     @classmethod
@@ -141,7 +143,7 @@ class Declaration:
             lodged_by=tie(doc["lb"]), channel=doc["c"], channel_by=tie(doc["cb"]), outcome=doc["o"],
             outcome_by=tie(doc["ob"]),
             applied=[(Contribution.from_json(c), tuple(late)) for c, late in doc["a"]],
-            last_event_s=float(doc["le"]),
+            last_event_s=float(doc["le"]), changed_wall_s=float(doc.get("w", 0.0)),
         )  # fmt: skip
 
 

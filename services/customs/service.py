@@ -3,13 +3,14 @@ the shared indicator merger (stage two), and their internal topics. Plumbing onl
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
 import orjson
 from aiokafka.partitioner import murmur2
 
-from services.common.codec import DecodeError, DlqReason, decode
+from services.common.codec import DecodeError, DlqReason, decode, encode_structured
 from services.common.events import CloudEvent
 from services.common.indicators import StageTwo
 from services.common.intake import RawRecord
@@ -47,6 +48,8 @@ class CustomsLogic:
             case_expiry_s=config.case_expiry_s,
         )
         self.stage_two = StageTwo(w.store, specs, "customs", config.idle_after_s)
+        # Outgoing snapshots (partials) of one key must leave in the order they were taken.
+        self._sending = asyncio.Lock()
         links, partials = w.internal_topic("links"), w.internal_topic("partials")
         self.topics = {"links": links.get_topic_name(), "partials": partials.get_topic_name()}
         self.indicator_topic = w.settings.topic(indicator_topic("customs"))
@@ -63,7 +66,8 @@ class CustomsLogic:
     def on_event(self, record: RawRecord, event: CloudEvent) -> None:
         home = _partition_for(event.subject, self.partitions)
         if home != record.partition:  # not keyed by subject: send it to its case's partition
-            doc = {"t": "event", "ce": event.model_dump(mode="json", exclude_none=True)}
+            _, value = encode_structured(event, event.data)
+            doc = {"t": "event", "ce": orjson.Fragment(value)}
             self.tracker.outbox.append(_out("links", event.subject, doc))
             return
         self.tracker.on_event(record.partition, event)
@@ -86,8 +90,9 @@ class CustomsLogic:
                                            headers=headers)  # fmt: skip
 
     async def after_batch(self, partitions: set[int]) -> None:
-        self.tracker.stage(partitions)
-        await self._send_outbox()
+        async with self._sending:
+            self.tracker.stage(partitions)
+            await self._send_outbox()
 
     async def _send_outbox(self) -> None:
         outbox, self.tracker.outbox = self.tracker.outbox, []
@@ -103,8 +108,9 @@ class CustomsLogic:
         self.stage_two.on_partial(record.partition, record.key or b"", record.value or b"{}")
 
     async def publish(self) -> None:
-        self.tracker.heartbeat()
-        await self._send_outbox()
+        async with self._sending:
+            self.tracker.heartbeat()
+            await self._send_outbox()
         for key, value, final in self.stage_two.due():
             await self.w.send(self.indicator_topic, key, value)
             metrics.INDICATOR_RECORDS.labels(service="customs", final=str(final).lower()).inc()

@@ -15,6 +15,6 @@ class CustomsSettings(BaseSettings):
     grace_s: Annotated[float, Field(ge=0)] = 3600.0
     indicator_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
     idle_after_s: Annotated[float, Field(gt=0)] = 60.0
-    window_retention_s: Annotated[float, Field(gt=0)] = 7 * 86400.0
+    window_retention_s: Annotated[float, Field(gt=0)] = 35 * 86400.0
     case_expiry_s: Annotated[float, Field(gt=0)] = 90 * 86400.0
     housekeeping_interval_s: Annotated[float, Field(gt=0)] = 60.0

@@ -9,7 +9,9 @@ applied contributions on restore, so they can never disagree with the cases afte
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -61,8 +63,10 @@ class Tracker:
     store: StateStore
     partitions: int
     out_of_orderness_s: float = 600.0
-    window_retention_s: float = 7 * 86400.0
+    window_retention_s: float = 35 * 86400.0
     case_expiry_s: float = 90 * 86400.0
+    resend_recent_s: float = 600.0
+    clock: Callable[[], float] = time.time
     outbox: list[Outgoing] = field(default_factory=list)
     states: dict[int, PartitionState] = field(default_factory=dict)
 
@@ -73,16 +77,24 @@ class Tracker:
         st = self.states.get(p)
         if st is None:
             st = PartitionState(p, Partials(INDICATORS, self.out_of_orderness_s))
+            recent: list[Declaration] = []
             for _, raw in self.store.items(p, DECL):
                 d = Declaration.from_json(orjson.loads(raw))
                 st.decls[d.entry_id] = d
                 st.partials.observe(d.last_event_s)
                 st.partials.restore(d.applied)
                 st.open_by_ie[d.ie_flag] += d.open
+                if d.changed_wall_s > self.clock() - self.resend_recent_s:
+                    recent.append(d)
             for _, raw in self.store.items(p, BILL):
                 b = Bill.from_json(orjson.loads(raw))
                 st.bills[b.bill_no] = b
-            st.partials.take_changed()  # restored aggregates were published before the restart
+            # Aggregates were published before the restart, except perhaps the last changes
+            # before it stopped: publish the windows of recently changed cases again (idempotent).
+            st.partials.take_changed()
+            for d in recent:
+                for c, _ in d.applied:
+                    st.partials.touch(c)
             self.states[p] = st
         return st
 
@@ -159,6 +171,7 @@ class Tracker:
             msg = f"{d.entry_id}: the change falls in a window older than the retention"
             raise TooLate(msg)
         d.applied = st.partials.apply(d.applied, new)
+        d.changed_wall_s = self.clock()
         st.decls[d.entry_id] = d
         st.dirty_decls.add(d.entry_id)
         st.open_by_ie[d.ie_flag] += d.open - was_open
@@ -186,7 +199,7 @@ class Tracker:
         """Stage changed cases in the store and queue changed partials for stage two."""
         for p in partitions:
             st = self.states.get(p)
-            if st is None:
+            if st is None or not self.store.owns(p):
                 continue
             for entry in st.dirty_decls:
                 if (d := st.decls.get(entry)) is not None:

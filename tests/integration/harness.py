@@ -177,3 +177,39 @@ async def eventually(predicate: Callable[[], bool], *, timeout_s: float, every_s
             return True
         await asyncio.sleep(every_s)
     return predicate()
+
+
+async def lag(bootstrap: str, group: str, topic: str) -> int:
+    """Records of ``topic`` not yet committed by consumer ``group`` (-1 when it committed none)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    count = await partition_count([bootstrap], topic, timeout_s=5)
+    assert count, f"no topic {topic}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await asyncio.sleep(0)
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        tps = [TopicPartition(topic, p) for p in range(count)]
+        ends = await consumer.end_offsets(tps)
+        if not any(tp in committed for tp in tps):
+            return -1
+        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def caught_up(bootstrap: str, group: str, topics: list[str], *, timeout_s: float = 120) -> None:
+    """Wait until ``group`` has committed everything in ``topics``."""
+    deadline = time.monotonic() + timeout_s
+    remaining: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        remaining = {t: await lag(bootstrap, group, t) for t in topics}
+        if all(v == 0 for v in remaining.values()):
+            return
+        await asyncio.sleep(0.5)
+    msg = f"consumer group {group} still behind: {remaining}"
+    raise AssertionError(msg)

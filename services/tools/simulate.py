@@ -1,0 +1,147 @@
+"""``tradepulse simulate <service>``: publish realistic traffic, with the faults real feeds have.
+
+The domain generator yields valid CloudEvents in event-time order; :func:`perturb` turns them into
+Kafka records with duplicates (same ``source`` and ``id``), local shuffling, late events held back
+to the end, invalid records, and a mix of structured and binary content modes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from services.common.settings import Settings
+
+__all__ = ["Faults", "Record", "perturb", "run_simulation"]
+
+Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+
+INVALID_SAMPLES: list[Callable[[dict[str, Any]], Record]] = [
+    lambda e: (None, b"{not json", [("content-type", b"application/cloudevents+json")]),
+    lambda e: (None, orjson.dumps([e]), [("content-type", b"application/cloudevents+json")]),
+    lambda e: (
+        None,
+        orjson.dumps({**e, "time": "yesterday"}),
+        [("content-type", b"application/cloudevents+json")],
+    ),
+    lambda e: (None, orjson.dumps({**e, "type": "customs.unknown"}), []),
+    lambda e: (None, orjson.dumps({**e, "data": {}}), [("content-type", b"application/cloudevents+json")]),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Fractions of the stream (0 to 1)."""
+
+    duplicates: float = 0.0
+    shuffle: float = 0.0
+    late: float = 0.0
+    invalid: float = 0.0
+    binary: float = 0.5
+    rekey: float = 0.0  # records keyed by something other than the subject (TradePulse must cope)
+
+
+def encode(event: dict[str, Any], *, binary: bool) -> Record:
+    key = str(event["subject"]).encode()
+    if not binary:
+        return key, orjson.dumps(event), [("content-type", b"application/cloudevents+json")]
+    headers = [("content-type", b"application/json")]
+    headers += [(f"ce_{k}", str(v).encode()) for k, v in event.items() if k != "data"]
+    return key, orjson.dumps(event["data"]), headers
+
+
+def perturb(events: list[dict[str, Any]], faults: Faults, rng: random.Random) -> list[Record]:
+    """Kafka records for ``events`` with the requested faults; every valid event is included."""
+    stream = list(events)
+    for i in range(len(stream)):  # local shuffling: swap with a neighbour up to 50 positions away
+        if rng.random() < faults.shuffle:
+            j = min(len(stream) - 1, max(0, i + rng.randint(-50, 50)))
+            stream[i], stream[j] = stream[j], stream[i]
+    late = [e for e in stream if rng.random() < faults.late]
+    late_ids = {id(e) for e in late}
+    ordered = [e for e in stream if id(e) not in late_ids] + late
+    records: list[Record] = []
+    for event in ordered:
+        key, value, headers = encode(event, binary=rng.random() < faults.binary)
+        if rng.random() < faults.rekey:
+            key = f"k{rng.randrange(10**6)}".encode()
+        records.append((key, value, headers))
+        if rng.random() < faults.duplicates:  # the copy may come in the other mode, a little later
+            records.insert(
+                min(len(records), len(records) + rng.randint(-20, 0)) if records else 0,
+                encode(event, binary=rng.random() < faults.binary),
+            )
+        if rng.random() < faults.invalid:
+            records.append(rng.choice(INVALID_SAMPLES)(event))
+    return records
+
+
+async def publish(
+    settings: Settings, topic: str, records: list[Record], *, rate: float, progress: bool
+) -> None:
+    """Send records at ``rate`` per second (0: as fast as possible), showing progress on stderr."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list(), acks="all", linger_ms=10)
+    await producer.start()
+    started = last = time.monotonic()
+    try:
+        pending = []
+        for i, (key, value, headers) in enumerate(records, 1):
+            pending.append(await producer.send(settings.topic(topic), value, key=key, headers=headers))
+            if rate > 0:
+                ahead = started + i / rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            if progress and time.monotonic() - last >= 1:
+                last = time.monotonic()
+                done = i / len(records)
+                print(
+                    f"\r{i:>9,}/{len(records):,} records  {done:6.1%}  {i / (last - started):>9,.0f}/s",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    if progress:
+        took = time.monotonic() - started
+        print(
+            f"\r{len(records):>9,} records sent in {took:.1f}s ({len(records) / max(took, 1e-9):,.0f}/s)"
+            + " " * 10,
+            file=sys.stderr,
+        )
+
+
+def run_simulation(
+    settings: Settings,
+    service: str,
+    *,
+    cases: int,
+    seed: int,
+    start_s: float,
+    span_s: float,
+    faults: Faults,
+    rate: float,
+    progress: bool = True,
+) -> int:
+    if service != "customs":
+        print(f"tradepulse simulate: no simulator for {service} yet", file=sys.stderr)
+        return 2
+    from services.customs.simulator import simulate
+
+    events = simulate(cases=cases, seed=seed, start_s=start_s, span_s=span_s)
+    records = perturb(events, faults, random.Random(seed + 1))
+    print(f"{cases:,} declarations, {len(events):,} events, {len(records):,} records", file=sys.stderr)
+    asyncio.run(publish(settings, "customs.events.v1", records, rate=rate, progress=progress))
+    return 0
