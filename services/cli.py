@@ -163,7 +163,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from services.tools.bench import run_bench
 
     out = Path(args.out or f"bench-results/{args.target}.json")
-    run_bench(events=args.events, partitions=args.partitions, out=out)
+    run_bench(events=args.events, partitions=args.partitions, out=out, rate=args.rate, latency_s=args.seconds)
     return 0
 
 
@@ -213,8 +213,10 @@ def parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_simulate)
 
     b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
-    b.add_argument("target", choices=["intake"])
+    b.add_argument("target", choices=["customs"])
     b.add_argument("--events", type=int, default=50_000)
+    b.add_argument("--rate", type=float, default=500.0, help="offered load of the latency run, events/s")
+    b.add_argument("--seconds", type=float, default=30.0, help="length of the latency run")
     b.add_argument("--partitions", type=int, default=4)
     b.add_argument("--out", help="result file (default bench-results/<target>.json)")
     b.set_defaults(func=cmd_bench)

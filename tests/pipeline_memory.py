@@ -10,8 +10,8 @@ import orjson
 
 from services.common.codec import decode
 from services.common.indicators import StageTwo
+from services.common.topics import partition_for
 from services.customs.lifecycle import INDICATORS
-from services.customs.service import _partition_for
 from services.customs.tracker import Tracker
 from tests.memory_store import MemoryStore
 
@@ -29,9 +29,8 @@ def run(events: list[dict[str, Any]], partitions: int = 4) -> dict[str, dict[str
             continue
         seen.add((e["source"], e["id"]))
         event = decode(orjson.dumps(e), [], topic=TOPIC)
-        tracker.on_event(_partition_for(event.subject, partitions), event)
+        tracker.on_event(partition_for(event.subject, partitions), event)
         _drain(tracker, stage_two, partitions)
-    tracker.heartbeat()
     _drain(tracker, stage_two, partitions)
     out: dict[str, dict[str, Any]] = {}
     for key, value, _ in stage_two.due():
@@ -41,15 +40,18 @@ def run(events: list[dict[str, Any]], partitions: int = 4) -> dict[str, dict[str
 
 def _drain(tracker: Tracker, stage_two: StageTwo, partitions: int) -> None:
     tracker.stage(set(range(partitions)))
+    tracker.emit_partials()
     queue = deque(tracker.outbox)
     tracker.outbox.clear()
     while queue:
         out = queue.popleft()
-        p = out.partition if out.partition is not None else _partition_for(out.key.decode(), partitions)
+        p = out.partition if out.partition is not None else partition_for(out.key.decode(), partitions)
         if out.topic == "links":
             tracker.on_link(p, out.value)
         else:
-            stage_two.on_partial(p, out.key, out.value)
+            stage_two.on_partials(p, out.value)
         tracker.stage(set(range(partitions)))
+        if out.topic == "links":
+            tracker.emit_partials()
         queue.extend(tracker.outbox)
         tracker.outbox.clear()

@@ -1,7 +1,8 @@
 """Stage two of the indicator engine: merge partition partials into indicator records.
 
-Every input partition publishes, for each indicator key it touched, its *whole* current partial
-aggregate plus its watermark. Here a key's partial from a partition replaces that partition's
+Every input partition publishes, about once a second, to every stage-two partition one bundle: its
+watermark and, for each indicator key of that partition it touched, its *whole* current partial
+aggregate. Here a key's partial from a partition replaces that partition's
 previous one (so redelivery never double counts), the merge of all partitions' partials is the
 indicator, and a record is published when the merge changed (at most once per interval) or the
 window became final. Final: the slowest active partition's watermark passed the window's end plus
@@ -23,9 +24,8 @@ from services.common.events import INDICATOR_TYPE, IndicatorWindow
 from services.common.state import StateStore
 from services.common.windows import WINDOWS, Agg, IndicatorSpec
 
-__all__ = ["HEARTBEAT_KEY", "Merged", "Merger", "StageTwo"]
+__all__ = ["Merged", "Merger", "StageTwo"]
 
-HEARTBEAT_KEY = b"__watermark__"
 IND, WM = "ind", "wm"
 
 
@@ -157,17 +157,16 @@ class StageTwo:
         for p in partitions:
             self.mergers.pop(p, None)
 
-    def on_partial(self, p: int, key: bytes, value: bytes) -> None:
-        """A partial aggregate, or a watermark heartbeat, from stage one."""
+    def on_partials(self, p: int, value: bytes) -> None:
+        """A bundle from one stage-one partition: its watermark and changed aggregates."""
         msg = orjson.loads(value)
         m = self.merger(p)
         src = int(msg["src"])
         if msg.get("wm") is not None and msg["wm"] > m.watermarks.get(src, float("-inf")):
             m.watermark(src, float(msg["wm"]))
             self.store.put(p, WM, str(src), repr(float(msg["wm"])).encode())
-        if key != HEARTBEAT_KEY:
-            name = key.decode()
-            m.partial(name, src, Agg.from_json(msg["agg"]))
+        for name, agg in msg.get("aggs", {}).items():
+            m.partial(name, src, Agg.from_json(agg))
             self.store.put(p, IND, name, orjson.dumps(m.keys[name].to_json()))
 
     def due(self) -> list[tuple[bytes, bytes, bool]]:

@@ -6,8 +6,8 @@ but under its own control:
 
 - every input partition ``p`` owns partition ``p`` of ``<app>-state`` (compacted, same count);
 - the service changes values in memory and :meth:`KafkaStateStore.flush` sends each changed key
-  once, before the batch's input offsets are acknowledged (Faust flushes the producer before it
-  commits), so committed input is always covered by state;
+  once, in record batches on the store's own producer, and waits until the broker has them; only
+  then is the input batch acknowledged, so committed input is always covered by state;
 - when partitions are assigned (start-up, rebalance) their state is read back from the topic,
   and the agent waits (:meth:`wait_ready`) before it processes their events; revoked partitions
   are dropped and late writes to them are refused.
@@ -19,9 +19,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 __all__ = ["KafkaStateStore", "NotOwned", "StateStore"]
 
@@ -58,14 +58,14 @@ class KafkaStateStore:
         *,
         topic: str,
         bootstrap: list[str],
-        send: Callable[[str, bytes, bytes | None, int], object],
         restore_timeout_s: float = 300.0,
         last_kinds: frozenset[str] = frozenset({"dedup"}),
         before_restore: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.topic = topic
         self._bootstrap = bootstrap
-        self._send = send
+        self._producer: AIOKafkaProducer | None = None
+        self._closed = False
         self._restore_timeout_s = restore_timeout_s
         self._last = tuple(f"{kind}|".encode() for kind in last_kinds)
         self._before_restore = before_restore
@@ -107,7 +107,7 @@ class KafkaStateStore:
                 yield key[cut:].decode(), value
 
     async def flush(self) -> None:
-        """Queue every changed key once on the producer; Faust's commit waits for delivery.
+        """Send every changed key once and wait until the broker has them all.
 
         Keys of ``last_kinds`` (deduplication) go last: if the process dies half-way, what was
         sent never claims an event as seen whose effects were not sent before it. Flushes are
@@ -116,14 +116,45 @@ class KafkaStateStore:
         """
         async with self._flushing:
             dirty, self._dirty = self._dirty, {}
+            pending = []
             for partition, changes in dirty.items():
-                if partition not in self._owned:
+                if partition not in self._owned or not changes:
                     continue  # revoked meanwhile: the new owner has the authoritative state
                 ordered = sorted(changes.items(), key=lambda kv: kv[0].startswith(self._last))
-                for key, value in ordered:
-                    result = self._send(self.topic, key, value, partition)
-                    if asyncio.isfuture(result) or asyncio.iscoroutine(result):
-                        await result
+                pending.extend(await self._send_batches(partition, ordered))
+            if pending:
+                await asyncio.gather(*pending)
+
+    async def _send_batches(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> list[Any]:
+        producer = await self._ensure_producer()
+        futures = []
+        batch = producer.create_batch()
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start anew
+                futures.append(await producer.send_batch(batch, self.topic, partition=partition))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        futures.append(await producer.send_batch(batch, self.topic, partition=partition))
+        return futures
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._closed:
+            msg = "state store is closed (worker shutting down)"
+            raise RuntimeError(msg)
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap, acks="all", max_batch_size=512 * 1024, linger_ms=0
+            )
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def close(self) -> None:
+        """Stop the store's producer (pending writes are delivered first)."""
+        self._closed = True
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
 
     def _writable(self, partition: int) -> bool:
         if partition in self._owned:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 from services.common.sketch import Sketch
@@ -74,6 +75,7 @@ def _iso(epoch_s: int) -> str:
     return datetime.fromtimestamp(epoch_s, SHANGHAI).isoformat()
 
 
+@lru_cache(maxsize=65_536)
 def indicator_key(indicator: str, window: str, start_s: int, dims: Dims) -> str:
     """``<indicator>|<window>|<window_start>|<k1=v1,k2=v2 sorted by key>`` (contract section 4)."""
     return f"{indicator}|{window}|{_iso(start_s)}|{','.join(f'{k}={v}' for k, v in sorted(dims))}"

@@ -107,8 +107,15 @@ class Wiring:
         """Run ``fn`` every ``interval_s`` seconds, then flush the state store."""
 
         async def tick() -> None:
-            await fn()
-            await self.store.flush()
+            if self.app.should_stop:
+                return
+            try:
+                await fn()
+                await self.store.flush()
+            except Exception:
+                if not self.app.should_stop:
+                    raise
+                log.info("timer %s cut short by shutdown", name)  # its work is redone after restart
 
         tick.__name__ = tick.__qualname__ = f"{self.service}_{name}"
         self.app.timer(interval_s)(tick)
@@ -199,15 +206,16 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
     dlq_name = settings.topic(dlq_topic(domain.topic))
     state_topic = settings.topic(f"tradepulse-{spec.name}-state")
 
-    async def send_state(topic: str, key: bytes, value: bytes | None, partition: int) -> None:
-        await app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
-
     async def flush_producer() -> None:
         await app.producer.flush()
 
     store = KafkaStateStore(
-        topic=state_topic, bootstrap=settings.bootstrap_list(), send=send_state, before_restore=flush_producer
+        topic=state_topic, bootstrap=settings.bootstrap_list(), before_restore=flush_producer
     )
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def _close_store(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await store.close()
 
     async def send_dlq(rejected: Rejected) -> None:
         r = rejected.record

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.metrics import label_or_other
@@ -51,16 +54,26 @@ INDICATOR_RECORDS = Counter(
 )
 
 
-def observe_release(ie_flag: str, customs_code: str, transport_mode: str, seconds: float) -> None:
-    RELEASE_SECONDS.labels(
+@lru_cache(maxsize=4096)
+def _release(ie_flag: str, customs_code: str, transport_mode: str) -> Any:
+    return RELEASE_SECONDS.labels(
         ie_flag=ie_flag,
         customs_code=label_or_other(customs_code, CUSTOMS_CODES),
         transport_mode=label_or_other(transport_mode, TRANSPORT_MODES),
-    ).observe(seconds)
+    )
+
+
+@lru_cache(maxsize=256)
+def _stage(stage: str, ie_flag: str) -> Any:
+    return STAGE_SECONDS.labels(stage=label_or_other(stage, STAGES), ie_flag=ie_flag)
+
+
+def observe_release(ie_flag: str, customs_code: str, transport_mode: str, seconds: float) -> None:
+    _release(ie_flag, customs_code, transport_mode).observe(seconds)
 
 
 def observe_stage(stage: str, ie_flag: str, seconds: float) -> None:
-    STAGE_SECONDS.labels(stage=label_or_other(stage, STAGES), ie_flag=ie_flag).observe(seconds)
+    _stage(stage, ie_flag).observe(seconds)
 
 
 def count_risk(ie_flag: str, credit_class: str, channel: str) -> None:

@@ -8,13 +8,12 @@ import dataclasses
 import logging
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from services.common.codec import DecodeError, DlqReason, decode, encode_structured
 from services.common.events import CloudEvent
 from services.common.indicators import StageTwo
 from services.common.intake import RawRecord
-from services.common.topics import dlq_topic, indicator_topic
+from services.common.topics import dlq_topic, indicator_topic, partition_for
 from services.common.windows import IndicatorSpec
 from services.common.worker import ServiceSpec, Wiring
 from services.customs import metrics
@@ -24,11 +23,6 @@ from services.customs.tracker import Outgoing, TooLate, Tracker
 
 log = logging.getLogger(__name__)
 TOPIC = "customs.events.v1"
-
-
-def _partition_for(key: str, partitions: int) -> int:
-    """Where Kafka's default partitioner puts a record keyed by ``key`` (murmur2, as the JVM)."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 class CustomsLogic:
@@ -56,6 +50,7 @@ class CustomsLogic:
         self.dlq = w.settings.topic(dlq_topic(TOPIC))
         w.agent(links, self.on_link_record, name="links", after=self.after_batch)
         w.agent(partials, self.on_partial_record, name="partials")
+        w.timer(config.partials_interval_s, self.emit_partials, name="partials")
         w.timer(config.indicator_interval_s, self.publish, name="publish")
         w.timer(config.housekeeping_interval_s, self.housekeeping, name="housekeeping")
         w.store.on_revoke(self.tracker.forget)
@@ -64,7 +59,7 @@ class CustomsLogic:
     # -- stage one ------------------------------------------------------------------------------
 
     def on_event(self, record: RawRecord, event: CloudEvent) -> None:
-        home = _partition_for(event.subject, self.partitions)
+        home = partition_for(event.subject, self.partitions)
         if home != record.partition:  # not keyed by subject: send it to its case's partition
             _, value = encode_structured(event, event.data)
             doc = {"t": "event", "ce": orjson.Fragment(value)}
@@ -105,12 +100,15 @@ class CustomsLogic:
     # -- stage two ------------------------------------------------------------------------------
 
     def on_partial_record(self, record: RawRecord) -> None:
-        self.stage_two.on_partial(record.partition, record.key or b"", record.value or b"{}")
+        self.stage_two.on_partials(record.partition, record.value or b"{}")
+
+    async def emit_partials(self) -> None:
+        """Send each owned partition's changed aggregates, bundled per stage-two partition."""
+        async with self._sending:
+            self.tracker.emit_partials()
+            await self._send_outbox()
 
     async def publish(self) -> None:
-        async with self._sending:
-            self.tracker.heartbeat()
-            await self._send_outbox()
         for key, value, final in self.stage_two.due():
             await self.w.send(self.indicator_topic, key, value)
             metrics.INDICATOR_RECORDS.labels(service="customs", final=str(final).lower()).inc()

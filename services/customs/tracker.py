@@ -20,8 +20,8 @@ import orjson
 
 from services.common.events import CloudEvent
 from services.common.events.customs import DeclarationLodged, EntryRef, TransportArrived
-from services.common.indicators import HEARTBEAT_KEY
 from services.common.state import StateStore
+from services.common.topics import partition_for
 from services.common.windows import WINDOWS, Partials
 from services.customs import metrics
 from services.customs.lifecycle import INDICATORS, Bill, Declaration, contributions
@@ -196,7 +196,7 @@ class Tracker:
     # -- persistence and output ---------------------------------------------------------------
 
     def stage(self, partitions: set[int]) -> None:
-        """Stage changed cases in the store and queue changed partials for stage two."""
+        """Stage changed cases and bills in the state store."""
         for p in partitions:
             st = self.states.get(p)
             if st is None or not self.store.owns(p):
@@ -209,20 +209,21 @@ class Tracker:
                     self.store.put(p, BILL, bill_no, orjson.dumps(b.to_json()))
             st.dirty_decls.clear()
             st.dirty_bills.clear()
-            wm = st.partials.watermark_s
-            for key, agg in st.partials.take_changed().items():
-                value = orjson.dumps({"src": p, "wm": wm, "agg": agg.to_json()})
-                self.outbox.append(Outgoing("partials", key.encode(), value))
         self.update_gauge()
 
-    def heartbeat(self) -> None:
-        """Tell every stage-two partition how far each owned partition's event time has got."""
+    def emit_partials(self) -> None:
+        """Queue, for every stage-two partition, one bundle per owned partition: its watermark and
+        the aggregates changed since the last call (whole aggregates: stage two replaces them)."""
         for p, st in self.states.items():
-            if st.partials.max_event_s == float("-inf"):
+            if st.partials.max_event_s == float("-inf") or not self.store.owns(p):
                 continue
-            value = orjson.dumps({"src": p, "wm": st.partials.watermark_s})
-            for q in range(self.partitions):
-                self.outbox.append(Outgoing("partials", HEARTBEAT_KEY, value, partition=q))
+            bundles: dict[int, dict[str, Any]] = {q: {} for q in range(self.partitions)}
+            for key, agg in st.partials.take_changed().items():
+                bundles[partition_for(key, self.partitions)][key] = agg.to_json()
+            wm = st.partials.watermark_s
+            for q, aggs in bundles.items():
+                value = orjson.dumps({"src": p, "wm": wm, "aggs": aggs})
+                self.outbox.append(Outgoing("partials", str(p).encode(), value, partition=q))
 
     def expire(self) -> None:
         """Drop finished cases past the retention and unfinished ones past the expiry (counted)."""

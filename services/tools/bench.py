@@ -1,8 +1,9 @@
-"""``tradepulse bench intake``: throughput of the intake path against Faust's own ceiling.
+"""``tradepulse bench customs``: throughput of the customs pipeline against Faust's own ceiling.
 
 Against one broker and the same records it measures (a) a raw aiokafka consumer decoding them,
-(b) a Faust agent that only iterates them, (c) ``tradepulse worker customs`` (intake: decode,
-deduplicate, state, ack). Ratios are taken within one run, because the machines are shared.
+(b) a Faust agent that only iterates them, (c) ``tradepulse worker customs`` (the whole pipeline:
+intake, lifecycle tracking, windows, partials, merge, indicator records). Then the end-to-end
+latency at a fixed offered load. Ratios are taken within one run: the machines are shared.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from services.common.codec import DecodeError, decode
 from services.devstack.kafka import KafkaNode
 from services.devstack.process import free_port
+from services.tools.simulate import Record
 
 __all__ = ["run_bench"]
 
@@ -35,32 +37,18 @@ TOPIC = "customs.events.v1"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _records(n: int, seed: int) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        entry = f"5141{2025}0{rng.randrange(10**9):09d}"
-        event = {
-            "specversion": "1.0",
-            "id": f"b-{i}",
-            "source": "/singlewindow/5141",
-            "type": "customs.declaration.accepted",
-            "time": "2025-03-01T08:30:00+08:00",
-            "subject": entry,
-            "data": {"entry_id": entry},
-        }
-        if i % 2:
-            headers = [("content-type", b"application/cloudevents+json")]
-            value = json.dumps(event).encode()
-        else:
-            headers = [("content-type", b"application/json")]
-            headers += [(f"ce_{k}", str(v).encode()) for k, v in event.items() if k != "data"]
-            value = json.dumps(event["data"]).encode()
-        out.append((entry.encode(), value, headers))
-    return out
+def _customs_records(n: int, seed: int) -> list[Record]:
+    """A realistic customs stream: whole lifecycles, 2 % duplicates, a little disorder."""
+    from services.customs.simulator import simulate
+    from services.tools.simulate import Faults, perturb
+
+    cases = max(1, n // 5)
+    events = simulate(cases=cases, seed=seed, start_s=time.time() - 3 * 86400, span_s=86400)
+    records = perturb(events, Faults(duplicates=0.02, shuffle=0.02, binary=0.5), random.Random(seed))
+    return records[:n]
 
 
-async def _prepare(bootstrap: str, topic: str, partitions: int, n: int, seed: int) -> None:
+async def _prepare(bootstrap: str, topic: str, partitions: int, records: list[Record]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -70,7 +58,7 @@ async def _prepare(bootstrap: str, topic: str, partitions: int, n: int, seed: in
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024)
     await producer.start()
     try:
-        futures = [await producer.send(topic, v, key=k, headers=h) for k, v, h in _records(n, seed)]
+        futures = [await producer.send(topic, v, key=k, headers=h) for k, v, h in records]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -133,18 +121,23 @@ def _faust_empty(bootstrap: str, prefix: str, n: int, partitions: int) -> float:
         out.unlink(missing_ok=True)
 
 
-def _worker(bootstrap: str, prefix: str, n: int, partitions: int) -> float:
-    port = free_port()
-    env = {
+def _env(bootstrap: str, prefix: str, partitions: int, port: int) -> dict[str, str]:
+    return {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "TRADEPULSE_TOPIC_PREFIX": prefix,
         "TRADEPULSE_TOPIC_PARTITIONS": str(partitions),
         "TRADEPULSE_WEB_PORT": str(port),
         "TRADEPULSE_LOG_LEVEL": "warning",
+        "TRADEPULSE_CUSTOMS_INDICATOR_INTERVAL_S": "1",
     }
+
+
+def _worker(bootstrap: str, prefix: str, n: int, partitions: int, service: str) -> float:
+    port = free_port()
+    env = _env(bootstrap, prefix, partitions, port)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "worker", "customs"],
+        [sys.executable, "-m", "services.cli", "worker", service],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -184,8 +177,121 @@ def _consumed(port: int) -> float:
     return 0.0
 
 
-def run_bench(*, events: int, partitions: int, out: Path, seed: int = 7) -> dict[str, Any]:
-    """Run (a), (b), (c) on the same records and write the JSON result to ``out``."""
+PROBE_ENTRY = "9999{year}0{serial:09d}"
+
+
+def _probe_case(serial: int, base_s: float) -> list[Record]:
+    """A tiny export declaration at customs office 9999: lodged then released 60 s later, both at
+    event times inside one fixed hour, so each probe adds one to one indicator key's count."""
+    from services.tools.simulate import encode
+
+    entry = PROBE_ENTRY.format(year=2025, serial=serial)
+    at = base_s + serial * 0.001
+    common = {"specversion": "1.0", "source": "/bench/probe", "subject": entry}
+    lodged = {
+        **common,
+        "id": f"p{serial}-l",
+        "type": "customs.declaration.lodged",
+        "time": _iso(at),
+        "data": {
+            "entry_id": entry,
+            "customs_code": "9999",
+            "ie_flag": "E",
+            "trade_mode": "0110",
+            "transport_mode": "5",
+            "credit_class": "aeo",
+            "declared_value": {"amount": "1.00", "currency": "CNY"},
+            "consignee_uscc": "91440101MA5C000001",
+        },
+    }
+    released = {
+        **common,
+        "id": f"p{serial}-r",
+        "type": "customs.declaration.released",
+        "time": _iso(at + 60),
+        "data": {"entry_id": entry},
+    }
+    return [encode(lodged, binary=False), encode(released, binary=False)]
+
+
+def _iso(at_s: float) -> str:
+    from datetime import datetime
+
+    from services.common.windows import SHANGHAI
+
+    return datetime.fromtimestamp(at_s, SHANGHAI).isoformat(timespec="milliseconds")
+
+
+async def _latency(bootstrap: str, prefix: str, rate: float, seconds: float, seed: int) -> list[float]:
+    """Offer ``rate`` events/s of simulated traffic plus a probe case every 0.5 s; the latency of a
+    probe is from sending its release to the first indicator record that counts it."""
+    from datetime import datetime
+
+    base = datetime.fromisoformat("2025-03-01T10:00:00+08:00").timestamp()
+    key = "customs.release_time|PT1H|2025-03-01T10:00:00+08:00|customs_code=9999,ie_flag=E,transport_mode=5"
+    load = _customs_records(int(rate * seconds) + 1, seed)
+    sent_at: dict[int, float] = {}
+    latencies: list[float] = []
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    consumer = AIOKafkaConsumer(
+        prefix + "indicators.customs.v1",
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="latest",
+        group_id=f"bench-lat-{uuid.uuid4().hex[:6]}",
+    )
+    await producer.start()
+    await consumer.start()
+    await asyncio.sleep(2)  # let the consumer join before probes are counted
+
+    async def offer() -> None:
+        started = time.monotonic()
+        probes = 0
+        for i, (k, v, h) in enumerate(load):
+            await producer.send(prefix + TOPIC, v, key=k, headers=h)
+            if time.monotonic() - started >= probes * 0.5:
+                probes += 1
+                for pk, pv, ph in _probe_case(probes, base):
+                    await producer.send(prefix + TOPIC, pv, key=pk, headers=ph)
+                sent_at[probes] = time.monotonic()
+            ahead = started + (i + 1) / rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        await producer.flush()
+
+    async def watch() -> None:
+        counted = 0
+        deadline = time.monotonic() + seconds + 30
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for r in records:
+                    if r.key and r.key.decode() == key:
+                        count = json.loads(r.value)["data"]["count"]
+                        now = time.monotonic()
+                        while counted < count:
+                            counted += 1
+                            if counted in sent_at:
+                                latencies.append(now - sent_at[counted])
+            if sent_at and counted >= max(sent_at) and time.monotonic() > deadline - 30:
+                return
+
+    try:
+        await asyncio.gather(offer(), watch())
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return latencies
+
+
+def _percentile(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    return sorted(xs)[min(len(xs) - 1, int(q * (len(xs) - 1)))]
+
+
+def run_bench(
+    *, events: int, partitions: int, out: Path, seed: int = 7, rate: float = 500.0, latency_s: float = 30.0
+) -> dict[str, Any]:
+    """Throughput of (a), (b), (c) on the same records, then latency at a fixed offered load."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     node = None
     if external:
@@ -199,28 +305,37 @@ def run_bench(*, events: int, partitions: int, out: Path, seed: int = 7) -> dict
         )
         node.start()
         bootstrap = node.bootstrap
+    records = _customs_records(events, seed)
     try:
         results: dict[str, float] = {}
-        for name in ("raw_aiokafka_decode", "faust_empty_agent", "intake_worker"):
+        for name in ("raw_aiokafka_decode", "faust_empty_agent", "customs_pipeline"):
             prefix = f"bench{uuid.uuid4().hex[:8]}."
-            asyncio.run(_prepare(bootstrap, prefix + TOPIC, partitions, events, seed))
+            asyncio.run(_prepare(bootstrap, prefix + TOPIC, partitions, records))
             if name == "raw_aiokafka_decode":
-                results[name] = asyncio.run(_raw(bootstrap, prefix + TOPIC, events))
+                results[name] = asyncio.run(_raw(bootstrap, prefix + TOPIC, len(records)))
             elif name == "faust_empty_agent":
-                results[name] = _faust_empty(bootstrap, prefix, events, partitions)
+                results[name] = _faust_empty(bootstrap, prefix, len(records), partitions)
             else:
-                results[name] = _worker(bootstrap, prefix, events, partitions)
+                results[name] = _worker(bootstrap, prefix, len(records), partitions, "customs")
             print(f"{name:<22} {results[name]:>10,.0f} events/s", flush=True)
+        latencies = _latency_run(bootstrap, partitions, rate, latency_s, seed)
     finally:
         if node is not None:
             node.stop()
     report = {
-        "benchmark": "intake",
-        "events": events,
+        "benchmark": "customs",
+        "events": len(records),
         "partitions": partitions,
         "events_per_s": {k: round(v, 1) for k, v in results.items()},
-        "ratio_c_over_a": round(results["intake_worker"] / results["raw_aiokafka_decode"], 3),
-        "ratio_c_over_b": round(results["intake_worker"] / results["faust_empty_agent"], 3),
+        "ratio_c_over_a": round(results["customs_pipeline"] / results["raw_aiokafka_decode"], 3),
+        "ratio_c_over_b": round(results["customs_pipeline"] / results["faust_empty_agent"], 3),
+        "latency": {
+            "offered_events_per_s": rate,
+            "indicator_interval_s": 1.0,
+            "probes": len(latencies),
+            "p50_s": _round(_percentile(latencies, 0.5)),
+            "p99_s": _round(_percentile(latencies, 0.99)),
+        },
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -233,3 +348,35 @@ def run_bench(*, events: int, partitions: int, out: Path, seed: int = 7) -> dict
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return report
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _latency_run(bootstrap: str, partitions: int, rate: float, seconds: float, seed: int) -> list[float]:
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "worker", "customs"],
+        cwd=REPO,
+        env=_env(bootstrap, prefix, partitions, port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _ready(port):
+            time.sleep(0.2)
+        return asyncio.run(_latency(bootstrap, prefix, rate, seconds, seed))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
