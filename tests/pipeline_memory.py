@@ -47,7 +47,7 @@ def _drain(tracker: Tracker, stage_two: StageTwo, partitions: int) -> None:
         out = queue.popleft()
         p = out.partition if out.partition is not None else partition_for(out.key.decode(), partitions)
         if out.topic == "links":
-            tracker.on_link(p, out.value)
+            tracker.on_link(p, orjson.loads(out.value))
         else:
             stage_two.on_partials(p, out.value)
         tracker.stage(set(range(partitions)))

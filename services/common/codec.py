@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from services.common.events import CATALOG, DOMAINS, CloudEvent, DataModel, Envelope
+from services.common.events import CATALOG, DOMAINS, DataModel, Envelope, Event
 from services.common.events.envelope import OPTIONAL_ATTRIBUTES, REQUIRED_ATTRIBUTES
 
 __all__ = [
@@ -95,8 +95,8 @@ def decode(
     *,
     topic: str,
     max_bytes: int = 262_144,
-) -> CloudEvent:
-    """Decode one Kafka record of ``topic`` into its typed CloudEvent.
+) -> Event:
+    """Decode one Kafka record of ``topic`` into its typed event.
 
     Structured mode: ``content-type: application/cloudevents+json`` (or no content type and a JSON
     object with ``specversion``). Binary mode: ``ce_*`` headers and the ``data`` object as value.
@@ -136,7 +136,7 @@ def decode(
     return _build(attrs, data, topic)
 
 
-def _build(attrs: dict[str, Any], data: dict[str, Any], topic: str) -> CloudEvent:
+def _build(attrs: dict[str, Any], data: dict[str, Any], topic: str) -> Event:
     unknown = sorted(set(attrs) - _KNOWN_ATTRIBUTES)
     if unknown:
         msg = f"{unknown[0]}: unknown attribute (allowed: {', '.join(sorted(_KNOWN_ATTRIBUTES))})"
@@ -157,15 +157,16 @@ def _build(attrs: dict[str, Any], data: dict[str, Any], topic: str) -> CloudEven
     if (expected := payload.subject) != envelope.subject:
         msg = f"subject: {envelope.subject!r} differs from the entity id {expected!r} in data"
         raise DecodeError(DlqReason.INVALID_ENVELOPE, msg)
-    fields = envelope.__dict__ | {"data": payload}
-    return CloudEvent.model_construct(_fields_set=envelope.model_fields_set | {"data"}, **fields)
+    return Event(**envelope.__dict__, data=payload)
 
 
-def _attributes(event: Envelope) -> dict[str, Any]:
+def _attributes(event: Envelope | Event) -> dict[str, Any]:
+    if isinstance(event, Event):
+        return event.attributes()
     return event.model_dump(mode="json", exclude_none=True, exclude={"data"})
 
 
-def encode_structured(event: Envelope, data: DataModel | Mapping[str, Any]) -> tuple[Headers, bytes]:
+def encode_structured(event: Envelope | Event, data: DataModel | Mapping[str, Any]) -> tuple[Headers, bytes]:
     """Structured mode: the whole event as JSON, ``content-type: application/cloudevents+json``."""
     doc = _attributes(event)
     doc["data"] = data.model_dump(mode="json", exclude_none=True) if isinstance(data, DataModel) else data
@@ -173,7 +174,7 @@ def encode_structured(event: Envelope, data: DataModel | Mapping[str, Any]) -> t
     return headers, orjson.dumps(doc)
 
 
-def encode_binary(event: Envelope, data: DataModel | Mapping[str, Any]) -> tuple[Headers, bytes]:
+def encode_binary(event: Envelope | Event, data: DataModel | Mapping[str, Any]) -> tuple[Headers, bytes]:
     """Binary mode: attributes in ``ce_*`` headers, the ``data`` object as the value."""
     headers: list[tuple[str, bytes]] = [("content-type", b"application/json")]
     headers.extend((f"ce_{k}", str(v).encode()) for k, v in _attributes(event).items())

@@ -26,7 +26,7 @@ from services.common.windows import WINDOWS, Agg, IndicatorSpec
 
 __all__ = ["Merged", "Merger", "StageTwo"]
 
-IND, WM = "ind", "wm"
+PART, REV, WM = "part", "rev", "wm"  # a source's partial of a key; a key's revision; a watermark
 
 
 @dataclass(slots=True)
@@ -146,8 +146,13 @@ class StageTwo:
         m = self.mergers.get(p)
         if m is None:
             m = Merger(self.specs, self.idle_after_s)
-            for key, raw in self.store.items(p, IND):
-                m.keys[key] = Merged.from_json(orjson.loads(raw))
+            for name, raw in self.store.items(p, PART):
+                src, key = name.split("|", 1)
+                m.keys.setdefault(key, Merged()).sources[int(src)] = Agg.from_json(orjson.loads(raw))
+            for key, raw in self.store.items(p, REV):
+                revision, final = raw.decode().split(",")
+                merged = m.keys.setdefault(key, Merged())
+                merged.revision, merged.final = int(revision), final == "1"
             for src, raw in self.store.items(p, WM):
                 m.watermark(int(src), float(raw))
             self.mergers[p] = m
@@ -167,7 +172,7 @@ class StageTwo:
             self.store.put(p, WM, str(src), repr(float(msg["wm"])).encode())
         for name, agg in msg.get("aggs", {}).items():
             m.partial(name, src, Agg.from_json(agg))
-            self.store.put(p, IND, name, orjson.dumps(m.keys[name].to_json()))
+            self.store.put(p, PART, f"{src}|{name}", orjson.dumps(agg))
 
     def due(self) -> list[tuple[bytes, bytes, bool]]:
         """(key, CloudEvent, final) of every indicator record to publish now."""
@@ -176,7 +181,7 @@ class StageTwo:
         for p, m in self.mergers.items():
             for key, merged in m.due():
                 record = m.record(key, merged)
-                self.store.put(p, IND, key, orjson.dumps(merged.to_json()))
+                self.store.put(p, REV, key, f"{merged.revision},{int(merged.final)}".encode())
                 event = {
                     "specversion": "1.0",
                     "id": f"{key}|r{merged.revision}",

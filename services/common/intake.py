@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from services.common.codec import DecodeError, DlqReason, Headers, decode
 from services.common.dedup import Chunk, DedupIndex, digest
-from services.common.events import CloudEvent
+from services.common.events import Event
 from services.common.metrics import (
     DEDUP_KEYS,
     EVENTS_ACCEPTED,
@@ -54,7 +54,7 @@ class Rejected:
 class Screened:
     """The outcome of screening one batch."""
 
-    accepted: list[tuple[RawRecord, CloudEvent]] = field(default_factory=list)
+    accepted: list[tuple[RawRecord, Event]] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     duplicates: int = 0
 
@@ -145,7 +145,7 @@ class Intake:
         for p in partitions:
             self._indexes.pop(p, None)
 
-    async def take(self, records: Sequence[RawRecord]) -> list[tuple[RawRecord, CloudEvent]]:
+    async def take(self, records: Sequence[RawRecord]) -> list[tuple[RawRecord, Event]]:
         """Screen one batch, dead-letter bad records, persist new keys; returns the new events.
 
         Records of partitions revoked while the batch was in hand are left for the new owner.

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["RELATIVE_ACCURACY", "Sketch"]
+__all__ = ["RELATIVE_ACCURACY", "Sketch", "bucket_of"]
 
 RELATIVE_ACCURACY = 0.01
 _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
@@ -22,6 +22,14 @@ _LOG_GAMMA = math.log(_GAMMA)
 
 def _bucket(value: float) -> int:
     return math.ceil(math.log(value) / _LOG_GAMMA)
+
+
+def bucket_of(value: float) -> int | None:
+    """The bucket of a value (None for zero): compute once, add to several sketches."""
+    if value < 0 or math.isnan(value):
+        msg = f"sketch takes non-negative values, got {value}"
+        raise ValueError(msg)
+    return None if value == 0 else _bucket(value)
 
 
 def _midpoint(index: int) -> float:
@@ -40,13 +48,13 @@ class Sketch:
 
     def add(self, value: float, weight: int = 1) -> None:
         """Count ``value`` ``weight`` times (a negative weight takes it out again)."""
-        if value < 0 or math.isnan(value):
-            msg = f"sketch takes non-negative values, got {value}"
-            raise ValueError(msg)
-        if value == 0:
+        self.add_bucket(bucket_of(value), weight)
+
+    def add_bucket(self, key: int | None, weight: int = 1) -> None:
+        """Count ``weight`` values of bucket ``key`` (None: zero), as :func:`bucket_of` gives."""
+        if key is None:
             self.zeros += weight
         else:
-            key = _bucket(value)
             left = self.bins.get(key, 0) + weight
             if left:
                 self.bins[key] = left

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from services.common.sketch import Sketch
+from services.common.sketch import Sketch, bucket_of
 
 __all__ = [
     "SHANGHAI",
@@ -48,9 +48,12 @@ class IndicatorSpec:
     grace_s: float = 3600.0
 
 
-@dataclass(frozen=True, slots=True)
-class Contribution:
-    """One case's share of one indicator: counted in the windows holding ``at_s``."""
+class Contribution(NamedTuple):
+    """One case's share of one indicator: counted in the windows holding ``at_s``.
+
+    A named tuple, not a dataclass: contributions are hashed and compared on every event, and
+    tuples do that in C.
+    """
 
     indicator: str
     at_s: float
@@ -96,20 +99,26 @@ class Agg:
 
     def add(self, c: Contribution, kind: Kind, sign: int = 1) -> None:
         """Count (``sign`` 1) or take out again (``sign`` -1) one contribution."""
-        self.count += sign
         if kind == "duration":
             ms = round(c.value * 1000)
-            self.sum_ms += sign * ms
-            self.sketch.add(ms / 1000, sign)
-            if sign > 0:
-                self.min_ms = ms if self.min_ms is None else min(self.min_ms, ms)
-                self.max_ms = ms if self.max_ms is None else max(self.max_ms, ms)
-            elif ms in (self.min_ms, self.max_ms) or self.count == 0:
-                self._extremes_from_sketch()
-        elif kind == "ratio":
-            self.numerator += sign * int(c.value)
+            self.add_duration(ms, bucket_of(ms / 1000), sign)
         else:
-            self.amount += sign * Decimal(c.amount)
+            self.count += sign
+            if kind == "ratio":
+                self.numerator += sign * int(c.value)
+            else:
+                self.amount += sign * Decimal(c.amount)
+
+    def add_duration(self, ms: int, bucket: int | None, sign: int) -> None:
+        """:meth:`add` for a duration whose milliseconds and sketch bucket are known."""
+        self.count += sign
+        self.sum_ms += sign * ms
+        self.sketch.add_bucket(bucket, sign)
+        if sign > 0:
+            self.min_ms = ms if self.min_ms is None else min(self.min_ms, ms)
+            self.max_ms = ms if self.max_ms is None else max(self.max_ms, ms)
+        elif ms in (self.min_ms, self.max_ms) or self.count == 0:
+            self._extremes_from_sketch()
 
     def _extremes_from_sketch(self) -> None:
         # The exact extreme left with the removed value; the sketch bounds the new one within 1 %.
@@ -212,21 +221,30 @@ class Partials:
 
     def _add(self, c: Contribution, sign: int, late: tuple[str, ...] | None) -> tuple[str, ...]:
         spec = self.specs[c.indicator]
-        late_windows = []
+        duration = spec.kind == "duration"
+        ms, bucket = 0, None
+        if duration:
+            ms = round(c.value * 1000)
+            bucket = bucket_of(ms / 1000)
+        late_windows: list[str] = []
+        aggs, changed, watermark = self.aggs, self.changed, self.watermark_s
         for window, size in WINDOWS.items():
             start = window_start(c.at_s, size)
-            is_late = window in late if late is not None else start + size + spec.grace_s <= self.watermark_s
+            is_late = window in late if late is not None else start + size + spec.grace_s <= watermark
             if is_late:
                 late_windows.append(window)
             for dims in (c.dims, ()):
                 key = indicator_key(c.indicator, window, start, dims)
-                agg = self.aggs.get(key)
+                agg = aggs.get(key)
                 if agg is None:
-                    agg = self.aggs[key] = Agg()
-                agg.add(c, spec.kind, sign)
+                    agg = aggs[key] = Agg()
+                if duration:
+                    agg.add_duration(ms, bucket, sign)
+                else:
+                    agg.add(c, spec.kind, sign)
                 if is_late:
                     agg.late += sign
-                self.changed.add(key)
+                changed.add(key)
         return tuple(late_windows)
 
     def touch(self, c: Contribution) -> None:

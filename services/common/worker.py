@@ -18,7 +18,7 @@ from faust.types import EventT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.codec import DlqReason, header_pairs
-from services.common.events import DOMAINS, CloudEvent
+from services.common.events import DOMAINS, Event
 from services.common.intake import Intake, RawRecord, Rejected, dlq_headers
 from services.common.kafka_admin import TopicSpec, ensure_topics
 from services.common.settings import Settings
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class ServiceLogic(Protocol):
     """What a domain service plugs into the intake path."""
 
-    def on_event(self, record: RawRecord, event: CloudEvent) -> None:
+    def on_event(self, record: RawRecord, event: Event) -> None:
         """Apply one new, valid event. Raising sends it to the DLQ as ``processing_error``."""
 
     async def after_batch(self, partitions: set[int]) -> None:

@@ -10,7 +10,7 @@ import logging
 import orjson
 
 from services.common.codec import DecodeError, DlqReason, decode, encode_structured
-from services.common.events import CloudEvent
+from services.common.events import Event
 from services.common.indicators import StageTwo
 from services.common.intake import RawRecord
 from services.common.topics import dlq_topic, indicator_topic, partition_for
@@ -58,31 +58,41 @@ class CustomsLogic:
 
     # -- stage one ------------------------------------------------------------------------------
 
-    def on_event(self, record: RawRecord, event: CloudEvent) -> None:
+    def on_event(self, record: RawRecord, event: Event) -> None:
         home = partition_for(event.subject, self.partitions)
         if home != record.partition:  # not keyed by subject: send it to its case's partition
             _, value = encode_structured(event, event.data)
-            doc = {"t": "event", "ce": orjson.Fragment(value)}
+            doc = {"t": "event", "key": event.subject, "ce": orjson.Fragment(value)}
             self.tracker.outbox.append(_out("links", event.subject, doc))
             return
         self.tracker.on_event(record.partition, event)
 
     async def on_link_record(self, record: RawRecord) -> None:
-        msg = orjson.loads(record.value or b"{}")
-        if msg.get("t") != "event":
-            self.tracker.on_link(record.partition, record.value or b"{}")
-            return
-        raw = orjson.dumps(msg["ce"])
-        try:
-            event = decode(raw, [("content-type", b"application/cloudevents+json")], topic=TOPIC)
-            self.tracker.on_event(record.partition, event)
-        except (TooLate, DecodeError) as exc:
-            headers = [("dlq_reason", DlqReason.PROCESSING_ERROR.value.encode()),
-                       ("dlq_detail", str(exc).encode()), ("dlq_topic", record.topic.encode()),
-                       ("dlq_partition", str(record.partition).encode()),
-                       ("dlq_offset", str(record.offset).encode())]  # fmt: skip
-            await self.w.app.producer.send(self.dlq, record.key, raw, partition=None, timestamp=None,
-                                           headers=headers)  # fmt: skip
+        """A bundle of join messages and forwarded events for this partition's cases."""
+        for msg in orjson.loads(record.value or b"[]"):
+            if msg.get("t") != "event":
+                self.tracker.on_link(record.partition, msg)
+                continue
+            raw = orjson.dumps(msg["ce"])
+            try:
+                event = decode(raw, [("content-type", b"application/cloudevents+json")], topic=TOPIC)
+                self.tracker.on_event(record.partition, event)
+            except (TooLate, DecodeError) as exc:
+                headers = [
+                    ("dlq_reason", DlqReason.PROCESSING_ERROR.value.encode()),
+                    ("dlq_detail", str(exc).encode()),
+                    ("dlq_topic", record.topic.encode()),
+                    ("dlq_partition", str(record.partition).encode()),
+                    ("dlq_offset", str(record.offset).encode()),
+                ]
+                await self.w.app.producer.send(
+                    self.dlq,
+                    msg.get("key", "").encode(),
+                    raw,
+                    partition=None,
+                    timestamp=None,
+                    headers=headers,
+                )
 
     async def after_batch(self, partitions: set[int]) -> None:
         async with self._sending:
@@ -90,9 +100,17 @@ class CustomsLogic:
             await self._send_outbox()
 
     async def _send_outbox(self) -> None:
+        """Send queued messages; join messages go as one bundle per target partition."""
         outbox, self.tracker.outbox = self.tracker.outbox, []
+        links: dict[int, list[bytes]] = {}
         for out in outbox:
-            await self.w.send(self.topics[out.topic], out.key, out.value, partition=out.partition)
+            if out.topic == "links":
+                links.setdefault(partition_for(out.key.decode(), self.partitions), []).append(out.value)
+            else:
+                await self.w.send(self.topics[out.topic], out.key, out.value, partition=out.partition)
+        for q, values in links.items():
+            bundle = b"[" + b",".join(values) + b"]"
+            await self.w.send(self.topics["links"], str(q).encode(), bundle, partition=q)
 
     async def housekeeping(self) -> None:
         self.tracker.expire()

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from services.common.events import CloudEvent
+from services.common.events import Event
 from services.common.events.customs import DeclarationLodged, EntryRef, TransportArrived
 from services.common.state import StateStore
 from services.common.topics import partition_for
@@ -105,7 +105,7 @@ class Tracker:
 
     # -- events -------------------------------------------------------------------------------
 
-    def on_event(self, p: int, event: CloudEvent) -> None:
+    def on_event(self, p: int, event: Event) -> None:
         """Apply one new input event of partition ``p``."""
         at_s = event.time.timestamp()
         data = event.data
@@ -116,9 +116,8 @@ class Tracker:
             self._declaration_event(st, data.entry_id, event.type, data, at_s, event.id)
         st.partials.observe(at_s)
 
-    def on_link(self, p: int, value: bytes) -> None:
+    def on_link(self, p: int, msg: dict[str, Any]) -> None:
         """Apply a join message from the ``links`` topic."""
-        msg = orjson.loads(value)
         st = self.state(p)
         if msg["t"] == "link":  # a declaration names this bill: remember it, answer if arrived
             bill = st.bills.setdefault(msg["bill"], Bill(msg["bill"]))

@@ -89,7 +89,7 @@ async def _raw(bootstrap: str, topic: str, n: int) -> float:
         await consumer.stop()
 
 
-def _faust_empty(bootstrap: str, prefix: str, n: int, partitions: int) -> float:
+def _faust_empty(bootstrap: str, prefix: str, n: int, partitions: int, mode: str = "iterate") -> float:
     out = Path(tempfile.mkstemp(suffix=".json")[1])
     env = {
         **os.environ,
@@ -100,7 +100,7 @@ def _faust_empty(bootstrap: str, prefix: str, n: int, partitions: int) -> float:
         "TRADEPULSE_LOG_LEVEL": "warning",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.tools.bench_agent", str(n), str(out)],
+        [sys.executable, "-m", "services.tools.bench_agent", str(n), str(out), mode],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -183,9 +183,12 @@ PROBE_ENTRY = "9999{year}0{serial:09d}"
 def _probe_case(serial: int, base_s: float) -> list[Record]:
     """A tiny export declaration at customs office 9999: lodged then released 60 s later, both at
     event times inside one fixed hour, so each probe adds one to one indicator key's count."""
+    from datetime import datetime
+
+    from services.common.windows import SHANGHAI
     from services.tools.simulate import encode
 
-    entry = PROBE_ENTRY.format(year=2025, serial=serial)
+    entry = PROBE_ENTRY.format(year=datetime.fromtimestamp(base_s, SHANGHAI).year, serial=serial)
     at = base_s + serial * 0.001
     common = {"specversion": "1.0", "source": "/bench/probe", "subject": entry}
     lodged = {
@@ -225,10 +228,12 @@ def _iso(at_s: float) -> str:
 async def _latency(bootstrap: str, prefix: str, rate: float, seconds: float, seed: int) -> list[float]:
     """Offer ``rate`` events/s of simulated traffic plus a probe case every 0.5 s; the latency of a
     probe is from sending its release to the first indicator record that counts it."""
-    from datetime import datetime
+    from services.common.windows import indicator_key, window_start
 
-    base = datetime.fromisoformat("2025-03-01T10:00:00+08:00").timestamp()
-    key = "customs.release_time|PT1H|2025-03-01T10:00:00+08:00|customs_code=9999,ie_flag=E,transport_mode=5"
+    hour = window_start(time.time() - 86400, 3600)  # inside the traffic's time range and retention
+    base = hour + 600.0
+    dims = (("customs_code", "9999"), ("ie_flag", "E"), ("transport_mode", "5"))
+    key = indicator_key("customs.release_time", "PT1H", hour, dims)
     load = _customs_records(int(rate * seconds) + 1, seed)
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
@@ -308,13 +313,15 @@ def run_bench(
     records = _customs_records(events, seed)
     try:
         results: dict[str, float] = {}
-        for name in ("raw_aiokafka_decode", "faust_empty_agent", "customs_pipeline"):
+        for name in ("raw_aiokafka_decode", "faust_empty_agent", "faust_batch_agent", "customs_pipeline"):
             prefix = f"bench{uuid.uuid4().hex[:8]}."
             asyncio.run(_prepare(bootstrap, prefix + TOPIC, partitions, records))
             if name == "raw_aiokafka_decode":
                 results[name] = asyncio.run(_raw(bootstrap, prefix + TOPIC, len(records)))
             elif name == "faust_empty_agent":
                 results[name] = _faust_empty(bootstrap, prefix, len(records), partitions)
+            elif name == "faust_batch_agent":
+                results[name] = _faust_empty(bootstrap, prefix, len(records), partitions, "batch")
             else:
                 results[name] = _worker(bootstrap, prefix, len(records), partitions, "customs")
             print(f"{name:<22} {results[name]:>10,.0f} events/s", flush=True)

@@ -10,7 +10,7 @@ from pydantic import create_model
 
 from services.common.events import cbec, cips, customs, taxrefund
 from services.common.events.base import DataModel
-from services.common.events.envelope import CloudEvent, Envelope
+from services.common.events.envelope import CloudEvent, Envelope, Event
 from services.common.events.indicator import INDICATOR_TYPE, IndicatorWindow
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "DataModel",
     "Domain",
     "Envelope",
+    "Event",
     "EventSpec",
     "IndicatorEvent",
     "IndicatorWindow",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -57,3 +58,39 @@ class CloudEvent(Envelope):
     def event_time(self) -> datetime:
         """When it happened in the source system (the ``time`` attribute)."""
         return self.time
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A decoded, validated input event, as the services receive it.
+
+    The codec validates with :class:`Envelope` and the ``data`` model of the catalog, then hands
+    out this plain immutable object: cheaper to build than a pydantic model, and hashable.
+    """
+
+    specversion: str
+    id: str
+    source: str
+    type: str
+    time: datetime
+    subject: str
+    data: DataModel
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    partitionkey: str | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    @property
+    def dedup_key(self) -> tuple[str, str]:
+        """(source, id): the contract's deduplication key."""
+        return (self.source, self.id)
+
+    def attributes(self) -> dict[str, Any]:
+        """Context attributes as JSON values, absent ones left out (for re-encoding)."""
+        out: dict[str, Any] = {}
+        for name in (*REQUIRED_ATTRIBUTES, *OPTIONAL_ATTRIBUTES):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.isoformat() if isinstance(value, datetime) else value
+        return out
