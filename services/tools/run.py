@@ -29,12 +29,15 @@ def _ready(port: int) -> bool:
         return False
 
 
-def _spawn(service: str) -> tuple[subprocess.Popen[bytes], Path]:
+SIMULATED = ("customs",)  # services with a traffic simulator so far
+
+
+def _spawn(service: str, *args: str, log_name: str | None = None) -> tuple[subprocess.Popen[bytes], Path]:
     LOGS.mkdir(parents=True, exist_ok=True)
-    log = LOGS / f"{service}.log"
+    log = LOGS / f"{log_name or service}.log"
     out = log.open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "worker", service],
+        [sys.executable, "-m", "services.cli", *(args or ("worker", service))],
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -78,16 +81,39 @@ def run_main(*, services: list[str]) -> int:
         if pending and not stopping:
             print(f"workers not ready after 120 s: {sorted(pending)}; see {LOGS}", file=sys.stderr)
             code = 1
+        for s in services:
+            if s in SIMULATED:
+                procs[f"simulate-{s}"] = _spawn(
+                    s,
+                    "simulate",
+                    s,
+                    "--cases",
+                    "20000",
+                    "--rate",
+                    "100",
+                    "--days-ago",
+                    "2",
+                    "--span-hours",
+                    "48",
+                    "--quiet",
+                    log_name=f"simulate-{s}",
+                )
         print("\nTradePulse is running. Look at:")
         for s in services:
             port = settings.web_port or SERVICE_WEB_PORTS[s]
             print(f"  {s:<10} http://127.0.0.1:{port}/metrics   /health   /ready   (log {procs[s][1]})")
+            if f"simulate-{s}" in procs:
+                sim_log = procs[f"simulate-{s}"][1]
+                print(f"  {'':<10} simulator: 100 records/s of realistic {s} traffic (log {sim_log})")
+                print(f"  {'':<10} indicators: tradepulse tail indicators.{s}.v1")
         print(f"  kafka      {settings.kafka_bootstrap_servers}   e.g. tradepulse tail customs.events.v1.dlq")
         print(f"  postgres   {settings.database_url.get_secret_value()}")
         print("Ctrl-C stops everything.", flush=True)
         while not stopping:
-            for s, (proc, log) in procs.items():
-                if proc.poll() is not None:
+            for s, (proc, log) in list(procs.items()):
+                if s.startswith("simulate-") and proc.poll() == 0:
+                    del procs[s]  # the simulation is complete; the services keep running
+                elif proc.poll() is not None:
                     print(f"worker {s} exited with {proc.returncode}; see {log}", file=sys.stderr)
                     stopping, code = True, 1
             time.sleep(0.5)

@@ -69,18 +69,23 @@ def perturb(events: list[dict[str, Any]], faults: Faults, rng: random.Random) ->
     late_ids = {id(e) for e in late}
     ordered = [e for e in stream if id(e) not in late_ids] + late
     records: list[Record] = []
+    delayed: list[tuple[int, Record]] = []  # duplicates due after some more records
     for event in ordered:
         key, value, headers = encode(event, binary=rng.random() < faults.binary)
         if rng.random() < faults.rekey:
             key = f"k{rng.randrange(10**6)}".encode()
         records.append((key, value, headers))
         if rng.random() < faults.duplicates:  # the copy may come in the other mode, a little later
-            records.insert(
-                min(len(records), len(records) + rng.randint(-20, 0)) if records else 0,
-                encode(event, binary=rng.random() < faults.binary),
+            delayed.append(
+                (len(records) + rng.randint(0, 20), encode(event, binary=rng.random() < faults.binary))
             )
         if rng.random() < faults.invalid:
             records.append(rng.choice(INVALID_SAMPLES)(event))
+        if delayed and delayed[0][0] <= len(records):
+            due = [r for at, r in delayed if at <= len(records)]
+            delayed = [(at, r) for at, r in delayed if at > len(records)]
+            records.extend(due)
+    records.extend(r for _, r in delayed)
     return records
 
 

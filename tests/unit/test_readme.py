@@ -5,17 +5,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydantic_settings import BaseSettings
+
 from services.common.settings import Settings
+from services.customs.settings import CustomsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
+SETTINGS: list[type[BaseSettings]] = [Settings, CustomsSettings]
+
+
 def _env_names() -> set[str]:
     names = set()
-    for name, field in Settings.model_fields.items():
-        alias = field.validation_alias
-        names.add(alias if isinstance(alias, str) else f"TRADEPULSE_{name.upper()}")
+    for model in SETTINGS:
+        prefix = str(model.model_config.get("env_prefix", ""))
+        for name, field in model.model_fields.items():
+            alias = field.validation_alias
+            names.add(alias if isinstance(alias, str) else f"{prefix}{name.upper()}")
     return names
 
 
