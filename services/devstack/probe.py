@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-__all__ = ["kafka_answers", "kafka_cluster_info"]
+__all__ = ["kafka_answers", "kafka_cluster_info", "web_get", "web_ready"]
 
 
 async def _cluster(bootstrap: str) -> dict[str, object]:
@@ -31,3 +32,19 @@ def kafka_answers(bootstrap: str) -> bool:
 def kafka_cluster_info(bootstrap: str) -> dict[str, object]:
     """The broker's cluster description (id, controller, brokers)."""
     return asyncio.run(_cluster(bootstrap))
+
+
+def web_get(port: int, path: str) -> tuple[int, str]:
+    """(status, body) of a GET on a local worker's web endpoint; (0, "") if nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return int(resp.status), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def web_ready(port: int) -> bool:
+    """True when the worker on ``port`` answers /ready with 200 (partitions assigned)."""
+    return web_get(port, "/ready")[0] == 200

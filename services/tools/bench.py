@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.common.codec import DecodeError, decode
 from services.devstack.kafka import KafkaNode
+from services.devstack.probe import web_get, web_ready
 from services.devstack.process import free_port
 from services.tools.simulate import Record
 
@@ -133,16 +133,20 @@ def _env(bootstrap: str, prefix: str, partitions: int, port: int) -> dict[str, s
     }
 
 
-def _worker(bootstrap: str, prefix: str, n: int, partitions: int, service: str) -> float:
+def _start_worker(bootstrap: str, prefix: str, partitions: int, service: str) -> tuple[Any, int]:
     port = free_port()
-    env = _env(bootstrap, prefix, partitions, port)
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "worker", service],
         cwd=REPO,
-        env=env,
+        env=_env(bootstrap, prefix, partitions, port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return proc, port
+
+
+def _worker(bootstrap: str, prefix: str, n: int, partitions: int, service: str) -> float:
+    proc, port = _start_worker(bootstrap, prefix, partitions, service)
     try:
         first = last = 0.0
         deadline = time.monotonic() + 600
@@ -166,11 +170,7 @@ def _worker(bootstrap: str, prefix: str, n: int, partitions: int, service: str) 
 
 
 def _consumed(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return 0.0
+    _, text = web_get(port, "/metrics")
     for line in text.splitlines():
         if line.startswith("tradepulse_events_consumed_total{"):
             return float(line.rsplit(" ", 1)[1])
@@ -363,27 +363,12 @@ def _round(x: float | None) -> float | None:
 
 def _latency_run(bootstrap: str, partitions: int, rate: float, seconds: float, seed: int) -> list[float]:
     prefix = f"bench{uuid.uuid4().hex[:8]}."
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "worker", "customs"],
-        cwd=REPO,
-        env=_env(bootstrap, prefix, partitions, port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, port = _start_worker(bootstrap, prefix, partitions, "customs")
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _ready(port):
+        while time.monotonic() < deadline and not web_ready(port):
             time.sleep(0.2)
         return asyncio.run(_latency(bootstrap, prefix, rate, seconds, seed))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False

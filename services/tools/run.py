@@ -8,25 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from types import FrameType
 
 from services.common.settings import SERVICE_WEB_PORTS, load_settings
+from services.devstack.probe import web_ready
 from services.devstack.process import MissingTool
 from services.devstack.stack import STACK_HOME, Stack
 
 __all__ = ["run_main"]
 
 LOGS = STACK_HOME.parent / "logs"
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 SIMULATED = ("customs",)  # services with a traffic simulator so far
@@ -75,7 +67,7 @@ def run_main(*, services: list[str]) -> int:
                 if proc.poll() is not None:
                     print(f"worker {s} exited with {proc.returncode}; see {log}", file=sys.stderr)
                     return 1
-                if _ready(settings.web_port or SERVICE_WEB_PORTS[s]):
+                if web_ready(settings.web_port or SERVICE_WEB_PORTS[s]):
                     pending.discard(s)
             time.sleep(0.5)
         if pending and not stopping:

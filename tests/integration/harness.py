@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.kafka_admin import partition_count
+from services.devstack.probe import web_get
 from services.devstack.process import free_port, tail
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,13 +78,7 @@ class WorkerProcess:
         raise AssertionError(msg)
 
     def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as resp:
-                return int(resp.status), resp.read().decode()
-        except urllib.error.HTTPError as exc:
-            return int(exc.code), exc.read().decode()
-        except OSError:
-            return 0, ""
+        return web_get(self.port, path)
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         status, text = self.get("/metrics")
