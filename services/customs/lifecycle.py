@@ -118,7 +118,13 @@ class Declaration:
         changed = self.mark(MILESTONES[event_type], at_s)
         key: Tiebreak = (at_s, event_id)
         if isinstance(data, DeclarationLodged) and (self.lodged_by is None or key < self.lodged_by):
-            self.lodged, self.lodged_by, changed = data.model_dump(mode="json"), key, True
+            # only what the measures and the join need; the rest of the declaration stays upstream
+            self.lodged = {
+                "transport_mode": data.transport_mode,
+                "credit_class": data.credit_class,
+                "bill_no": data.bill_no,
+            }
+            self.lodged_by, changed = key, True
         elif isinstance(data, RiskDecided) and (self.channel_by is None or key < self.channel_by):
             self.channel, self.channel_by, changed = data.channel, key, True
         elif isinstance(data, InspectionCompleted) and (self.outcome_by is None or key < self.outcome_by):
@@ -126,11 +132,14 @@ class Declaration:
         return changed
 
     def to_json(self) -> dict[str, Any]:
+        """Compact form for the state store. Applied contributions are not stored: they are
+        :func:`contributions` of the state; only the windows they reached late are."""
+        late = {_cid(c): list(w) for c, w in self.applied if w}
         return {
-            "e": self.entry_id, "t": self.times, "l": self.lodged, "lb": self.lodged_by,
+            "e": self.entry_id, "t": dict(self.times), "l": dict(self.lodged) if self.lodged else None,
+            "lb": self.lodged_by,
             "c": self.channel, "cb": self.channel_by, "o": self.outcome, "ob": self.outcome_by,
-            "a": [[c.to_json(), list(late)] for c, late in self.applied], "le": self.last_event_s,
-            "w": self.changed_wall_s,
+            "L": late, "le": self.last_event_s, "w": self.changed_wall_s,
         }  # fmt: skip
 
     @classmethod
@@ -138,13 +147,14 @@ class Declaration:
         def tie(v: Any) -> Tiebreak | None:
             return (float(v[0]), str(v[1])) if v else None
 
-        return cls(
+        d = cls(
             entry_id=doc["e"], times={k: float(v) for k, v in doc["t"].items()}, lodged=doc["l"],
             lodged_by=tie(doc["lb"]), channel=doc["c"], channel_by=tie(doc["cb"]), outcome=doc["o"],
-            outcome_by=tie(doc["ob"]),
-            applied=[(Contribution.from_json(c), tuple(late)) for c, late in doc["a"]],
-            last_event_s=float(doc["le"]), changed_wall_s=float(doc.get("w", 0.0)),
+            outcome_by=tie(doc["ob"]), last_event_s=float(doc["le"]), changed_wall_s=float(doc.get("w", 0.0)),
         )  # fmt: skip
+        late = doc.get("L", {})
+        d.applied = [(c, tuple(late.get(_cid(c), ()))) for c in contributions(d)]
+        return d
 
 
 @dataclass(slots=True)
@@ -172,6 +182,11 @@ class Bill:
     def from_json(cls, doc: dict[str, Any]) -> Bill:
         by = doc["tb"]
         return cls(doc["b"], doc["t"], (float(by[0]), str(by[1])) if by else None, doc["m"], set(doc["e"]))
+
+
+def _cid(c: Contribution) -> str:
+    """A contribution's identity within its case: the indicator and its dimensions."""
+    return c.indicator + "|" + ",".join(f"{k}={v}" for k, v in c.dims)
 
 
 def _stage(name: str, at_s: float, value: float, ie: str) -> Contribution:
