@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["LOCAL_DATABASE_URL", "LOCAL_KAFKA", "SERVICE_WEB_PORTS", "Settings", "load_settings"]
@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     startup_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    workdays_file: FilePath | None = None
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
