@@ -96,6 +96,18 @@ class Declaration:
         return ie_flag_of(self.entry_id)
 
     @property
+    def key(self) -> str:
+        return self.entry_id
+
+    @property
+    def group(self) -> str:
+        return self.ie_flag
+
+    @property
+    def finished(self) -> bool:
+        return "rejected" in self.times or ("released" in self.times and "exited" in self.times)
+
+    @property
     def bill_no(self) -> str | None:
         return self.lodged.get("bill_no") if self.lodged else None
 

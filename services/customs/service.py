@@ -37,6 +37,7 @@ class CustomsLogic:
         self.tracker = Tracker(
             store=w.store,
             partitions=self.partitions,
+            specs=specs,
             out_of_orderness_s=config.out_of_orderness_s,
             window_retention_s=config.window_retention_s,
             case_expiry_s=config.case_expiry_s,

@@ -41,8 +41,8 @@ def test_unfinished_cases_expire_into_a_counter() -> None:
     before = metrics.CASES_EXPIRED.labels(ie_flag="E")._value.get()
     tracker.on_event(0, _lodged("514120250000000002", T0 + 91 * DAY))
     tracker.expire()
-    assert "514120250000000001" not in tracker.states[0].decls
-    assert "514120250000000002" in tracker.states[0].decls
+    assert "514120250000000001" not in tracker.states[0].cases
+    assert "514120250000000002" in tracker.states[0].cases
     assert metrics.CASES_EXPIRED.labels(ie_flag="E")._value.get() == before + 1
 
 
@@ -53,7 +53,7 @@ def test_a_change_to_a_window_past_the_retention_is_refused_and_leaves_the_case_
     tracker.on_event(0, _lodged("514120250000000004", T0 + 30 * DAY))  # the watermark moves on
     with pytest.raises(TooLate):
         tracker.on_event(0, _event(entry, "customs.declaration.released", T0 + 600, 1))
-    assert "released" not in tracker.states[0].decls[entry].times
+    assert "released" not in tracker.states[0].cases[entry].times
 
 
 def test_restart_rebuilds_the_same_aggregates_from_stored_cases() -> None:
@@ -67,4 +67,4 @@ def test_restart_rebuilds_the_same_aggregates_from_stored_cases() -> None:
     restarted = Tracker(store=store, partitions=1)
     aggs = {k: v.to_json() for k, v in restarted.state(0).partials.aggs.items()}
     assert aggs == {k: v.to_json() for k, v in live.states[0].partials.aggs.items()}
-    assert restarted.states[0].open_by_ie == live.states[0].open_by_ie
+    assert restarted.states[0].open_by == live.states[0].open_by

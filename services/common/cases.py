@@ -1,0 +1,263 @@
+"""Stage one of every service, the shared part: cases per input partition and their
+contributions to the indicator aggregates. A service subclasses :class:`CaseTracker` with how to
+load a case, which contributions a case makes, and its metrics; the tracker does the rest:
+
+- restores a partition's cases from the state store the first time the partition is used, and
+  rebuilds its aggregates from them (aggregates are never stored, so they cannot disagree with
+  the cases after a crash), re-publishing the windows of recently changed cases;
+- applies a change to a case, replaces the case's contributions in the aggregates (a correction
+  moves a case, it is never counted twice), refuses changes to windows past the retention;
+- stages changed cases in the store, bundles changed aggregates for stage two, expires cases.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import orjson
+
+from services.common.state import StateStore
+from services.common.topics import partition_for
+from services.common.windows import WINDOWS, Contribution, IndicatorSpec, Partials
+
+__all__ = ["Case", "CaseTracker", "Outgoing", "PartitionCases", "TooLate"]
+
+Applied = list[tuple[Contribution, tuple[str, ...]]]
+
+
+class TooLate(ValueError):
+    """A change to a window older than the retention; the event goes to the DLQ."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message for an internal topic: ``links`` (joins, forwarded events) or ``partials``."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    partition: int | None = None
+
+
+class Case(Protocol):
+    """What the tracker needs of a service's case type."""
+
+    times: dict[str, float]
+    applied: Applied
+    last_event_s: float
+    changed_wall_s: float
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def group(self) -> str:
+        """Label of the open-cases gauge (ie_flag, mgmt_category, ...)."""
+
+    @property
+    def open(self) -> bool: ...
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more can change its measures (released and exited, rejected, ...)."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+C = TypeVar("C", bound=Case)
+
+
+@dataclass(slots=True)
+class PartitionCases(Generic[C]):
+    partition: int
+    partials: Partials
+    cases: dict[str, C] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+    open_by: Counter[str] = field(default_factory=Counter)
+
+
+class CaseTracker(Generic[C]):
+    """Cases of the partitions this worker owns, for one service."""
+
+    kind: ClassVar[str] = "case"
+
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        partitions: int,
+        specs: Mapping[str, IndicatorSpec],
+        out_of_orderness_s: float = 600.0,
+        window_retention_s: float = 35 * 86400.0,
+        case_expiry_s: float = 90 * 86400.0,
+        resend_recent_s: float = 600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.partitions = partitions
+        self.specs = specs
+        self.out_of_orderness_s = out_of_orderness_s
+        self.window_retention_s = window_retention_s
+        self.case_expiry_s = case_expiry_s
+        self.resend_recent_s = resend_recent_s
+        self.clock = clock
+        self.outbox: list[Outgoing] = []
+        self.states: dict[int, PartitionCases[C]] = {}
+
+    # -- what a service provides ------------------------------------------------------------
+
+    def load_case(self, doc: dict[str, Any]) -> C:
+        raise NotImplementedError
+
+    def contributions(self, case: C) -> list[Contribution]:
+        raise NotImplementedError
+
+    def on_new_contribution(self, c: Contribution, case: C) -> None:
+        """A measure the case did not have before (histograms observe it once)."""
+
+    def on_expired(self, case: C) -> None:
+        """An unfinished case dropped after the expiry (count it)."""
+
+    def set_gauge(self, open_by_group: Counter[str]) -> None:
+        """Open cases on this worker, by group."""
+
+    # -- state per partition ------------------------------------------------------------------
+
+    def state(self, p: int) -> PartitionCases[C]:
+        """The partition's cases, restored from the store the first time they are needed."""
+        st = self.states.get(p)
+        if st is None:
+            st = PartitionCases(p, Partials(self.specs, self.out_of_orderness_s))
+            recent: list[C] = []
+            for _, raw in self.store.items(p, self.kind):
+                case = self.load_case(orjson.loads(raw))
+                st.cases[case.key] = case
+                st.partials.observe(case.last_event_s)
+                st.partials.restore(case.applied)
+                st.open_by[case.group] += case.open
+                if case.changed_wall_s > self.clock() - self.resend_recent_s:
+                    recent.append(case)
+            self.restore_extra(p)
+            # Aggregates were published before the restart, except perhaps the last changes
+            # before it stopped: publish the windows of recently changed cases again (idempotent).
+            st.partials.take_changed()
+            for case in recent:
+                for c, _ in case.applied:
+                    st.partials.touch(c)
+            self.states[p] = st
+        return st
+
+    def restore_extra(self, p: int) -> None:
+        """Load a service's other per-partition state (called while restoring ``p``)."""
+
+    def forget(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.states.pop(p, None)
+        self.update_gauge()
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def update(self, st: PartitionCases[C], case: C, change: Callable[[], bool]) -> None:
+        """Apply ``change`` to ``case``; replace its contributions in the aggregates."""
+        snapshot = case.to_json() if self._near_retention(st, case) else None
+        was_open = case.open
+        if not change():
+            if case.key not in st.cases:
+                st.cases[case.key] = case
+                st.dirty.add(case.key)
+            return
+        new = self.contributions(case)
+        before = {c for c, _ in case.applied}
+        if snapshot is not None and any(
+            st.partials.retired(c.at_s, self.window_retention_s) for c in set(new) ^ before
+        ):
+            st.cases[case.key] = self.load_case(orjson.loads(orjson.dumps(snapshot)))
+            msg = f"{case.key}: the change falls in a window older than the retention"
+            raise TooLate(msg)
+        old_ids = {(c.indicator, c.dims) for c in before}
+        case.applied = st.partials.apply(case.applied, new)
+        case.changed_wall_s = self.clock()
+        st.cases[case.key] = case
+        st.dirty.add(case.key)
+        st.open_by[case.group] += case.open - was_open
+        for c in new:
+            if (c.indicator, c.dims) not in old_ids:
+                self.on_new_contribution(c, case)
+
+    def _near_retention(self, st: PartitionCases[C], case: C) -> bool:
+        oldest = min(case.times.values(), default=float("inf"))
+        return oldest - 2 * 86400 < st.partials.watermark_s - self.window_retention_s
+
+    # -- persistence and output ---------------------------------------------------------------
+
+    def stage(self, partitions: set[int]) -> None:
+        """Stage changed cases in the state store."""
+        for p in partitions:
+            st = self.states.get(p)
+            if st is None or not self.store.owns(p):
+                continue
+            for key in st.dirty:
+                if (case := st.cases.get(key)) is not None:
+                    self.store.put(p, self.kind, key, orjson.dumps(case.to_json()))
+            st.dirty.clear()
+            self.stage_extra(p)
+        self.update_gauge()
+
+    def stage_extra(self, p: int) -> None:
+        """Stage a service's other per-partition state."""
+
+    def emit_partials(self) -> None:
+        """Queue, for every stage-two partition, one bundle per owned partition: its watermark and
+        the aggregates changed since the last call (whole aggregates: stage two replaces them)."""
+        for p, st in self.states.items():
+            if st.partials.max_event_s == float("-inf") or not self.store.owns(p):
+                continue
+            bundles: dict[int, dict[str, Any]] = {q: {} for q in range(self.partitions)}
+            for key, agg in st.partials.take_changed().items():
+                bundles[partition_for(key, self.partitions)][key] = agg.to_json()
+            wm = st.partials.watermark_s
+            for q, aggs in bundles.items():
+                value = orjson.dumps({"src": p, "wm": wm, "aggs": aggs})
+                self.outbox.append(Outgoing("partials", str(p).encode(), value, partition=q))
+
+    def expire(self) -> None:
+        """Drop finished cases past the retention and unfinished ones past the expiry (counted);
+        forget aggregates of windows past the retention."""
+        for p, st in self.states.items():
+            wm = st.partials.watermark_s
+            for key, case in list(st.cases.items()):
+                newest = max(case.times.values(), default=case.last_event_s)
+                if case.finished and newest < wm - self.window_retention_s - 2 * 86400:
+                    self._drop(st, p, key)
+                elif not case.finished and case.last_event_s < wm - self.case_expiry_s:
+                    self.on_expired(case)
+                    st.open_by[case.group] -= case.open
+                    self._drop(st, p, key)
+            self.expire_extra(p, wm)
+            horizon = wm - self.window_retention_s
+            for key in [k for k in st.partials.aggs if _window_end(k) + 86400 < horizon]:
+                del st.partials.aggs[key]
+        self.update_gauge()
+
+    def expire_extra(self, p: int, watermark_s: float) -> None:
+        """Expire a service's other per-partition state."""
+
+    def _drop(self, st: PartitionCases[C], p: int, key: str) -> None:
+        del st.cases[key]
+        self.store.delete(p, self.kind, key)
+
+    def update_gauge(self) -> None:
+        totals: Counter[str] = Counter()
+        for st in self.states.values():
+            totals.update(st.open_by)
+        self.set_gauge(totals)
+
+
+def _window_end(key: str) -> float:
+    _, window, start, _ = key.split("|", 3)
+    return datetime.fromisoformat(start).timestamp() + WINDOWS[window]
