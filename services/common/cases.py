@@ -152,6 +152,15 @@ class CaseTracker(Generic[C]):
             self.states[p] = st
         return st
 
+    def on_event(self, p: int, event: Any) -> None:
+        """Apply one new input event of partition ``p`` (its case lives here)."""
+        raise NotImplementedError
+
+    def on_link(self, p: int, msg: dict[str, Any]) -> None:
+        """Apply a join message from the ``links`` topic (services with joins override this)."""
+        msg_type = msg.get("t")
+        raise ValueError(f"{type(self).__name__} takes no join message {msg_type!r}")
+
     def restore_extra(self, p: int) -> None:
         """Load a service's other per-partition state (called while restoring ``p``)."""
 

@@ -15,6 +15,7 @@ __all__ = [
     "EVENTS_CONSUMED",
     "EVENTS_DUPLICATE",
     "EVENTS_INVALID",
+    "INDICATOR_RECORDS",
     "LATE_EVENTS",
     "label_or_other",
 ]
@@ -37,6 +38,9 @@ EVENTS_ACCEPTED = Counter(
 )
 LATE_EVENTS = Counter(
     "tradepulse_late_events_total", "Events that reached a window after it was final.", ["topic"]
+)
+INDICATOR_RECORDS = Counter(
+    "tradepulse_indicator_records_total", "Indicator revisions published.", ["service", "final"]
 )
 DEDUP_KEYS = Gauge(
     "tradepulse_dedup_keys", "(source, id) keys held for deduplication on this worker.", ["topic"]

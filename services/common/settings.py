@@ -68,3 +68,19 @@ class Settings(BaseSettings):
 def load_settings() -> Settings:
     """Read settings from the environment; raises pydantic's ValidationError naming the variable."""
     return Settings()
+
+
+class EngineSettings(BaseSettings):
+    """Settings of the indicator engine; each service subclasses it with its own prefix
+    (``TRADEPULSE_CUSTOMS_``, ``TRADEPULSE_TAXREFUND_``, ...)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    out_of_orderness_s: Annotated[float, Field(ge=0)] = 600.0
+    grace_s: Annotated[float, Field(ge=0)] = 3600.0
+    indicator_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    partials_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    idle_after_s: Annotated[float, Field(gt=0)] = 60.0
+    window_retention_s: Annotated[float, Field(gt=0)] = 35 * 86400.0
+    case_expiry_s: Annotated[float, Field(gt=0)] = 90 * 86400.0
+    housekeeping_interval_s: Annotated[float, Field(gt=0)] = 60.0

@@ -49,9 +49,6 @@ CASES_EXPIRED = Counter(
     "Declarations dropped unfinished after TRADEPULSE_CUSTOMS_CASE_EXPIRY_S without events.",
     ["ie_flag"],
 )
-INDICATOR_RECORDS = Counter(
-    "tradepulse_indicator_records_total", "Indicator revisions published.", ["service", "final"]
-)
 
 
 @lru_cache(maxsize=4096)
