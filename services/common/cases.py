@@ -120,6 +120,11 @@ class CaseTracker(Generic[C]):
     def on_new_contribution(self, c: Contribution, case: C) -> None:
         """A measure the case did not have before (histograms observe it once)."""
 
+    def republish(self, case: C) -> bool:
+        """After a restore: must this case's windows be published again (its measures changed
+        while it was stored, e.g. calendar data arrived)?"""
+        return False
+
     def on_expired(self, case: C) -> None:
         """An unfinished case dropped after the expiry (count it)."""
 
@@ -140,7 +145,7 @@ class CaseTracker(Generic[C]):
                 st.partials.observe(case.last_event_s)
                 st.partials.restore(case.applied)
                 st.open_by[case.group] += case.open
-                if case.changed_wall_s > self.clock() - self.resend_recent_s:
+                if case.changed_wall_s > self.clock() - self.resend_recent_s or self.republish(case):
                     recent.append(case)
             self.restore_extra(p)
             # Aggregates were published before the restart, except perhaps the last changes

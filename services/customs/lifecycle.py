@@ -162,7 +162,7 @@ class Declaration:
         d = cls(
             entry_id=doc["e"], times={k: float(v) for k, v in doc["t"].items()}, lodged=doc["l"],
             lodged_by=tie(doc["lb"]), channel=doc["c"], channel_by=tie(doc["cb"]), outcome=doc["o"],
-            outcome_by=tie(doc["ob"]), last_event_s=float(doc["le"]), changed_wall_s=float(doc.get("w", 0.0)),
+            outcome_by=tie(doc["ob"]), last_event_s=_float(doc["le"]), changed_wall_s=float(doc.get("w", 0.0)),
         )  # fmt: skip
         late = doc.get("L", {})
         d.applied = [(c, tuple(late.get(_cid(c), ()))) for c in contributions(d)]
@@ -226,3 +226,8 @@ def contributions(d: Declaration) -> list[Contribution]:
             )
         )
     return out
+
+
+def _float(value: Any) -> float:
+    """JSON has no infinity (orjson writes null): an unknown time reads back as -inf."""
+    return float("-inf") if value is None else float(value)

@@ -1,7 +1,24 @@
-"""Wiring of the taxrefund worker: the shared intake path plus this domain's logic."""
+"""Wiring of the export refund worker: the shared pipeline with the refund tracker."""
 
 from __future__ import annotations
 
-from services.common.worker import ServiceSpec
+from functools import partial
 
-SPEC = ServiceSpec(name="taxrefund")
+from services.common.pipeline import CasePipeline
+from services.common.workdays import WorkdayCalendar
+from services.common.worker import ServiceSpec, Wiring
+from services.taxrefund.lifecycle import INDICATORS
+from services.taxrefund.settings import TaxrefundSettings
+from services.taxrefund.tracker import RefundTracker
+
+TOPIC = "taxrefund.events.v1"
+
+
+def build(w: Wiring) -> CasePipeline:
+    config = TaxrefundSettings()
+    calendar = WorkdayCalendar.with_file(w.settings.workdays_file)
+    tracker = partial(RefundTracker, calendar=calendar, limits=config.limits_wd)
+    return CasePipeline(w, config, tracker=tracker, indicators=INDICATORS, topic=TOPIC)
+
+
+SPEC = ServiceSpec(name="taxrefund", logic=build)

@@ -140,13 +140,15 @@ def run_simulation(
     rate: float,
     progress: bool = True,
 ) -> int:
-    if service != "customs":
+    import importlib
+
+    try:
+        simulator = importlib.import_module(f"services.{service}.simulator")
+    except ModuleNotFoundError:
         print(f"tradepulse simulate: no simulator for {service} yet", file=sys.stderr)
         return 2
-    from services.customs.simulator import simulate
-
-    events = simulate(cases=cases, seed=seed, start_s=start_s, span_s=span_s)
+    events = simulator.simulate(cases=cases, seed=seed, start_s=start_s, span_s=span_s)
     records = perturb(events, faults, random.Random(seed + 1))
-    print(f"{cases:,} declarations, {len(events):,} events, {len(records):,} records", file=sys.stderr)
-    asyncio.run(publish(settings, "customs.events.v1", records, rate=rate, progress=progress))
+    print(f"{cases:,} cases, {len(events):,} events, {len(records):,} records", file=sys.stderr)
+    asyncio.run(publish(settings, f"{service}.events.v1", records, rate=rate, progress=progress))
     return 0
