@@ -162,7 +162,8 @@ class Declaration:
         d = cls(
             entry_id=doc["e"], times={k: float(v) for k, v in doc["t"].items()}, lodged=doc["l"],
             lodged_by=tie(doc["lb"]), channel=doc["c"], channel_by=tie(doc["cb"]), outcome=doc["o"],
-            outcome_by=tie(doc["ob"]), last_event_s=_float(doc["le"]), changed_wall_s=float(doc.get("w", 0.0)),
+            outcome_by=tie(doc["ob"]), last_event_s=_float(doc["le"]),
+            changed_wall_s=float(doc.get("w", 0.0)),
         )  # fmt: skip
         late = doc.get("L", {})
         d.applied = [(c, tuple(late.get(_cid(c), ()))) for c in contributions(d)]

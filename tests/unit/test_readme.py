@@ -7,23 +7,30 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
-from services.common.settings import Settings
+from services.common.settings import EngineSettings, Settings
 from services.customs.settings import CustomsSettings
+from services.taxrefund.settings import TaxrefundSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
-SETTINGS: list[type[BaseSettings]] = [Settings, CustomsSettings]
+SETTINGS: list[type[BaseSettings]] = [Settings, CustomsSettings, TaxrefundSettings]
 
 
 def _env_names() -> set[str]:
+    """Every variable, engine settings written once as ``TRADEPULSE_<SERVICE>_...``."""
     names = set()
     for model in SETTINGS:
         prefix = str(model.model_config.get("env_prefix", ""))
         for name, field in model.model_fields.items():
             alias = field.validation_alias
-            names.add(alias if isinstance(alias, str) else f"{prefix}{name.upper()}")
+            if isinstance(alias, str):
+                names.add(alias)
+            elif model is not Settings and name in EngineSettings.model_fields:
+                names.add(f"TRADEPULSE_<SERVICE>_{name.upper()}")
+            else:
+                names.add(f"{prefix}{name.upper()}")
     return names
 
 
