@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 CST = timezone(timedelta(hours=8))
@@ -123,6 +124,9 @@ def compare(expected: dict[str, dict[str, Any]], latest: dict[str, dict[str, Any
                 exact = xs[math.floor(q * (len(xs) - 1))]
                 if abs(got[field] - exact) > 0.01 * exact + 1e-9:
                     problems.append(f"{key}: {field} {got[field]} not within 1% of {exact}")
+        elif "sum" in want:
+            if Decimal(got["sum"]) != want["sum"]:
+                problems.append(f"{key}: sum {got['sum']} != {want['sum']}")
         elif (got["numerator"], got["denominator"]) != (want["numerator"], want["denominator"]):
             problems.append(
                 f"{key}: {got['numerator']}/{got['denominator']} != {want['numerator']}/{want['denominator']}"

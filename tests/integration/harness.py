@@ -207,3 +207,30 @@ async def caught_up(bootstrap: str, group: str, topics: list[str], *, timeout_s:
         await asyncio.sleep(0.5)
     msg = f"consumer group {group} still behind: {remaining}"
     raise AssertionError(msg)
+
+
+async def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> list[ConsumerRecord]:
+    """Every record of ``topic`` up to its end offsets at the time of the call."""
+    count = await partition_count([bootstrap], topic, timeout_s=5)
+    assert count, f"no topic {topic}"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    await asyncio.sleep(0)
+    out: list[ConsumerRecord] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in range(count)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout_s
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(*remaining, timeout_ms=300)).values():
+                out.extend(batch)
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+        assert not remaining, f"could not read {topic} to its end within {timeout_s}s"
+    finally:
+        await consumer.stop()
+    return out

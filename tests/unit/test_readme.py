@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
+from services.cips.settings import CipsSettings
 from services.common.settings import EngineSettings, Settings
 from services.customs.settings import CustomsSettings
 from services.taxrefund.settings import TaxrefundSettings
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
-SETTINGS: list[type[BaseSettings]] = [Settings, CustomsSettings, TaxrefundSettings]
+SETTINGS: list[type[BaseSettings]] = [Settings, CustomsSettings, TaxrefundSettings, CipsSettings]
 
 
 def _env_names() -> set[str]:

@@ -1,0 +1,11 @@
+"""Settings of the CIPS service (``TRADEPULSE_CIPS_`` prefix)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import EngineSettings
+
+
+class CipsSettings(EngineSettings):
+    model_config = SettingsConfigDict(env_prefix="TRADEPULSE_CIPS_", extra="ignore", frozen=True)
