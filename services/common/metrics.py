@@ -10,6 +10,7 @@ from prometheus_client import Counter, Gauge, disable_created_metrics
 disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series double the output and no rule uses them
 
 __all__ = [
+    "CONSUMER_LAG",
     "DEDUP_KEYS",
     "EVENTS_ACCEPTED",
     "EVENTS_CONSUMED",
@@ -41,6 +42,11 @@ LATE_EVENTS = Counter(
 )
 INDICATOR_RECORDS = Counter(
     "tradepulse_indicator_records_total", "Indicator revisions published.", ["service", "final"]
+)
+CONSUMER_LAG = Gauge(
+    "tradepulse_consumer_lag_records",
+    "Records of an input partition not yet processed by this worker (high watermark - next offset).",
+    ["topic", "partition"],
 )
 DEDUP_KEYS = Gauge(
     "tradepulse_dedup_keys", "(source, id) keys held for deduplication on this worker.", ["topic"]

@@ -21,6 +21,7 @@ from services.common.codec import DlqReason, header_pairs
 from services.common.events import DOMAINS, Event
 from services.common.intake import Intake, RawRecord, Rejected, dlq_headers
 from services.common.kafka_admin import TopicSpec, ensure_topics
+from services.common.metrics import CONSUMER_LAG
 from services.common.settings import Settings
 from services.common.state import KafkaStateStore, NotOwned
 from services.common.topics import dlq_topic, indicator_topic
@@ -271,6 +272,24 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
         await store.flush()
         for e in events:
             await stream.ack(e)
+            m = e.message
+            next_offset[m.partition] = max(next_offset.get(m.partition, 0), m.offset + 1)
+
+    next_offset: dict[int, int] = {}
+
+    async def report_lag() -> None:
+        """Consumer lag per owned input partition, for the lag alert."""
+        if app.should_stop or app.consumer is None:
+            return
+        for tp in app.consumer.assignment():
+            if tp.topic != source.get_topic_name():
+                continue
+            highwater = app.consumer.highwater(tp)
+            if highwater is not None and tp.partition in next_offset:
+                lag = max(0, highwater - next_offset[tp.partition])
+                CONSUMER_LAG.labels(topic=domain.topic, partition=str(tp.partition)).set(lag)
+
+    app.timer(5.0)(report_lag)
 
     source_name = source.get_topic_name()
     store.on_revoke(intake.forget)

@@ -77,3 +77,9 @@ def count_risk(ie_flag: str, credit_class: str, channel: str) -> None:
     RISK_DECISIONS.labels(
         ie_flag=ie_flag, credit_class=label_or_other(credit_class, CREDIT_CLASSES), channel=channel
     ).inc()
+
+
+RELEASE_P90_THRESHOLD = Gauge(
+    "tradepulse_customs_release_p90_threshold_seconds",
+    "The release-time p90 the alert compares against (TRADEPULSE_CUSTOMS_RELEASE_P90_THRESHOLD_S).",
+)

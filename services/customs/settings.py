@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import EngineSettings
@@ -9,3 +12,5 @@ from services.common.settings import EngineSettings
 
 class CustomsSettings(EngineSettings):
     model_config = SettingsConfigDict(env_prefix="TRADEPULSE_CUSTOMS_", extra="ignore", frozen=True)
+
+    release_p90_threshold_s: Annotated[float, Field(gt=0)] = 48 * 3600.0

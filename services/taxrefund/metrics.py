@@ -41,3 +41,10 @@ CASES_EXPIRED = Counter(
 
 def age_label(workdays: int) -> str:
     return next(label for limit, label in AGE_BUCKETS if workdays <= limit)
+
+
+TARGET_AVERAGE = Gauge(
+    "tradepulse_taxrefund_target_average_workdays",
+    "Average processing-time targets the alerts compare against (from the service's settings).",
+    ["scope"],
+)
