@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import orjson
 
+from services.common.metrics import LATE_EVENTS
 from services.common.state import StateStore
 from services.common.topics import partition_for
 from services.common.windows import WINDOWS, Contribution, IndicatorSpec, Partials
@@ -97,8 +98,10 @@ class CaseTracker(Generic[C]):
         case_expiry_s: float = 90 * 86400.0,
         resend_recent_s: float = 600.0,
         clock: Callable[[], float] = time.time,
+        topic: str = "",
     ) -> None:
         self.store = store
+        self.late_events = LATE_EVENTS.labels(topic=topic or f"{type(self).__name__}")
         self.partitions = partitions
         self.specs = specs
         self.out_of_orderness_s = out_of_orderness_s
@@ -195,6 +198,8 @@ class CaseTracker(Generic[C]):
             raise TooLate(msg)
         old_ids = {(c.indicator, c.dims) for c in before}
         case.applied = st.partials.apply(case.applied, new)
+        if any(late for c, late in case.applied if c not in before):
+            self.late_events.inc()  # this event reached a window after it was final
         case.changed_wall_s = self.clock()
         st.cases[case.key] = case
         st.dirty.add(case.key)

@@ -59,6 +59,7 @@ class CasePipeline:
             out_of_orderness_s=config.out_of_orderness_s,
             window_retention_s=config.window_retention_s,
             case_expiry_s=config.case_expiry_s,
+            topic=topic,
         )
         self.stage_two = StageTwo(w.store, specs, self.service, config.idle_after_s)
         # Outgoing snapshots (partials) of one key must leave in the order they were taken.

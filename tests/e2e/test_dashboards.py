@@ -1,0 +1,114 @@
+"""A real Prometheus (Debian's package) scrapes the running services fed by the simulators; every
+PromQL expression of the Grafana dashboards and of the recording rules returns data, and every
+alert expression parses."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from services.devstack.probe import web_get
+from services.devstack.process import free_port
+from services.tools.simulate import Faults, perturb
+from tests.integration.harness import StartWorker, eventually, produce
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("customs", "taxrefund", "cips", "cbec")
+FAST = {
+    **{f"TRADEPULSE_{s.upper()}_INDICATOR_INTERVAL_S": "1" for s in SERVICES},
+    **{f"TRADEPULSE_{s.upper()}_HOUSEKEEPING_INTERVAL_S": "1" for s in SERVICES},
+}
+
+
+def _expressions() -> tuple[list[str], list[str]]:
+    """(dashboard and recording-rule expressions, alert expressions)."""
+    must: list[str] = []
+    for path in sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            must.extend(t["expr"] for t in panel["targets"])
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "rules" / "tradepulse.yml").read_text())
+    alerts: list[str] = []
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            (must if "record" in rule else alerts).append(rule["expr"])
+    return must, alerts
+
+
+def _query(port: int, expr: str) -> dict[str, Any]:
+    status, body = web_get(port, "/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    assert status in (200, 400, 422), f"prometheus answered {status}"
+    return dict(json.loads(body))
+
+
+def _start_prometheus(binary: str, config: Path, home: Path, port: int) -> subprocess.Popen[bytes]:
+    with (home / "prometheus.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={home / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while web_get(port, "/-/ready")[0] != 200:
+        assert proc.poll() is None, (home / "prometheus.log").read_text()[-2000:]
+        assert time.monotonic() < deadline, "prometheus did not become ready"
+        time.sleep(0.2)
+    return proc
+
+
+async def test_every_dashboard_and_rule_expression_returns_data(
+    kafka_bootstrap: str, prefix: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.fail("prometheus not found: apt-get install -y prometheus (.ci/run does)")
+    workers = {s: start_worker(s, **FAST) for s in SERVICES}
+    start = time.time() - 2 * 86400
+    for service in ("customs", "taxrefund", "cips"):
+        module = __import__(f"services.{service}.simulator", fromlist=["simulate"])
+        events = module.simulate(cases=150, seed=5, start_s=start, span_s=86400)
+        records = perturb(events, Faults(duplicates=0.05, invalid=0.03, late=0.02), random.Random(5))
+        await produce(kafka_bootstrap, f"{prefix}{service}.events.v1", records)
+    for service in ("customs", "taxrefund", "cips"):
+
+        def fed(w: Any = workers[service]) -> bool:
+            return bool(w.metric("tradepulse_events_accepted_total") > 0)
+
+        assert await eventually(fed, timeout_s=60)
+
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(ROOT / "deploy" / "prometheus" / "rules" / "tradepulse.yml")],
+        "scrape_configs": [
+            {"job_name": f"tradepulse-{s}", "static_configs": [{"targets": [f"127.0.0.1:{w.port}"]}]}
+            for s, w in workers.items()
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    proc = _start_prometheus(prometheus, tmp_path / "prometheus.yml", tmp_path, port)
+    try:
+        must, alerts = _expressions()
+
+        def missing() -> list[str]:
+            out = []
+            for expr in must:
+                answer = _query(port, expr)
+                if answer.get("status") != "success" or not answer["data"]["result"]:
+                    out.append(expr)
+            return out
+
+        assert await eventually(lambda: not missing(), timeout_s=90, every_s=2), missing()
+        for expr in alerts:
+            assert _query(port, expr)["status"] == "success", expr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
