@@ -157,6 +157,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from services.common.logs import logging_config
+    from services.common.settings import Settings
+    from services.tools.history import run_history
+
+    settings = _settings_or_exit()
+    assert isinstance(settings, Settings)
+    logging.config.dictConfig(logging_config(level=settings.log_level, fmt=settings.log_format))
+    return run_history(settings)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -211,6 +222,9 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--binary", type=float, default=0.5, help="fraction sent in binary content mode")
     sim.add_argument("--quiet", action="store_true", help="no progress display")
     sim.set_defaults(func=cmd_simulate)
+
+    h = sub.add_parser("history", help="write indicator revisions and completed cases to PostgreSQL")
+    h.set_defaults(func=cmd_history)
 
     b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
     b.add_argument("target", choices=["customs"])

@@ -58,7 +58,7 @@ def _drain(cases: Any, stage_two: StageTwo, partitions: int) -> None:
         p = out.partition if out.partition is not None else partition_for(out.key.decode(), partitions)
         if out.topic == "links":
             cases.on_link(p, orjson.loads(out.value))
-        else:
+        elif out.topic == "partials":
             stage_two.on_partials(p, out.value)
         cases.stage(set(range(partitions)))
         if out.topic == "links":

@@ -35,6 +35,10 @@ class PaymentTracker(CaseTracker[Payment]):
                 float(Decimal(c.amount))
             )
 
+    def attributes(self, case: Payment) -> dict[str, Any]:
+        return {"msg_type": case.msg_type, "purpose": case.purpose, "amount": case.amount,
+                "status": case.status, "linked_entry_ids": case.linked_entry_ids}  # fmt: skip
+
     def on_expired(self, case: Payment) -> None:
         metrics.CASES_EXPIRED.labels(msg_type=case.group).inc()
 

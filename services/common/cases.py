@@ -24,7 +24,7 @@ import orjson
 from services.common.metrics import LATE_EVENTS
 from services.common.state import StateStore
 from services.common.topics import partition_for
-from services.common.windows import WINDOWS, Contribution, IndicatorSpec, Partials
+from services.common.windows import SHANGHAI, WINDOWS, Contribution, IndicatorSpec, Partials
 
 __all__ = ["Case", "CaseTracker", "Outgoing", "PartitionCases", "TooLate"]
 
@@ -101,6 +101,7 @@ class CaseTracker(Generic[C]):
         topic: str = "",
     ) -> None:
         self.store = store
+        self.service = topic.split(".", 1)[0] if topic else type(self).__name__.lower()
         self.late_events = LATE_EVENTS.labels(topic=topic or f"{type(self).__name__}")
         self.partitions = partitions
         self.specs = specs
@@ -133,6 +134,22 @@ class CaseTracker(Generic[C]):
 
     def set_gauge(self, open_by_group: Counter[str]) -> None:
         """Open cases on this worker, by group."""
+
+    def attributes(self, case: C) -> dict[str, Any]:
+        """What analysts want to know of a completed case besides its milestones and measures."""
+        return {}
+
+    def completed_record(self, case: C) -> dict[str, Any]:
+        """The history row of a finished case (``completed_case`` table)."""
+        return {
+            "service": self.service,
+            "case_id": case.key,
+            "completed_at": _iso(max(case.times.values())),
+            "milestones": {name: _iso(at) for name, at in sorted(case.times.items())},
+            "measures": {_cid(c): (c.amount if self.specs[c.indicator].kind == "amount" else c.value)
+                         for c, _ in case.applied},
+            "attributes": self.attributes(case),
+        }  # fmt: skip
 
     # -- state per partition ------------------------------------------------------------------
 
@@ -204,6 +221,9 @@ class CaseTracker(Generic[C]):
         st.cases[case.key] = case
         st.dirty.add(case.key)
         st.open_by[case.group] += case.open - was_open
+        if case.finished:  # (again, after a correction): its history row is upserted
+            value = orjson.dumps(self.completed_record(case))
+            self.outbox.append(Outgoing("completed", case.key.encode(), value))
         for c in new:
             if (c.indicator, c.dims) not in old_ids:
                 self.on_new_contribution(c, case)
@@ -275,6 +295,14 @@ class CaseTracker(Generic[C]):
         for st in self.states.values():
             totals.update(st.open_by)
         self.set_gauge(totals)
+
+
+def _iso(at_s: float) -> str:
+    return datetime.fromtimestamp(at_s, SHANGHAI).isoformat(timespec="milliseconds")
+
+
+def _cid(c: Contribution) -> str:
+    return c.indicator + "|" + ",".join(f"{k}={v}" for k, v in c.dims)
 
 
 def _window_end(key: str) -> float:

@@ -65,7 +65,12 @@ class CasePipeline:
         # Outgoing snapshots (partials) of one key must leave in the order they were taken.
         self._sending = asyncio.Lock()
         links, partials = w.internal_topic("links"), w.internal_topic("partials")
-        self.topics = {"links": links.get_topic_name(), "partials": partials.get_topic_name()}
+        completed = w.internal_topic("completed", compacted=True)  # read by `tradepulse history`
+        self.topics = {
+            "links": links.get_topic_name(),
+            "partials": partials.get_topic_name(),
+            "completed": completed.get_topic_name(),
+        }
         self.indicator_topic = w.settings.topic(indicator_topic(self.service))
         self.dlq = w.settings.topic(dlq_topic(topic))
         w.agent(links, self.on_link_record, name="links", after=self.after_batch)

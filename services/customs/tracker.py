@@ -51,6 +51,10 @@ class Tracker(CaseTracker[Declaration]):
         elif c.indicator == "customs.stage_time":
             metrics.observe_stage(dims["stage"], dims["ie_flag"], c.value)
 
+    def attributes(self, case: Declaration) -> dict[str, Any]:
+        return {"ie_flag": case.ie_flag, "customs_code": case.entry_id[:4], **(case.lodged or {}),
+                "channel": case.channel, "inspection_outcome": case.outcome}  # fmt: skip
+
     def on_expired(self, case: Declaration) -> None:
         metrics.CASES_EXPIRED.labels(ie_flag=case.ie_flag).inc()
 

@@ -75,6 +75,10 @@ class RefundTracker(CaseTracker[Refund]):
             within = "unknown"
         metrics.ISSUED.labels(mgmt_category=category, within_limit=within).inc()
 
+    def attributes(self, case: Refund) -> dict[str, Any]:
+        return {"mgmt_category": case.category, "entry_ids": case.entry_ids,
+                "calendar_unknown_year": case.parked_year}  # fmt: skip
+
     def on_expired(self, case: Refund) -> None:
         metrics.CASES_EXPIRED.labels(mgmt_category=case.group).inc()
 

@@ -1,0 +1,101 @@
+"""PostgreSQL history: every indicator key's latest revision and every completed case land in the
+tables exactly once, even when PostgreSQL is stopped in the middle of the run and started again."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from services.customs.simulator import simulate
+from services.devstack.postgres import PostgresCluster
+from services.devstack.process import free_port
+from services.tools.simulate import Faults, perturb
+from tests.integration.harness import REPO, StartWorker, caught_up, produce, worker_env
+from tests.integration.test_customs import FAST, TOPIC, latest
+
+START = datetime.fromisoformat("2025-03-01T00:00:00+08:00").timestamp()
+
+
+def _finished(events: list[dict[str, Any]]) -> set[str]:
+    seen: dict[str, set[str]] = {}
+    for e in events:
+        if "entry_id" in e["data"]:
+            seen.setdefault(e["data"]["entry_id"], set()).add(e["type"].rsplit(".", 1)[1])
+    return {k for k, v in seen.items() if "rejected" in v or {"released", "exited"} <= v}
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of this test's own, so the test can stop and start it."""
+    home = Path(tempfile.mkdtemp(prefix="tradepulse-pg-outage-"))
+    home.chmod(0o755)
+    cluster = PostgresCluster(home, port=free_port())
+    cluster.start()
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def _start_history(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "history"], cwd=REPO, env=env, stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+async def test_history_survives_a_postgresql_outage(
+    kafka_bootstrap: str,
+    prefix: str,
+    start_worker: StartWorker,
+    tmp_path: Path,
+    private_postgres: PostgresCluster,
+) -> None:
+    cluster = private_postgres
+    env = worker_env(kafka_bootstrap, prefix, DATABASE_URL=cluster.url)
+    history = _start_history(env, tmp_path / "history.log")
+    try:
+        start_worker("customs", **FAST)
+        events = simulate(cases=200, seed=41, start_s=START, span_s=86400)
+        records = perturb(events, Faults(duplicates=0.05, shuffle=0.05), random.Random(41))
+        half = len(records) // 2
+        await produce(kafka_bootstrap, prefix + TOPIC, records[:half])
+        await asyncio.sleep(3)
+        cluster.stop()  # the outage
+        await produce(kafka_bootstrap, prefix + TOPIC, records[half:])
+        await asyncio.sleep(5)
+        assert history.poll() is None, "history must keep retrying, not exit"
+        cluster.start()
+        internal = [f"{prefix}tradepulse-customs-{n}" for n in ("links", "partials")]
+        await caught_up(kafka_bootstrap, f"{prefix}tradepulse-customs", [prefix + TOPIC, *internal])
+        want = await latest(kafka_bootstrap, prefix + "indicators.customs.v1")
+        sources = [prefix + "indicators.customs.v1", f"{prefix}tradepulse-customs-completed"]
+        await caught_up(kafka_bootstrap, f"{prefix}tradepulse-history", sources)
+
+        conn = await asyncpg.connect(cluster.url)
+        try:
+            rows = await conn.fetch("SELECT key, revision, count, data FROM indicator_window")
+            cases = await conn.fetchval("SELECT count(*) FROM completed_case WHERE service = 'customs'")
+            migrations = await conn.fetchval("SELECT count(*) FROM schema_migrations")
+        finally:
+            await conn.close()
+        got = {r["key"]: (r["revision"], r["count"]) for r in rows}
+        assert got == {k: (d["revision"], d["count"]) for k, d in want.items()}
+        assert all(orjson.loads(r["data"])["revision"] == r["revision"] for r in rows)
+        assert cases == len(_finished(events))
+        assert migrations == 1
+    finally:
+        history.terminate()
+        history.wait(timeout=30)
