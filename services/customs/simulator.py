@@ -176,7 +176,7 @@ def simulate(*, cases: int, seed: int, start_s: float, span_s: float) -> list[di
     """Every event of ``cases`` declarations lodged uniformly over ``span_s``, in event-time order."""
     rng = random.Random(seed)
     events: list[dict[str, Any]] = []
-    for serial in range(cases):
-        events.extend(lifecycle(rng, serial, start_s + rng.uniform(0, span_s)).events)
+    for _ in range(cases):  # random serials: another seed gives other declarations
+        events.extend(lifecycle(rng, rng.randrange(10**9), start_s + rng.uniform(0, span_s)).events)
     events.sort(key=lambda e: datetime.fromisoformat(e["time"]).timestamp())
     return events

@@ -105,11 +105,11 @@ def simulate(*, cases: int, seed: int, start_s: float, span_s: float) -> list[di
     rng = random.Random(seed)
     calendar = WorkdayCalendar()
     events: list[dict[str, Any]] = []
-    for serial in range(cases):
+    for _ in range(cases):
         at = start_s + rng.uniform(0, span_s)
         day = datetime.fromtimestamp(at, SHANGHAI).date()
         if day.day > 15 and rng.random() < 0.5:  # monthly filing peak
             day = day.replace(day=rng.randint(1, 15))
-        events.extend(lifecycle(rng, serial, day, calendar))
+        events.extend(lifecycle(rng, rng.randrange(10**8), day, calendar))  # random: seeds differ
     events.sort(key=lambda e: datetime.fromisoformat(e["time"]).timestamp())
     return events

@@ -4,6 +4,7 @@ stops everything cleanly (workers first, so they commit, then the stack)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,9 +12,11 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import yaml
+
 from services.common.settings import SERVICE_WEB_PORTS, load_settings
 from services.devstack.probe import web_ready
-from services.devstack.process import MissingTool
+from services.devstack.process import MissingTool, port_open
 from services.devstack.stack import STACK_HOME, Stack
 
 __all__ = ["run_main"]
@@ -35,6 +38,36 @@ def _spawn(service: str, *args: str, log_name: str | None = None) -> tuple[subpr
         stdin=subprocess.DEVNULL,
         env=os.environ.copy(),
     )
+    return proc, log
+
+
+PROMETHEUS_PORT = 9090
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules" / "tradepulse.yml"
+
+
+def _start_prometheus(ports: dict[str, int]) -> tuple[subprocess.Popen[bytes], Path] | None:
+    """Debian's prometheus, when installed, scraping the local services with the project's rules."""
+    binary = shutil.which("prometheus")
+    if binary is None or port_open("127.0.0.1", PROMETHEUS_PORT):
+        return None
+    home = STACK_HOME / "prometheus"
+    home.mkdir(parents=True, exist_ok=True)
+    config = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "rule_files": [str(RULES)],
+        "scrape_configs": [
+            {"job_name": f"tradepulse-{s}", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+            for s, port in ports.items()
+        ],
+    }
+    (home / "prometheus.yml").write_text(yaml.safe_dump(config))
+    log = LOGS / "prometheus.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'data'}",
+             f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
     return proc, log
 
 
@@ -73,6 +106,10 @@ def run_main(*, services: list[str]) -> int:
         if pending and not stopping:
             print(f"workers not ready after 120 s: {sorted(pending)}; see {LOGS}", file=sys.stderr)
             code = 1
+        procs["history"] = _spawn("history", "history")
+        prometheus = _start_prometheus({s: settings.web_port or SERVICE_WEB_PORTS[s] for s in services})
+        if prometheus is not None:
+            procs["prometheus"] = prometheus
         for s in services:
             if s in SIMULATED:
                 procs[f"simulate-{s}"] = _spawn(
@@ -87,6 +124,8 @@ def run_main(*, services: list[str]) -> int:
                     "2",
                     "--span-hours",
                     "48",
+                    "--seed",
+                    str(int(time.time())),  # new cases each run: the dedup state remembers old ones
                     "--quiet",
                     log_name=f"simulate-{s}",
                 )
@@ -99,7 +138,14 @@ def run_main(*, services: list[str]) -> int:
                 print(f"  {'':<10} simulator: 100 records/s of realistic {s} traffic (log {sim_log})")
                 print(f"  {'':<10} indicators: tradepulse tail indicators.{s}.v1")
         print(f"  kafka      {settings.kafka_bootstrap_servers}   e.g. tradepulse tail customs.events.v1.dlq")
-        print(f"  postgres   {settings.database_url.get_secret_value()}")
+        db = settings.database_url.get_secret_value()
+        print(f"  postgres   {db}   (history: tables indicator_window, completed_case)")
+        print(f"             psql {db} -c 'SELECT indicator, count(*) FROM indicator_window GROUP BY 1'")
+        if prometheus is not None:
+            print(f"  prometheus http://127.0.0.1:{PROMETHEUS_PORT}/   rules and alerts: /rules /alerts")
+        else:
+            print("  prometheus not started (apt-get install -y prometheus, or port 9090 is taken)")
+        print("  grafana    dashboards in deploy/grafana/dashboards (docker compose up runs Grafana)")
         print("Ctrl-C stops everything.", flush=True)
         while not stopping:
             for s, (proc, log) in list(procs.items()):
