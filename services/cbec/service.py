@@ -1,7 +1,18 @@
-"""Wiring of the cbec worker: the shared intake path plus this domain's logic."""
+"""Wiring of the CBEC worker: the shared pipeline with the order tracker."""
 
 from __future__ import annotations
 
-from services.common.worker import ServiceSpec
+from services.cbec.lifecycle import INDICATORS
+from services.cbec.settings import CbecSettings
+from services.cbec.tracker import OrderTracker
+from services.common.pipeline import CasePipeline
+from services.common.worker import ServiceSpec, Wiring
 
-SPEC = ServiceSpec(name="cbec")
+TOPIC = "cbec.events.v1"
+
+
+def build(w: Wiring) -> CasePipeline:
+    return CasePipeline(w, CbecSettings(), tracker=OrderTracker, indicators=INDICATORS, topic=TOPIC)
+
+
+SPEC = ServiceSpec(name="cbec", logic=build)
