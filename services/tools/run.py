@@ -24,7 +24,7 @@ __all__ = ["run_main"]
 LOGS = STACK_HOME.parent / "logs"
 
 
-SIMULATED = ("customs", "taxrefund", "cips")  # services with a traffic simulator so far
+SIMULATED = ("customs", "taxrefund", "cips", "cbec")  # services with a traffic simulator so far
 
 
 def _spawn(service: str, *args: str, log_name: str | None = None) -> tuple[subprocess.Popen[bytes], Path]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
+from services.cbec.settings import CbecSettings
 from services.cips.settings import CipsSettings
 from services.common.settings import EngineSettings, Settings
 from services.customs.settings import CustomsSettings
@@ -16,7 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
-SETTINGS: list[type[BaseSettings]] = [Settings, CustomsSettings, TaxrefundSettings, CipsSettings]
+SETTINGS: list[type[BaseSettings]] = [
+    Settings,
+    CustomsSettings,
+    TaxrefundSettings,
+    CipsSettings,
+    CbecSettings,
+]
 
 
 def _env_names() -> set[str]:
