@@ -174,7 +174,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from services.tools.bench import run_bench
 
     out = Path(args.out or f"bench-results/{args.target}.json")
-    run_bench(events=args.events, partitions=args.partitions, out=out, rate=args.rate, latency_s=args.seconds)
+    run_bench(events=args.events, partitions=args.partitions, out=out, rate=args.rate, latency_s=args.seconds,
+              target=args.target)  # fmt: skip
     return 0
 
 
@@ -227,7 +228,7 @@ def parser() -> argparse.ArgumentParser:
     h.set_defaults(func=cmd_history)
 
     b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
-    b.add_argument("target", choices=["customs"])
+    b.add_argument("target", choices=["customs", "cbec"])
     b.add_argument("--events", type=int, default=50_000)
     b.add_argument("--rate", type=float, default=500.0, help="offered load of the latency run, events/s")
     b.add_argument("--seconds", type=float, default=30.0, help="length of the latency run")

@@ -37,11 +37,13 @@ TOPIC = "customs.events.v1"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _customs_records(n: int, seed: int) -> list[Record]:
-    """A realistic customs stream: whole lifecycles, 2 % duplicates, a little disorder."""
-    from services.customs.simulator import simulate
+def _customs_records(n: int, seed: int, target: str = "customs") -> list[Record]:
+    """A realistic stream of ``target``: whole lifecycles, 2 % duplicates, a little disorder."""
+    import importlib
+
     from services.tools.simulate import Faults, perturb
 
+    simulate = importlib.import_module(f"services.{target}.simulator").simulate
     cases = max(1, n // 5)
     events = simulate(cases=cases, seed=seed, start_s=time.time() - 3 * 86400, span_s=86400)
     records = perturb(events, Faults(duplicates=0.02, shuffle=0.02, binary=0.5), random.Random(seed))
@@ -64,7 +66,7 @@ async def _prepare(bootstrap: str, topic: str, partitions: int, records: list[Re
         await producer.stop()
 
 
-async def _raw(bootstrap: str, topic: str, n: int) -> float:
+async def _raw(bootstrap: str, topic: str, n: int, contract_topic: str = TOPIC) -> float:
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -82,14 +84,16 @@ async def _raw(bootstrap: str, topic: str, n: int) -> float:
                     started = time.perf_counter()
                 for r in records:
                     with contextlib.suppress(DecodeError):
-                        decode(r.value, r.headers, topic=TOPIC)
+                        decode(r.value, r.headers, topic=contract_topic)
                 seen += len(records)
         return n / (time.perf_counter() - started)
     finally:
         await consumer.stop()
 
 
-def _faust_empty(bootstrap: str, prefix: str, n: int, partitions: int, mode: str = "iterate") -> float:
+def _faust_empty(
+    bootstrap: str, prefix: str, n: int, partitions: int, mode: str = "iterate", topic: str = TOPIC
+) -> float:
     out = Path(tempfile.mkstemp(suffix=".json")[1])
     env = {
         **os.environ,
@@ -100,7 +104,7 @@ def _faust_empty(bootstrap: str, prefix: str, n: int, partitions: int, mode: str
         "TRADEPULSE_LOG_LEVEL": "warning",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.tools.bench_agent", str(n), str(out), mode],
+        [sys.executable, "-m", "services.tools.bench_agent", str(n), str(out), mode, topic],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -294,9 +298,18 @@ def _percentile(xs: list[float], q: float) -> float | None:
 
 
 def run_bench(
-    *, events: int, partitions: int, out: Path, seed: int = 7, rate: float = 500.0, latency_s: float = 30.0
+    *,
+    events: int,
+    partitions: int,
+    out: Path,
+    seed: int = 7,
+    rate: float = 500.0,
+    latency_s: float = 30.0,
+    target: str = "customs",
 ) -> dict[str, Any]:
-    """Throughput of (a), (b), (c) on the same records, then latency at a fixed offered load."""
+    """Throughput of (a), (b), (c) on the same records, then (customs) latency at a fixed offered
+    load, or (cbec) the memory an open order takes."""
+    topic = f"{target}.events.v1"
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     node = None
     if external:
@@ -310,32 +323,35 @@ def run_bench(
         )
         node.start()
         bootstrap = node.bootstrap
-    records = _customs_records(events, seed)
+    records = _customs_records(events, seed, target)
+    pipeline = f"{target}_pipeline"
     try:
         results: dict[str, float] = {}
-        for name in ("raw_aiokafka_decode", "faust_empty_agent", "faust_batch_agent", "customs_pipeline"):
+        for name in ("raw_aiokafka_decode", "faust_empty_agent", "faust_batch_agent", pipeline):
             prefix = f"bench{uuid.uuid4().hex[:8]}."
-            asyncio.run(_prepare(bootstrap, prefix + TOPIC, partitions, records))
+            asyncio.run(_prepare(bootstrap, prefix + topic, partitions, records))
             if name == "raw_aiokafka_decode":
-                results[name] = asyncio.run(_raw(bootstrap, prefix + TOPIC, len(records)))
+                results[name] = asyncio.run(_raw(bootstrap, prefix + topic, len(records), topic))
             elif name == "faust_empty_agent":
-                results[name] = _faust_empty(bootstrap, prefix, len(records), partitions)
+                results[name] = _faust_empty(bootstrap, prefix, len(records), partitions, topic=topic)
             elif name == "faust_batch_agent":
-                results[name] = _faust_empty(bootstrap, prefix, len(records), partitions, "batch")
+                results[name] = _faust_empty(bootstrap, prefix, len(records), partitions, "batch", topic)
             else:
-                results[name] = _worker(bootstrap, prefix, len(records), partitions, "customs")
+                results[name] = _worker(bootstrap, prefix, len(records), partitions, target)
             print(f"{name:<22} {results[name]:>10,.0f} events/s", flush=True)
-        latencies = _latency_run(bootstrap, partitions, rate, latency_s, seed)
+        latencies = _latency_run(bootstrap, partitions, rate, latency_s, seed) if target == "customs" else []
     finally:
         if node is not None:
             node.stop()
     report = {
-        "benchmark": "customs",
+        "benchmark": target,
         "events": len(records),
         "partitions": partitions,
         "events_per_s": {k: round(v, 1) for k, v in results.items()},
-        "ratio_c_over_a": round(results["customs_pipeline"] / results["raw_aiokafka_decode"], 3),
-        "ratio_c_over_b": round(results["customs_pipeline"] / results["faust_empty_agent"], 3),
+        "events_per_s_per_worker": round(results[pipeline], 1),
+        "ratio_c_over_a": round(results[pipeline] / results["raw_aiokafka_decode"], 3),
+        "ratio_c_over_b": round(results[pipeline] / results["faust_empty_agent"], 3),
+        "bytes_per_open_order": _bytes_per_open_order() if target == "cbec" else None,
         "latency": {
             "offered_events_per_s": rate,
             "indicator_interval_s": 1.0,
@@ -355,6 +371,45 @@ def run_bench(
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return report
+
+
+def _bytes_per_open_order(orders: int = 20_000) -> float:
+    """Memory one open CBEC order takes in the tracker (state, index entries, its aggregates'
+    share), measured with tracemalloc over ``orders`` orders that have a list but no release."""
+    import tracemalloc
+
+    import orjson
+
+    from services.cbec.simulator import simulate
+    from services.cbec.tracker import OrderTracker
+    from services.common.codec import decode
+    from services.common.state import StateStore
+
+    class _Null:
+        def put(self, partition: int, kind: str, name: str, value: bytes) -> None: ...
+        def delete(self, partition: int, kind: str, name: str) -> None: ...
+        def items(self, partition: int, kind: str) -> Any:
+            return iter(())
+
+        def owns(self, partition: int) -> bool:
+            return True
+
+        async def flush(self) -> None: ...
+
+    store: StateStore = _Null()
+    events = simulate(cases=orders, seed=3, start_s=time.time() - 86400, span_s=86400)
+    open_events = [e for e in events if not (e["type"].endswith("status") and e["data"]["status"] != 120)]
+    decoded = [decode(orjson.dumps(e), [], topic="cbec.events.v1") for e in open_events]
+    tracker = OrderTracker(store=store, partitions=1)
+    tracker.state(0)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for ev in decoded:
+        tracker.on_event(0, ev)
+    tracker.stage({0})
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return round(used / max(1, len(tracker.states[0].cases)), 1)
 
 
 def _round(x: float | None) -> float | None:

@@ -21,10 +21,11 @@ from services.common.worker import create_app
 def main() -> None:
     n, out = int(sys.argv[1]), Path(sys.argv[2])
     mode = sys.argv[3] if len(sys.argv) > 3 else "iterate"
+    contract_topic = sys.argv[4] if len(sys.argv) > 4 else "customs.events.v1"
     settings = load_settings()
     app = create_app(settings, service="customs")
     topic = app.topic(
-        settings.topic("customs.events.v1"),
+        settings.topic(contract_topic),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
