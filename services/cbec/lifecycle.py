@@ -15,7 +15,7 @@ from typing import Any
 
 from services.common.events import DataModel
 from services.common.events.cbec import ListDeclared, ListStatus, OrderDeclared, PaymentDeclared
-from services.common.windows import Contribution, IndicatorSpec
+from services.common.windows import Contribution, IndicatorSpec, late_map, with_late
 
 __all__ = ["INDICATORS", "Order", "contributions", "exception_of", "match_result"]
 
@@ -107,7 +107,7 @@ class Order:
         return {
             "k": self.key_, "t": dict(self.times), "i": self.ie_flag, "m": self.supervision_mode,
             "g": self.goods_value, "p": self.payment_amount, "ob": self.order_by, "pb": self.payment_by,
-            "lb": self.list_by, "L": {_cid(c): list(w) for c, w in self.applied if w},
+            "lb": self.list_by, "L": late_map(self.applied),
             "le": None if self.last_event_s == float("-inf") else self.last_event_s, "w": self.changed_wall_s,
         }  # fmt: skip
 
@@ -123,13 +123,8 @@ class Order:
             last_event_s=float("-inf") if doc["le"] is None else float(doc["le"]),
             changed_wall_s=float(doc["w"]),
         )  # fmt: skip
-        late = doc.get("L", {})
-        o.applied = [(c, tuple(late.get(_cid(c), ()))) for c in contributions(o)]
+        o.applied = with_late(contributions(o), doc.get("L", {}))
         return o
-
-
-def _cid(c: Contribution) -> str:
-    return c.indicator + "|" + ",".join(f"{k}={v}" for k, v in c.dims)
 
 
 def match_result(o: Order) -> str | None:

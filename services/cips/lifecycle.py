@@ -12,7 +12,7 @@ from typing import Any
 
 from services.common.events import DataModel
 from services.common.events.cips import PaymentInitiated
-from services.common.windows import Contribution, IndicatorSpec
+from services.common.windows import Contribution, IndicatorSpec, late_map, with_late
 
 __all__ = ["INDICATORS", "MILESTONES", "Payment", "contributions"]
 
@@ -91,10 +91,9 @@ class Payment:
         return changed
 
     def to_json(self) -> dict[str, Any]:
-        late = {_cid(c): list(w) for c, w in self.applied if w}
         return {
             "u": self.uetr, "t": dict(self.times), "m": self.msg_type, "p": self.purpose, "a": self.amount,
-            "x": list(self.linked_entry_ids), "ib": self.initiated_by, "L": late,
+            "x": list(self.linked_entry_ids), "ib": self.initiated_by, "L": late_map(self.applied),
             "le": None if self.last_event_s == float("-inf") else self.last_event_s, "w": self.changed_wall_s,
         }  # fmt: skip
 
@@ -108,13 +107,8 @@ class Payment:
             last_event_s=float("-inf") if doc["le"] is None else float(doc["le"]),
             changed_wall_s=float(doc["w"]),
         )  # fmt: skip
-        late = doc.get("L", {})
-        p.applied = [(c, tuple(late.get(_cid(c), ()))) for c in contributions(p)]
+        p.applied = with_late(contributions(p), doc.get("L", {}))
         return p
-
-
-def _cid(c: Contribution) -> str:
-    return c.indicator + "|" + ",".join(f"{k}={v}" for k, v in c.dims)
 
 
 def contributions(p: Payment) -> list[Contribution]:

@@ -24,7 +24,7 @@ import orjson
 from services.common.metrics import LATE_EVENTS
 from services.common.state import StateStore
 from services.common.topics import partition_for
-from services.common.windows import SHANGHAI, WINDOWS, Contribution, IndicatorSpec, Partials
+from services.common.windows import SHANGHAI, WINDOWS, Contribution, IndicatorSpec, Partials, contribution_id
 
 __all__ = ["Case", "CaseTracker", "Outgoing", "PartitionCases", "TooLate"]
 
@@ -146,8 +146,10 @@ class CaseTracker(Generic[C]):
             "case_id": case.key,
             "completed_at": _iso(max(case.times.values())),
             "milestones": {name: _iso(at) for name, at in sorted(case.times.items())},
-            "measures": {_cid(c): (c.amount if self.specs[c.indicator].kind == "amount" else c.value)
-                         for c, _ in case.applied},
+            "measures": {
+                contribution_id(c): c.amount if self.specs[c.indicator].kind == "amount" else c.value
+                for c, _ in case.applied
+            },
             "attributes": self.attributes(case),
         }  # fmt: skip
 
@@ -299,10 +301,6 @@ class CaseTracker(Generic[C]):
 
 def _iso(at_s: float) -> str:
     return datetime.fromtimestamp(at_s, SHANGHAI).isoformat(timespec="milliseconds")
-
-
-def _cid(c: Contribution) -> str:
-    return c.indicator + "|" + ",".join(f"{k}={v}" for k, v in c.dims)
 
 
 def _window_end(key: str) -> float:

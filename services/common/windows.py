@@ -22,11 +22,15 @@ __all__ = [
     "SHANGHAI",
     "WINDOWS",
     "Agg",
+    "Applied",
     "Contribution",
     "IndicatorSpec",
     "Partials",
+    "contribution_id",
     "indicator_key",
+    "late_map",
     "window_start",
+    "with_late",
 ]
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -67,6 +71,24 @@ class Contribution(NamedTuple):
     @classmethod
     def from_json(cls, doc: list[Any]) -> Contribution:
         return cls(doc[0], float(doc[1]), tuple((k, v) for k, v in doc[2]), float(doc[3]), str(doc[4]))
+
+
+Applied = list[tuple[Contribution, tuple[str, ...]]]
+
+
+def contribution_id(c: Contribution) -> str:
+    """A contribution's identity within its case: the indicator and its dimensions."""
+    return c.indicator + "|" + ",".join(f"{k}={v}" for k, v in c.dims)
+
+
+def late_map(applied: Applied) -> dict[str, list[str]]:
+    """The windows each contribution reached late, for storing a case (only what is not derivable)."""
+    return {contribution_id(c): list(w) for c, w in applied if w}
+
+
+def with_late(contributions: list[Contribution], late: Mapping[str, list[str]]) -> Applied:
+    """A restored case's applied contributions: derived from its state, lateness as stored."""
+    return [(c, tuple(late.get(contribution_id(c), ()))) for c in contributions]
 
 
 def window_start(at_s: float, size_s: int) -> int:

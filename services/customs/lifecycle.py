@@ -19,7 +19,7 @@ from services.common.events.customs import (
     RiskDecided,
     TransportArrived,
 )
-from services.common.windows import Contribution, IndicatorSpec
+from services.common.windows import Contribution, IndicatorSpec, late_map, with_late
 
 __all__ = [
     "INDICATORS",
@@ -146,12 +146,11 @@ class Declaration:
     def to_json(self) -> dict[str, Any]:
         """Compact form for the state store. Applied contributions are not stored: they are
         :func:`contributions` of the state; only the windows they reached late are."""
-        late = {_cid(c): list(w) for c, w in self.applied if w}
         return {
             "e": self.entry_id, "t": dict(self.times), "l": dict(self.lodged) if self.lodged else None,
             "lb": self.lodged_by,
             "c": self.channel, "cb": self.channel_by, "o": self.outcome, "ob": self.outcome_by,
-            "L": late, "le": self.last_event_s, "w": self.changed_wall_s,
+            "L": late_map(self.applied), "le": self.last_event_s, "w": self.changed_wall_s,
         }  # fmt: skip
 
     @classmethod
@@ -165,8 +164,7 @@ class Declaration:
             outcome_by=tie(doc["ob"]), last_event_s=_float(doc["le"]),
             changed_wall_s=float(doc.get("w", 0.0)),
         )  # fmt: skip
-        late = doc.get("L", {})
-        d.applied = [(c, tuple(late.get(_cid(c), ()))) for c in contributions(d)]
+        d.applied = with_late(contributions(d), doc.get("L", {}))
         return d
 
 
@@ -195,11 +193,6 @@ class Bill:
     def from_json(cls, doc: dict[str, Any]) -> Bill:
         by = doc["tb"]
         return cls(doc["b"], doc["t"], (float(by[0]), str(by[1])) if by else None, doc["m"], set(doc["e"]))
-
-
-def _cid(c: Contribution) -> str:
-    """A contribution's identity within its case: the indicator and its dimensions."""
-    return c.indicator + "|" + ",".join(f"{k}={v}" for k, v in c.dims)
 
 
 def _stage(name: str, at_s: float, value: float, ie: str) -> Contribution:

@@ -16,7 +16,7 @@ from typing import Any
 
 from services.common.events import DataModel
 from services.common.events.taxrefund import RefundDeclared
-from services.common.windows import SHANGHAI, Contribution, IndicatorSpec
+from services.common.windows import SHANGHAI, Contribution, IndicatorSpec, late_map
 from services.common.workdays import CalendarUnknown, WorkdayCalendar
 
 __all__ = ["DEFAULT_LIMITS_WD", "INDICATORS", "MILESTONES", "Refund", "contributions", "local_date"]
@@ -93,11 +93,10 @@ class Refund:
         return changed
 
     def to_json(self) -> dict[str, Any]:
-        late = {_cid(c): list(w) for c, w in self.applied if w}
         return {
             "r": self.refund_id, "t": dict(self.times), "c": self.category, "e": list(self.entry_ids),
-            "db": self.declared_by, "L": late, "le": self.last_event_s, "w": self.changed_wall_s,
-            "p": self.parked_year,
+            "db": self.declared_by, "L": late_map(self.applied), "le": self.last_event_s,
+            "w": self.changed_wall_s, "p": self.parked_year,
         }  # fmt: skip
 
     @classmethod
@@ -109,15 +108,6 @@ class Refund:
             entry_ids=list(doc["e"]), declared_by=(float(by[0]), str(by[1])) if by else None,
             last_event_s=_float(doc["le"]), changed_wall_s=float(doc["w"]), parked_year=doc.get("p"),
         )  # fmt: skip
-
-
-def _cid(c: Contribution) -> str:
-    return c.indicator + "|" + ",".join(f"{k}={v}" for k, v in c.dims)
-
-
-def late_flags(doc: Mapping[str, Any], cs: list[Contribution]) -> list[tuple[Contribution, tuple[str, ...]]]:
-    late = doc.get("L", {})
-    return [(c, tuple(late.get(_cid(c), ()))) for c in cs]
 
 
 def contributions(

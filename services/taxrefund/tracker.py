@@ -10,10 +10,10 @@ from typing import Any
 from services.common.cases import CaseTracker
 from services.common.events import Event
 from services.common.events.taxrefund import RefundRef
-from services.common.windows import Contribution
+from services.common.windows import Contribution, with_late
 from services.common.workdays import CalendarUnknown, WorkdayCalendar
 from services.taxrefund import metrics
-from services.taxrefund.lifecycle import DEFAULT_LIMITS_WD, Refund, contributions, late_flags, local_date
+from services.taxrefund.lifecycle import DEFAULT_LIMITS_WD, Refund, contributions, local_date
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class RefundTracker(CaseTracker[Refund]):
     def load_case(self, doc: dict[str, Any]) -> Refund:
         r = Refund.from_json(doc)
         cs, year = contributions(r, self.calendar, self.limits)
-        r.applied = late_flags(doc, cs)
+        r.applied = with_late(cs, doc.get("L", {}))
         if r.parked_year is not None and year is None:
             self._now_known.add(r.refund_id)  # calendar data arrived while it was stored
         r.parked_year = year

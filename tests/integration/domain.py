@@ -1,0 +1,77 @@
+"""The two checks every domain service passes on the real broker: its indicator records equal a
+plain batch computation over a faulty simulated corpus, also when the worker is stopped mid-stream."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.tools.simulate import Faults, Record, perturb
+from tests.batch_customs import compare
+from tests.integration.harness import StartWorker, WorkerProcess, caught_up, eventually, produce
+from tests.integration.test_customs import latest
+
+FAULTS = Faults(duplicates=0.05, shuffle=0.1, late=0.05, invalid=0.02, binary=0.5, rekey=0.1)
+
+
+@dataclass(frozen=True)
+class DomainCase:
+    service: str
+    simulate: Callable[..., list[dict[str, Any]]]
+    oracle: Callable[[list[dict[str, Any]]], dict[str, dict[str, Any]]]
+    start_s: float
+    span_s: float
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def topic(self) -> str:
+        return f"{self.service}.events.v1"
+
+    @property
+    def fast(self) -> dict[str, str]:
+        prefix = f"TRADEPULSE_{self.service.upper()}_"
+        return {f"{prefix}INDICATOR_INTERVAL_S": "0.5", f"{prefix}IDLE_AFTER_S": "2",
+                "TRADEPULSE_BATCH_MAX_EVENTS": "500", **self.env}  # fmt: skip
+
+    def corpus(self, cases: int, seed: int) -> tuple[list[dict[str, Any]], list[Record]]:
+        events = self.simulate(cases=cases, seed=seed, start_s=self.start_s, span_s=self.span_s)
+        return events, perturb(events, FAULTS, random.Random(seed))
+
+    def consumed(self, workers: list[WorkerProcess]) -> float:
+        return sum(w.metric("tradepulse_events_consumed_total", topic=self.topic) for w in workers)
+
+    async def settle(self, bootstrap: str, prefix: str) -> None:
+        internal = [f"{prefix}tradepulse-{self.service}-{name}" for name in ("links", "partials")]
+        await caught_up(bootstrap, f"{prefix}tradepulse-{self.service}", [prefix + self.topic, *internal])
+
+    async def latest(self, bootstrap: str, prefix: str) -> dict[str, dict[str, Any]]:
+        return await latest(bootstrap, f"{prefix}indicators.{self.service}.v1")
+
+
+async def batch_equality(
+    d: DomainCase, bootstrap: str, prefix: str, start_worker: StartWorker, *, cases: int, seed: int
+) -> WorkerProcess:
+    """Publish a faulty corpus to one worker; the latest records must equal the oracle."""
+    events, records = d.corpus(cases, seed)
+    worker = start_worker(d.service, **d.fast)
+    await produce(bootstrap, prefix + d.topic, records)
+    assert await eventually(lambda: d.consumed([worker]) >= len(records), timeout_s=120)
+    await d.settle(bootstrap, prefix)
+    assert compare(d.oracle(events), await d.latest(bootstrap, prefix)) == []
+    return worker
+
+
+async def restart_mid_stream(
+    d: DomainCase, bootstrap: str, prefix: str, start_worker: StartWorker, *, cases: int, seed: int
+) -> None:
+    """Stop the worker (SIGTERM) while it works through the stream, start another: same records."""
+    events, records = d.corpus(cases, seed)
+    first = start_worker(d.service, **{**d.fast, "TRADEPULSE_BATCH_MAX_EVENTS": "50"})
+    await produce(bootstrap, prefix + d.topic, records)
+    assert await eventually(lambda: d.consumed([first]) >= len(records) // 3, timeout_s=60)
+    assert first.stop() == 0
+    start_worker(d.service, **d.fast)
+    await d.settle(bootstrap, prefix)
+    assert compare(d.oracle(events), await d.latest(bootstrap, prefix)) == []
