@@ -144,13 +144,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         binary=args.binary,
     )
     start = time.time() - args.days_ago * 86400
+    span_hours = args.span_hours
+    if args.peak_day:  # the last 11.11 with the days around it (the CBEC simulator weights the 11th 4x)
+        from datetime import datetime
+
+        from services.common.windows import SHANGHAI
+
+        now = datetime.now(SHANGHAI)
+        year = now.year if (now.month, now.day) >= (11, 12) else now.year - 1
+        start, span_hours = datetime(year, 11, 10, tzinfo=SHANGHAI).timestamp(), 72.0
     return run_simulation(
         settings,
         args.service,
         cases=args.cases,
         seed=args.seed,
         start_s=start,
-        span_s=args.span_hours * 3600,
+        span_s=span_hours * 3600,
         faults=faults,
         rate=args.rate,
         progress=not args.quiet,
@@ -222,6 +231,11 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--invalid", type=float, default=0.005, help="fraction of extra invalid records")
     sim.add_argument("--binary", type=float, default=0.5, help="fraction sent in binary content mode")
     sim.add_argument("--quiet", action="store_true", help="no progress display")
+    sim.add_argument(
+        "--peak-day",
+        action="store_true",
+        help="simulate 10-12 November of the last 11.11 (CBEC: four times the orders on the 11th)",
+    )
     sim.set_defaults(func=cmd_simulate)
 
     h = sub.add_parser("history", help="write indicator revisions and completed cases to PostgreSQL")

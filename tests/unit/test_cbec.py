@@ -73,3 +73,10 @@ def test_simulated_first_pass_match_rate_is_about_98_percent() -> None:
         if k.startswith("cbec.doc_match_rate|P1D") and k.endswith("|")
     )
     assert 0.96 < num / den < 0.995
+
+
+def test_the_11_11_peak_carries_four_times_the_orders() -> None:
+    events = simulate(cases=3000, seed=4, start_s=START, span_s=3 * 86400)
+    days = [e["time"][:10] for e in events if e["type"] == "cbec.order.declared"]
+    peak, before = days.count("2025-11-11"), days.count("2025-11-10")
+    assert 3.0 < peak / before < 5.0
