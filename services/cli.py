@@ -125,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return run_main(services=args.services or list(SERVICES))
+    return run_main(services=args.services or list(SERVICES), simulators=not args.no_simulators)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -252,6 +252,7 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="the main job: stack, every service, URLs; Ctrl-C stops all")
     r.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)}")
+    r.add_argument("--no-simulators", action="store_true", help="start no simulated traffic")
     r.set_defaults(func=cmd_run)
     return p
 

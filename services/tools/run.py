@@ -71,7 +71,7 @@ def _start_prometheus(ports: dict[str, int]) -> tuple[subprocess.Popen[bytes], P
     return proc, log
 
 
-def run_main(*, services: list[str]) -> int:
+def run_main(*, services: list[str], simulators: bool = True) -> int:
     settings = load_settings()
     stack = Stack()
     print("starting the local stack ...", flush=True)
@@ -111,7 +111,7 @@ def run_main(*, services: list[str]) -> int:
         if prometheus is not None:
             procs["prometheus"] = prometheus
         for s in services:
-            if s in SIMULATED:
+            if simulators and s in SIMULATED:
                 procs[f"simulate-{s}"] = _spawn(
                     s,
                     "simulate",
