@@ -27,8 +27,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.common.codec import DecodeError, decode
 from services.devstack.kafka import KafkaNode
-from services.devstack.probe import web_get, web_ready
+from services.devstack.probe import web_get
 from services.devstack.process import free_port
+from services.tools.bench_latency import latency_run
+from services.tools.bench_memory import bytes_per_open_order
 from services.tools.simulate import Record
 
 __all__ = ["run_bench"]
@@ -181,116 +183,6 @@ def _consumed(port: int) -> float:
     return 0.0
 
 
-PROBE_ENTRY = "9999{year}0{serial:09d}"
-
-
-def _probe_case(serial: int, base_s: float) -> list[Record]:
-    """A tiny export declaration at customs office 9999: lodged then released 60 s later, both at
-    event times inside one fixed hour, so each probe adds one to one indicator key's count."""
-    from datetime import datetime
-
-    from services.common.windows import SHANGHAI
-    from services.tools.simulate import encode
-
-    entry = PROBE_ENTRY.format(year=datetime.fromtimestamp(base_s, SHANGHAI).year, serial=serial)
-    at = base_s + serial * 0.001
-    common = {"specversion": "1.0", "source": "/bench/probe", "subject": entry}
-    lodged = {
-        **common,
-        "id": f"p{serial}-l",
-        "type": "customs.declaration.lodged",
-        "time": _iso(at),
-        "data": {
-            "entry_id": entry,
-            "customs_code": "9999",
-            "ie_flag": "E",
-            "trade_mode": "0110",
-            "transport_mode": "5",
-            "credit_class": "aeo",
-            "declared_value": {"amount": "1.00", "currency": "CNY"},
-            "consignee_uscc": "91440101MA5C000001",
-        },
-    }
-    released = {
-        **common,
-        "id": f"p{serial}-r",
-        "type": "customs.declaration.released",
-        "time": _iso(at + 60),
-        "data": {"entry_id": entry},
-    }
-    return [encode(lodged, binary=False), encode(released, binary=False)]
-
-
-def _iso(at_s: float) -> str:
-    from datetime import datetime
-
-    from services.common.windows import SHANGHAI
-
-    return datetime.fromtimestamp(at_s, SHANGHAI).isoformat(timespec="milliseconds")
-
-
-async def _latency(bootstrap: str, prefix: str, rate: float, seconds: float, seed: int) -> list[float]:
-    """Offer ``rate`` events/s of simulated traffic plus a probe case every 0.5 s; the latency of a
-    probe is from sending its release to the first indicator record that counts it."""
-    from services.common.windows import indicator_key, window_start
-
-    hour = window_start(time.time() - 86400, 3600)  # inside the traffic's time range and retention
-    base = hour + 600.0
-    dims = (("customs_code", "9999"), ("ie_flag", "E"), ("transport_mode", "5"))
-    key = indicator_key("customs.release_time", "PT1H", hour, dims)
-    load = _customs_records(int(rate * seconds) + 1, seed)
-    sent_at: dict[int, float] = {}
-    latencies: list[float] = []
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    consumer = AIOKafkaConsumer(
-        prefix + "indicators.customs.v1",
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="latest",
-        group_id=f"bench-lat-{uuid.uuid4().hex[:6]}",
-    )
-    await producer.start()
-    await consumer.start()
-    await asyncio.sleep(2)  # let the consumer join before probes are counted
-
-    async def offer() -> None:
-        started = time.monotonic()
-        probes = 0
-        for i, (k, v, h) in enumerate(load):
-            await producer.send(prefix + TOPIC, v, key=k, headers=h)
-            if time.monotonic() - started >= probes * 0.5:
-                probes += 1
-                for pk, pv, ph in _probe_case(probes, base):
-                    await producer.send(prefix + TOPIC, pv, key=pk, headers=ph)
-                sent_at[probes] = time.monotonic()
-            ahead = started + (i + 1) / rate - time.monotonic()
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-        await producer.flush()
-
-    async def watch() -> None:
-        counted = 0
-        deadline = time.monotonic() + seconds + 30
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for r in records:
-                    if r.key and r.key.decode() == key:
-                        count = json.loads(r.value)["data"]["count"]
-                        now = time.monotonic()
-                        while counted < count:
-                            counted += 1
-                            if counted in sent_at:
-                                latencies.append(now - sent_at[counted])
-            if sent_at and counted >= max(sent_at) and time.monotonic() > deadline - 30:
-                return
-
-    try:
-        await asyncio.gather(offer(), watch())
-    finally:
-        await producer.stop()
-        await consumer.stop()
-    return latencies
-
-
 def _percentile(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
@@ -339,7 +231,7 @@ def run_bench(
             else:
                 results[name] = _worker(bootstrap, prefix, len(records), partitions, target)
             print(f"{name:<22} {results[name]:>10,.0f} events/s", flush=True)
-        latencies = _latency_run(bootstrap, partitions, rate, latency_s, seed) if target == "customs" else []
+        latencies = latency_run(bootstrap, partitions, rate, latency_s, seed) if target == "customs" else []
     finally:
         if node is not None:
             node.stop()
@@ -351,7 +243,7 @@ def run_bench(
         "events_per_s_per_worker": round(results[pipeline], 1),
         "ratio_c_over_a": round(results[pipeline] / results["raw_aiokafka_decode"], 3),
         "ratio_c_over_b": round(results[pipeline] / results["faust_empty_agent"], 3),
-        "bytes_per_open_order": _bytes_per_open_order() if target == "cbec" else None,
+        "bytes_per_open_order": bytes_per_open_order() if target == "cbec" else None,
         "latency": {
             "offered_events_per_s": rate,
             "indicator_interval_s": 1.0,
@@ -373,57 +265,5 @@ def run_bench(
     return report
 
 
-def _bytes_per_open_order(orders: int = 20_000) -> float:
-    """Memory one open CBEC order takes in the tracker (state, index entries, its aggregates'
-    share), measured with tracemalloc over ``orders`` orders that have a list but no release."""
-    import tracemalloc
-
-    import orjson
-
-    from services.cbec.simulator import simulate
-    from services.cbec.tracker import OrderTracker
-    from services.common.codec import decode
-    from services.common.state import StateStore
-
-    class _Null:
-        def put(self, partition: int, kind: str, name: str, value: bytes) -> None: ...
-        def delete(self, partition: int, kind: str, name: str) -> None: ...
-        def items(self, partition: int, kind: str) -> Any:
-            return iter(())
-
-        def owns(self, partition: int) -> bool:
-            return True
-
-        async def flush(self) -> None: ...
-
-    store: StateStore = _Null()
-    events = simulate(cases=orders, seed=3, start_s=time.time() - 86400, span_s=86400)
-    open_events = [e for e in events if not (e["type"].endswith("status") and e["data"]["status"] != 120)]
-    decoded = [decode(orjson.dumps(e), [], topic="cbec.events.v1") for e in open_events]
-    tracker = OrderTracker(store=store, partitions=1)
-    tracker.state(0)
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    for ev in decoded:
-        tracker.on_event(0, ev)
-    tracker.stage({0})
-    used = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
-    return round(used / max(1, len(tracker.states[0].cases)), 1)
-
-
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
-
-
-def _latency_run(bootstrap: str, partitions: int, rate: float, seconds: float, seed: int) -> list[float]:
-    prefix = f"bench{uuid.uuid4().hex[:8]}."
-    proc, port = _start_worker(bootstrap, prefix, partitions, "customs")
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not web_ready(port):
-            time.sleep(0.2)
-        return asyncio.run(_latency(bootstrap, prefix, rate, seconds, seed))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
