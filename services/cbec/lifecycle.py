@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from services.common.cases import keep_earliest, time_from_json
 from services.common.events import DataModel
 from services.common.events.cbec import ListDeclared, ListStatus, OrderDeclared, PaymentDeclared
 from services.common.windows import Contribution, IndicatorSpec, late_map, with_late
@@ -88,10 +89,7 @@ class Order:
         name = event_type.split(".")[1]  # order, payment, waybill, list, return
         if isinstance(data, ListStatus):
             name = f"s{data.status}"
-        changed = False
-        if at_s < self.times.get(name, float("inf")):
-            self.times[name] = at_s
-            changed = True
+        changed = keep_earliest(self.times, name, at_s)
         key = (at_s, event_id)
         if isinstance(data, OrderDeclared) and (self.order_by is None or key < self.order_by):
             self.goods_value, self.order_by, changed = data.goods_value.amount, key, True
@@ -108,7 +106,7 @@ class Order:
             "k": self.key_, "t": dict(self.times), "i": self.ie_flag, "m": self.supervision_mode,
             "g": self.goods_value, "p": self.payment_amount, "ob": self.order_by, "pb": self.payment_by,
             "lb": self.list_by, "L": late_map(self.applied),
-            "le": None if self.last_event_s == float("-inf") else self.last_event_s, "w": self.changed_wall_s,
+            "le": self.last_event_s, "w": self.changed_wall_s,
         }  # fmt: skip
 
     @classmethod
@@ -120,7 +118,7 @@ class Order:
             key_=doc["k"], times={k: float(v) for k, v in doc["t"].items()}, ie_flag=doc["i"],
             supervision_mode=doc["m"], goods_value=doc["g"], payment_amount=doc["p"], order_by=tie(doc["ob"]),
             payment_by=tie(doc["pb"]), list_by=tie(doc["lb"]),
-            last_event_s=float("-inf") if doc["le"] is None else float(doc["le"]),
+            last_event_s=time_from_json(doc["le"]),
             changed_wall_s=float(doc["w"]),
         )  # fmt: skip
         o.applied = with_late(contributions(o), doc.get("L", {}))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.cases import keep_earliest, time_from_json
 from services.common.events import DataModel
 from services.common.events.cips import PaymentInitiated
 from services.common.windows import Contribution, IndicatorSpec, late_map, with_late
@@ -78,11 +79,7 @@ class Payment:
 
     def apply(self, event_type: str, data: DataModel, at_s: float, event_id: str) -> bool:
         self.last_event_s = max(self.last_event_s, at_s)
-        milestone = MILESTONES[event_type]
-        changed = False
-        if at_s < self.times.get(milestone, float("inf")):
-            self.times[milestone] = at_s
-            changed = True
+        changed = keep_earliest(self.times, MILESTONES[event_type], at_s)
         key = (at_s, event_id)
         if isinstance(data, PaymentInitiated) and (self.initiated_by is None or key < self.initiated_by):
             self.msg_type, self.purpose, self.amount = data.msg_type, data.purpose, data.amount.amount
@@ -94,7 +91,7 @@ class Payment:
         return {
             "u": self.uetr, "t": dict(self.times), "m": self.msg_type, "p": self.purpose, "a": self.amount,
             "x": list(self.linked_entry_ids), "ib": self.initiated_by, "L": late_map(self.applied),
-            "le": None if self.last_event_s == float("-inf") else self.last_event_s, "w": self.changed_wall_s,
+            "le": self.last_event_s, "w": self.changed_wall_s,
         }  # fmt: skip
 
     @classmethod
@@ -104,7 +101,7 @@ class Payment:
             uetr=doc["u"], times={k: float(v) for k, v in doc["t"].items()}, msg_type=doc["m"],
             purpose=doc["p"], amount=doc["a"], linked_entry_ids=list(doc["x"]),
             initiated_by=(float(by[0]), str(by[1])) if by else None,
-            last_event_s=float("-inf") if doc["le"] is None else float(doc["le"]),
+            last_event_s=time_from_json(doc["le"]),
             changed_wall_s=float(doc["w"]),
         )  # fmt: skip
         p.applied = with_late(contributions(p), doc.get("L", {}))

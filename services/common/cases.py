@@ -26,9 +26,23 @@ from services.common.state import StateStore
 from services.common.topics import partition_for
 from services.common.windows import SHANGHAI, WINDOWS, Contribution, IndicatorSpec, Partials, contribution_id
 
-__all__ = ["Case", "CaseTracker", "Outgoing", "PartitionCases", "TooLate"]
+__all__ = ["Case", "CaseTracker", "Outgoing", "PartitionCases", "TooLate", "keep_earliest", "time_from_json"]
 
 Applied = list[tuple[Contribution, tuple[str, ...]]]
+
+
+def keep_earliest(times: dict[str, float], milestone: str, at_s: float) -> bool:
+    """Keep the earliest time of a milestone; True if it changed. This is what makes every case
+    type order- and duplicate-insensitive."""
+    if at_s < times.get(milestone, float("inf")):
+        times[milestone] = at_s
+        return True
+    return False
+
+
+def time_from_json(value: Any) -> float:
+    """A stored event time; JSON has no infinity (orjson writes null), so null reads back as -inf."""
+    return float("-inf") if value is None else float(value)
 
 
 class TooLate(ValueError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.cases import keep_earliest, time_from_json
 from services.common.events import DataModel
 from services.common.events.customs import (
     DeclarationLodged,
@@ -120,10 +121,7 @@ class Declaration:
     def mark(self, milestone: str, at_s: float) -> bool:
         """Keep the earliest time of a milestone; True if the state changed."""
         self.last_event_s = max(self.last_event_s, at_s)
-        if at_s < self.times.get(milestone, float("inf")):
-            self.times[milestone] = at_s
-            return True
-        return False
+        return keep_earliest(self.times, milestone, at_s)
 
     def apply(self, event_type: str, data: DataModel, at_s: float, event_id: str) -> bool:
         """Apply one event of this declaration; True if the state changed."""
@@ -161,7 +159,7 @@ class Declaration:
         d = cls(
             entry_id=doc["e"], times={k: float(v) for k, v in doc["t"].items()}, lodged=doc["l"],
             lodged_by=tie(doc["lb"]), channel=doc["c"], channel_by=tie(doc["cb"]), outcome=doc["o"],
-            outcome_by=tie(doc["ob"]), last_event_s=_float(doc["le"]),
+            outcome_by=tie(doc["ob"]), last_event_s=time_from_json(doc["le"]),
             changed_wall_s=float(doc.get("w", 0.0)),
         )  # fmt: skip
         d.applied = with_late(contributions(d), doc.get("L", {}))
@@ -220,8 +218,3 @@ def contributions(d: Declaration) -> list[Contribution]:
             )
         )
     return out
-
-
-def _float(value: Any) -> float:
-    """JSON has no infinity (orjson writes null): an unknown time reads back as -inf."""
-    return float("-inf") if value is None else float(value)

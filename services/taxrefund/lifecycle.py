@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from services.common.cases import keep_earliest, time_from_json
 from services.common.events import DataModel
 from services.common.events.taxrefund import RefundDeclared
 from services.common.windows import SHANGHAI, Contribution, IndicatorSpec, late_map
@@ -81,11 +82,7 @@ class Refund:
     def apply(self, event_type: str, data: DataModel, at_s: float, event_id: str) -> bool:
         """Apply one event; True if the state changed."""
         self.last_event_s = max(self.last_event_s, at_s)
-        milestone = MILESTONES[event_type]
-        changed = False
-        if at_s < self.times.get(milestone, float("inf")):
-            self.times[milestone] = at_s
-            changed = True
+        changed = keep_earliest(self.times, MILESTONES[event_type], at_s)
         key = (at_s, event_id)
         if isinstance(data, RefundDeclared) and (self.declared_by is None or key < self.declared_by):
             self.category, self.entry_ids, self.declared_by = data.mgmt_category, list(data.entry_ids), key
@@ -106,7 +103,7 @@ class Refund:
         return cls(
             refund_id=doc["r"], times={k: float(v) for k, v in doc["t"].items()}, category=doc["c"],
             entry_ids=list(doc["e"]), declared_by=(float(by[0]), str(by[1])) if by else None,
-            last_event_s=_float(doc["le"]), changed_wall_s=float(doc["w"]), parked_year=doc.get("p"),
+            last_event_s=time_from_json(doc["le"]), changed_wall_s=float(doc["w"]), parked_year=doc.get("p"),
         )  # fmt: skip
 
 
@@ -129,8 +126,3 @@ def contributions(
         within = 1.0 if workdays <= limits[r.category] else 0.0
         out.append(Contribution("taxrefund.within_limit", t["issued"], dims, within))
     return out, None
-
-
-def _float(value: Any) -> float:
-    """JSON has no infinity (orjson writes null): an unknown time reads back as -inf."""
-    return float("-inf") if value is None else float(value)
