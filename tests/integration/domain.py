@@ -10,8 +10,7 @@ from typing import Any
 
 from services.tools.simulate import Faults, Record, perturb
 from tests.batch_customs import compare
-from tests.integration.harness import StartWorker, WorkerProcess, caught_up, eventually, produce
-from tests.integration.test_customs import latest
+from tests.integration.harness import StartWorker, WorkerProcess, caught_up, eventually, latest, produce
 
 FAULTS = Faults(duplicates=0.05, shuffle=0.1, late=0.05, invalid=0.02, binary=0.5, rekey=0.1)
 
@@ -51,16 +50,25 @@ class DomainCase:
 
 
 async def batch_equality(
-    d: DomainCase, bootstrap: str, prefix: str, start_worker: StartWorker, *, cases: int, seed: int
-) -> WorkerProcess:
-    """Publish a faulty corpus to one worker; the latest records must equal the oracle."""
+    d: DomainCase,
+    bootstrap: str,
+    prefix: str,
+    start_worker: StartWorker,
+    *,
+    cases: int,
+    seed: int,
+    workers: int = 1,
+) -> tuple[list[WorkerProcess], dict[str, dict[str, Any]]]:
+    """Publish a faulty corpus to ``workers`` workers; the latest records must equal the oracle.
+    Returns the workers and the oracle's records."""
     events, records = d.corpus(cases, seed)
-    worker = start_worker(d.service, **d.fast)
+    started = [start_worker(d.service, **d.fast) for _ in range(workers)]
     await produce(bootstrap, prefix + d.topic, records)
-    assert await eventually(lambda: d.consumed([worker]) >= len(records), timeout_s=120)
+    assert await eventually(lambda: d.consumed(started) >= len(records), timeout_s=120), d.consumed(started)
     await d.settle(bootstrap, prefix)
-    assert compare(d.oracle(events), await d.latest(bootstrap, prefix)) == []
-    return worker
+    expected = d.oracle(events)
+    assert compare(expected, await d.latest(bootstrap, prefix)) == []
+    return started, expected
 
 
 async def restart_mid_stream(
@@ -71,7 +79,9 @@ async def restart_mid_stream(
     first = start_worker(d.service, **{**d.fast, "TRADEPULSE_BATCH_MAX_EVENTS": "50"})
     await produce(bootstrap, prefix + d.topic, records)
     assert await eventually(lambda: d.consumed([first]) >= len(records) // 3, timeout_s=60)
+    seen = d.consumed([first])
     assert first.stop() == 0
+    assert seen < len(records), "the first worker finished before it was stopped"
     start_worker(d.service, **d.fast)
     await d.settle(bootstrap, prefix)
     assert compare(d.oracle(events), await d.latest(bootstrap, prefix)) == []

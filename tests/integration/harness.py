@@ -9,10 +9,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
@@ -146,21 +149,11 @@ async def read_all(
         if not count:
             await asyncio.sleep(0.2)
     assert count, f"topic {topic} never appeared"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    await asyncio.sleep(0)
     out: list[ConsumerRecord] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(count)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+    async with _from_beginning(bootstrap, topic, count) as (consumer, _):
         while len(out) < expect and time.monotonic() < deadline:
             for batch in (await consumer.getmany(timeout_ms=300)).values():
                 out.extend(batch)
-    finally:
-        await consumer.stop()
     return out
 
 
@@ -213,17 +206,9 @@ async def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 60.0) ->
     """Every record of ``topic`` up to its end offsets at the time of the call."""
     count = await partition_count([bootstrap], topic, timeout_s=5)
     assert count, f"no topic {topic}"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    await asyncio.sleep(0)
     out: list[ConsumerRecord] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(count)]
-        consumer.assign(tps)
+    async with _from_beginning(bootstrap, topic, count) as (consumer, tps):
         ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
         deadline = time.monotonic() + timeout_s
         remaining = {tp for tp in tps if ends[tp] > 0}
         while remaining and time.monotonic() < deadline:
@@ -231,6 +216,43 @@ async def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 60.0) ->
                 out.extend(batch)
             remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
         assert not remaining, f"could not read {topic} to its end within {timeout_s}s"
+    return out
+
+
+@asynccontextmanager
+async def _from_beginning(
+    bootstrap: str, topic: str, partitions: int
+) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+    """A consumer without a group, assigned every partition of ``topic`` from its beginning."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    await asyncio.sleep(0)  # let aiokafka's no-group routine start before any stop()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        yield consumer, tps
     finally:
         await consumer.stop()
+
+
+async def latest(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:
+    """The latest revision of every indicator key, once the topic has stopped growing."""
+    seen = -1
+    records: list[Any] = []
+    for _ in range(30):
+        records = await read_to_end(bootstrap, topic)
+        if len(records) == seen:
+            break
+        seen = len(records)
+        await asyncio.sleep(1.5)  # longer than the tests' publish interval
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        event = orjson.loads(r.value)
+        assert event["subject"] == r.key.decode()
+        data = event["data"]
+        if data["revision"] >= out.get(r.key.decode(), {}).get("revision", 0):
+            out[r.key.decode()] = data
     return out

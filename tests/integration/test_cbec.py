@@ -19,7 +19,7 @@ CBEC = DomainCase(
 async def test_cbec_indicators_equal_a_batch_computation(
     kafka_bootstrap: str, prefix: str, start_worker: StartWorker
 ) -> None:
-    worker = await batch_equality(CBEC, kafka_bootstrap, prefix, start_worker, cases=400, seed=51)
+    (worker,), _ = await batch_equality(CBEC, kafka_bootstrap, prefix, start_worker, cases=400, seed=51)
     assert worker.metric("tradepulse_cbec_release_seconds_count") > 0
     assert worker.metric("tradepulse_cbec_doc_match_total", result="match") > 0
     invalid = worker.metric("tradepulse_events_invalid_total", topic=CBEC.topic)

@@ -18,7 +18,7 @@ CIPS = DomainCase(
 async def test_cips_indicators_equal_a_batch_computation(
     kafka_bootstrap: str, prefix: str, start_worker: StartWorker
 ) -> None:
-    worker = await batch_equality(CIPS, kafka_bootstrap, prefix, start_worker, cases=400, seed=31)
+    (worker,), _ = await batch_equality(CIPS, kafka_bootstrap, prefix, start_worker, cases=400, seed=31)
     assert worker.metric("tradepulse_cips_credit_seconds_count") > 0
     assert worker.metric("tradepulse_cips_settled_cny_total") > 0
     assert worker.metric("tradepulse_cips_payments_total", status="credited") > 0

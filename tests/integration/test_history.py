@@ -22,8 +22,8 @@ from services.customs.simulator import simulate
 from services.devstack.postgres import PostgresCluster
 from services.devstack.process import free_port
 from services.tools.simulate import Faults, perturb
-from tests.integration.harness import REPO, StartWorker, caught_up, produce, worker_env
-from tests.integration.test_customs import FAST, TOPIC, latest
+from tests.integration.harness import REPO, StartWorker, caught_up, latest, produce, worker_env
+from tests.integration.test_customs import CUSTOMS, TOPIC
 
 START = datetime.fromisoformat("2025-03-01T00:00:00+08:00").timestamp()
 
@@ -67,7 +67,7 @@ async def test_history_survives_a_postgresql_outage(
     env = worker_env(kafka_bootstrap, prefix, DATABASE_URL=cluster.url)
     history = _start_history(env, tmp_path / "history.log")
     try:
-        start_worker("customs", **FAST)
+        start_worker("customs", **CUSTOMS.fast)
         events = simulate(cases=200, seed=41, start_s=START, span_s=86400)
         records = perturb(events, Faults(duplicates=0.05, shuffle=0.05), random.Random(41))
         half = len(records) // 2

@@ -18,7 +18,7 @@ REFUNDS = DomainCase(
 async def test_refund_indicators_equal_a_batch_computation(
     kafka_bootstrap: str, prefix: str, start_worker: StartWorker
 ) -> None:
-    worker = await batch_equality(REFUNDS, kafka_bootstrap, prefix, start_worker, cases=300, seed=21)
+    (worker,), _ = await batch_equality(REFUNDS, kafka_bootstrap, prefix, start_worker, cases=300, seed=21)
     assert worker.metric("tradepulse_taxrefund_processing_workdays_count") > 0
     assert worker.metric("tradepulse_taxrefund_issued_total", mgmt_category="2", within_limit="true") > 0
 
