@@ -48,19 +48,17 @@ class OrderTracker(CaseTracker[Order]):
         for mode in metrics.MODES:
             metrics.OPEN_ORDERS.labels(supervision_mode=mode).set(open_by_group[mode])
 
+    def new_case(self, key: str) -> Order:
+        return Order(key)
+
     def on_event(self, p: int, event: Event) -> None:
         data = event.data
         if not isinstance(data, OrderRef):
             return
-        st = self.state(p)
-        at_s = event.time.timestamp()
-        order = st.cases.get(event.subject) or Order(event.subject)
-        seen = set(order.times)
-        self.update(st, order, lambda: order.apply(event.type, data, at_s, event.id))
+        order, seen = self.apply_event(p, event)
         if isinstance(data, ListStatus) and f"s{data.status}" not in seen:
             exception = exception_of(data.status)
             if exception is not None:
                 metrics.LIST_EXCEPTIONS.labels(supervision_mode=order.group, exception=exception).inc()
         elif isinstance(data, ReturnRequested) and "return" not in seen:
             metrics.RETURNS.labels(supervision_mode=order.group).inc()
-        st.partials.observe(at_s)

@@ -13,6 +13,8 @@ from services.common.events import Event
 from services.common.events.cips import PaymentRef
 from services.common.windows import Contribution
 
+FINAL = frozenset({"credited", "rejected", "returned"})  # what makes Payment.status not "open"
+
 
 class PaymentTracker(CaseTracker[Payment]):
     kind = "payment"
@@ -46,23 +48,20 @@ class PaymentTracker(CaseTracker[Payment]):
         for msg_type in metrics.MSG_TYPES:
             metrics.OPEN_PAYMENTS.labels(msg_type=msg_type).set(open_by_group[msg_type])
 
+    def new_case(self, key: str) -> Payment:
+        return Payment(key)
+
     def on_event(self, p: int, event: Event) -> None:
-        data = event.data
-        if not isinstance(data, PaymentRef):
+        if not isinstance(event.data, PaymentRef):
             return
-        st = self.state(p)
-        at_s = event.time.timestamp()
-        pay = st.cases.get(data.uetr) or Payment(data.uetr)
-        status, had = pay.status, dict(pay.times)
-        self.update(st, pay, lambda: pay.apply(event.type, data, at_s, event.id))
-        if status == "open" and pay.status != "open":
+        pay, had = self.apply_event(p, event)
+        if not FINAL & had.keys() and pay.status != "open":
             metrics.PAYMENTS.labels(msg_type=pay.group, status=pay.status).inc()
         t = pay.times
         if "submitted" in t and "settled" in t and not ("submitted" in had and "settled" in had):
             metrics.SETTLEMENT_SECONDS.labels(msg_type=pay.group).observe(
                 max(0.0, t["settled"] - t["submitted"])
             )
-        st.partials.observe(at_s)
 
     def expire(self) -> None:
         super().expire()

@@ -83,6 +83,9 @@ class Case(Protocol):
 
     def to_json(self) -> dict[str, Any]: ...
 
+    def apply(self, event_type: str, data: Any, at_s: float, event_id: str) -> bool:
+        """Apply one event of this case; True if its state changed."""
+
 
 C = TypeVar("C", bound=Case)
 
@@ -130,6 +133,10 @@ class CaseTracker(Generic[C]):
     # -- what a service provides ------------------------------------------------------------
 
     def load_case(self, doc: dict[str, Any]) -> C:
+        raise NotImplementedError
+
+    def new_case(self, key: str) -> C:
+        """A case of which nothing is known yet."""
         raise NotImplementedError
 
     def contributions(self, case: C) -> list[Contribution]:
@@ -196,6 +203,17 @@ class CaseTracker(Generic[C]):
     def on_event(self, p: int, event: Any) -> None:
         """Apply one new input event of partition ``p`` (its case lives here)."""
         raise NotImplementedError
+
+    def apply_event(self, p: int, event: Any) -> tuple[C, dict[str, float]]:
+        """Apply an event to the case its ``subject`` names; returns the case and its milestone
+        times from before the event (for metrics that count a milestone once)."""
+        st = self.state(p)
+        at_s = event.time.timestamp()
+        case = st.cases.get(event.subject) or self.new_case(event.subject)
+        before = dict(case.times)
+        self.update(st, case, lambda: case.apply(event.type, event.data, at_s, event.id))
+        st.partials.observe(at_s)
+        return case, before
 
     def on_link(self, p: int, msg: dict[str, Any]) -> None:
         """Apply a join message from the ``links`` topic (services with joins override this)."""

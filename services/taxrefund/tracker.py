@@ -86,15 +86,12 @@ class RefundTracker(CaseTracker[Refund]):
         for category in metrics.CATEGORIES:
             metrics.OPEN_REFUNDS.labels(mgmt_category=category).set(open_by_group[category])
 
+    def new_case(self, key: str) -> Refund:
+        return Refund(key)
+
     def on_event(self, p: int, event: Event) -> None:
-        data = event.data
-        if not isinstance(data, RefundRef):
-            return
-        st = self.state(p)
-        at_s = event.time.timestamp()
-        r = st.cases.get(data.refund_id) or Refund(data.refund_id)
-        self.update(st, r, lambda: r.apply(event.type, data, at_s, event.id))
-        st.partials.observe(at_s)
+        if isinstance(event.data, RefundRef):
+            self.apply_event(p, event)
 
     def expire(self) -> None:
         """Besides expiry: the backlog by age and the calendar-unknown count, for the gauges."""

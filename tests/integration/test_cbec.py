@@ -30,4 +30,4 @@ async def test_cbec_indicators_equal_a_batch_computation(
 async def test_same_cbec_records_after_a_restart_mid_stream(
     kafka_bootstrap: str, prefix: str, start_worker: StartWorker
 ) -> None:
-    await restart_mid_stream(CBEC, kafka_bootstrap, prefix, start_worker, cases=300, seed=52)
+    await restart_mid_stream(CBEC, kafka_bootstrap, prefix, start_worker, cases=700, seed=52)

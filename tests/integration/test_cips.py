@@ -30,4 +30,4 @@ async def test_cips_indicators_equal_a_batch_computation(
 async def test_same_cips_records_after_a_restart_mid_stream(
     kafka_bootstrap: str, prefix: str, start_worker: StartWorker
 ) -> None:
-    await restart_mid_stream(CIPS, kafka_bootstrap, prefix, start_worker, cases=300, seed=32)
+    await restart_mid_stream(CIPS, kafka_bootstrap, prefix, start_worker, cases=800, seed=32)

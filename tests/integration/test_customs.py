@@ -35,7 +35,7 @@ async def test_same_records_after_a_restart_mid_stream(
     kafka_bootstrap: str, prefix: str, start_worker: StartWorker
 ) -> None:
     """The worker is stopped (SIGTERM) while it is still working through the stream."""
-    await restart_mid_stream(CUSTOMS, kafka_bootstrap, prefix, start_worker, cases=300, seed=12)
+    await restart_mid_stream(CUSTOMS, kafka_bootstrap, prefix, start_worker, cases=700, seed=12)
 
 
 async def test_two_workers_give_the_same_records_as_one(

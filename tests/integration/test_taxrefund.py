@@ -26,4 +26,4 @@ async def test_refund_indicators_equal_a_batch_computation(
 async def test_same_refund_records_after_a_restart_mid_stream(
     kafka_bootstrap: str, prefix: str, start_worker: StartWorker
 ) -> None:
-    await restart_mid_stream(REFUNDS, kafka_bootstrap, prefix, start_worker, cases=250, seed=22)
+    await restart_mid_stream(REFUNDS, kafka_bootstrap, prefix, start_worker, cases=800, seed=22)
