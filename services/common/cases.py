@@ -4,7 +4,7 @@ load a case, which contributions a case makes, and its metrics; the tracker does
 
 - restores a partition's cases from the state store the first time the partition is used, and
   rebuilds its aggregates from them (aggregates are never stored, so they cannot disagree with
-  the cases after a crash), re-publishing the windows of recently changed cases;
+  the cases after a crash), and publishes them all again;
 - applies a change to a case, replaces the case's contributions in the aggregates (a correction
   moves a case, it is never counted twice), refuses changes to windows past the retention;
 - stages changed cases in the store, bundles changed aggregates for stage two, expires cases.
@@ -24,11 +24,20 @@ import orjson
 from services.common.metrics import LATE_EVENTS
 from services.common.state import StateStore
 from services.common.topics import partition_for
-from services.common.windows import SHANGHAI, WINDOWS, Contribution, IndicatorSpec, Partials, contribution_id
+from services.common.windows import (
+    SHANGHAI,
+    WINDOWS,
+    Agg,
+    Contribution,
+    IndicatorSpec,
+    Partials,
+    contribution_id,
+)
 
 __all__ = ["Case", "CaseTracker", "Outgoing", "PartitionCases", "TooLate", "keep_earliest", "time_from_json"]
 
 Applied = list[tuple[Contribution, tuple[str, ...]]]
+AGGKEY = "aggkey"  # state kind: the indicator keys a partition has aggregates for
 
 
 def keep_earliest(times: dict[str, float], milestone: str, at_s: float) -> bool:
@@ -113,7 +122,6 @@ class CaseTracker(Generic[C]):
         out_of_orderness_s: float = 600.0,
         window_retention_s: float = 35 * 86400.0,
         case_expiry_s: float = 90 * 86400.0,
-        resend_recent_s: float = 600.0,
         clock: Callable[[], float] = time.time,
         topic: str = "",
     ) -> None:
@@ -125,7 +133,6 @@ class CaseTracker(Generic[C]):
         self.out_of_orderness_s = out_of_orderness_s
         self.window_retention_s = window_retention_s
         self.case_expiry_s = case_expiry_s
-        self.resend_recent_s = resend_recent_s
         self.clock = clock
         self.outbox: list[Outgoing] = []
         self.states: dict[int, PartitionCases[C]] = {}
@@ -144,11 +151,6 @@ class CaseTracker(Generic[C]):
 
     def on_new_contribution(self, c: Contribution, case: C) -> None:
         """A measure the case did not have before (histograms observe it once)."""
-
-    def republish(self, case: C) -> bool:
-        """After a restore: must this case's windows be published again (its measures changed
-        while it was stored, e.g. calendar data arrived)?"""
-        return False
 
     def on_expired(self, case: C) -> None:
         """An unfinished case dropped after the expiry (count it)."""
@@ -181,22 +183,21 @@ class CaseTracker(Generic[C]):
         st = self.states.get(p)
         if st is None:
             st = PartitionCases(p, Partials(self.specs, self.out_of_orderness_s))
-            recent: list[C] = []
+            # Every key this partition ever published (within retention), even if no case counts
+            # in it any more: a case that moved away just before a stop must leave a zero behind.
+            for key, _ in self.store.items(p, AGGKEY):
+                st.partials.aggs[key] = Agg()
             for _, raw in self.store.items(p, self.kind):
                 case = self.load_case(orjson.loads(raw))
                 st.cases[case.key] = case
                 st.partials.observe(case.last_event_s)
                 st.partials.restore(case.applied)
                 st.open_by[case.group] += case.open
-                if case.changed_wall_s > self.clock() - self.resend_recent_s or self.republish(case):
-                    recent.append(case)
             self.restore_extra(p)
-            # Aggregates were published before the restart, except perhaps the last changes
-            # before it stopped: publish the windows of recently changed cases again (idempotent).
-            st.partials.take_changed()
-            for case in recent:
-                for c, _ in case.applied:
-                    st.partials.touch(c)
+            # What was published before the stop may lag the cases (partials go out on a timer):
+            # publish every aggregate of the partition again; stage two replaces, so it is harmless.
+            st.partials.created.clear()
+            st.partials.changed = set(st.partials.aggs)
             self.states[p] = st
         return st
 
@@ -278,6 +279,9 @@ class CaseTracker(Generic[C]):
                 if (case := st.cases.get(key)) is not None:
                     self.store.put(p, self.kind, key, orjson.dumps(case.to_json()))
             st.dirty.clear()
+            for key in st.partials.created:
+                self.store.put(p, AGGKEY, key, b"1")
+            st.partials.created.clear()
             self.stage_extra(p)
         self.update_gauge()
 
@@ -315,6 +319,7 @@ class CaseTracker(Generic[C]):
             horizon = wm - self.window_retention_s
             for key in [k for k in st.partials.aggs if _window_end(k) + 86400 < horizon]:
                 del st.partials.aggs[key]
+                self.store.delete(p, AGGKEY, key)
         self.update_gauge()
 
     def expire_extra(self, p: int, watermark_s: float) -> None:

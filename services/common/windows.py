@@ -204,6 +204,7 @@ class Partials:
     out_of_orderness_s: float = 600.0
     aggs: dict[str, Agg] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
+    created: set[str] = field(default_factory=set)  # keys new since last asked (to persist)
     max_event_s: float = float("-inf")
 
     @property
@@ -260,6 +261,7 @@ class Partials:
                 agg = aggs.get(key)
                 if agg is None:
                     agg = aggs[key] = Agg()
+                    self.created.add(key)
                 if duration:
                     agg.add_duration(ms, bucket, sign)
                 else:

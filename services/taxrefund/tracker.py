@@ -37,19 +37,13 @@ class RefundTracker(CaseTracker[Refund]):
         self.calendar = calendar or WorkdayCalendar()
         self.limits = dict(limits or DEFAULT_LIMITS_WD)
         self._warned_years: set[int] = set()
-        self._now_known: set[str] = set()
 
     def load_case(self, doc: dict[str, Any]) -> Refund:
         r = Refund.from_json(doc)
         cs, year = contributions(r, self.calendar, self.limits)
         r.applied = with_late(cs, doc.get("L", {}))
-        if r.parked_year is not None and year is None:
-            self._now_known.add(r.refund_id)  # calendar data arrived while it was stored
         r.parked_year = year
         return r
-
-    def republish(self, case: Refund) -> bool:
-        return case.refund_id in self._now_known
 
     def contributions(self, case: Refund) -> list[Contribution]:
         cs, year = contributions(case, self.calendar, self.limits)
