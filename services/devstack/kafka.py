@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import time
@@ -235,7 +236,13 @@ class KafkaNode:
 
 
 def _cluster_id() -> str:
-    # A KRaft cluster id is a base64url-encoded UUID (22 chars), what `random-uuid` prints.
-    import base64
+    """A KRaft cluster id: a base64url-encoded UUID (22 chars), as `random-uuid` prints.
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    Like Kafka's own Uuid.randomUuid, never one that starts with "-": the storage tool's argument
+    parser would read it as an option ("argument --cluster-id/-t: expected one argument"), which
+    failed one CI run in 64.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

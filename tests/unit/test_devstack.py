@@ -43,3 +43,14 @@ def test_server_properties_fit_a_single_development_node(tmp_path: Path) -> None
     assert "transaction.state.log.replication.factor=1" in lines
     assert "controller.quorum.bootstrap.servers=127.0.0.1:1235" in lines
     assert "auto.create.topics.enable=false" in lines
+
+
+def test_cluster_ids_never_look_like_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uuid bytes whose base64url form starts with "-" (0xf8 -> "-"), then an ordinary one.
+    import uuid
+
+    ids = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(int=1)])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(ids))
+    cluster_id = kafka._cluster_id()
+    assert not cluster_id.startswith("-")
+    assert len(cluster_id) == 22
