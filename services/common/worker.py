@@ -17,6 +17,7 @@ import faust
 from faust.types import EventT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.common.batches import batches
 from services.common.codec import DlqReason, header_pairs
 from services.common.events import DOMAINS, Event
 from services.common.intake import Intake, RawRecord, Rejected, dlq_headers
@@ -86,7 +87,7 @@ class Wiring:
         store, settings = self.store, self.settings
 
         async def run(stream: Any) -> None:
-            async for events in stream.noack_take(settings.batch_max_events, settings.batch_within_s):
+            async for events in batches(stream, settings.batch_max_events, settings.batch_within_s):
                 owned = await store.wait_ready({e.message.partition for e in events})
                 for e in events:
                     if store.owns(e.message.partition):
@@ -251,7 +252,7 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
 
     @app.agent(source, name=f"{spec.name}-intake")
     async def intake_agent(stream: Any) -> None:
-        async for events in stream.noack_take(settings.batch_max_events, settings.batch_within_s):
+        async for events in batches(stream, settings.batch_max_events, settings.batch_within_s):
             await _process(stream, events)
 
     async def _process(stream: Any, events: Sequence[EventT[Any]]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import faust
 
+from services.common.batches import batches
 from services.common.settings import load_settings
 from services.common.worker import create_app
 
@@ -47,7 +48,7 @@ def main() -> None:
             async for _ in stream:
                 seen(1)
         else:  # the shape of TradePulse's agents, doing nothing: batches, manual acks
-            async for events in stream.noack_take(settings.batch_max_events, settings.batch_within_s):
+            async for events in batches(stream, settings.batch_max_events, settings.batch_within_s):
                 seen(len(events))
                 for e in events:
                     await stream.ack(e)
