@@ -51,7 +51,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from services.common.kafka_admin import StartupError
     from services.common.logs import logging_config
     from services.common.settings import Settings
-    from services.common.worker import build_worker
+    from services.common.worker import build_worker, tune_gc
 
     settings = _settings_or_exit()
     assert isinstance(settings, Settings)
@@ -73,6 +73,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "web": f"http://{settings.web_host}:{settings.port_for(args.service)}",
         },
     )
+    tune_gc(settings.gc_gen0_threshold)
     faust.Worker(
         worker.app,
         loglevel=settings.log_level,

@@ -16,7 +16,7 @@ import faust
 
 from services.common.batches import batches
 from services.common.settings import load_settings
-from services.common.worker import create_app
+from services.common.worker import create_app, tune_gc
 
 
 def main() -> None:
@@ -53,6 +53,7 @@ def main() -> None:
                 for e in events:
                     await stream.ack(e)
 
+    tune_gc(settings.gc_gen0_threshold)  # the same process settings as a real worker
     faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
