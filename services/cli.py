@@ -185,7 +185,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     out = Path(args.out or f"bench-results/{args.target}.json")
     run_bench(events=args.events, partitions=args.partitions, out=out, rate=args.rate, latency_s=args.seconds,
-              target=args.target)  # fmt: skip
+              target=args.target, rounds=args.rounds)  # fmt: skip
     return 0
 
 
@@ -248,6 +248,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--rate", type=float, default=500.0, help="offered load of the latency run, events/s")
     b.add_argument("--seconds", type=float, default=30.0, help="length of the latency run")
     b.add_argument("--partitions", type=int, default=4)
+    b.add_argument("--rounds", type=int, default=3, help="runs of each variant, interleaved (medians)")
     b.add_argument("--out", help="result file (default bench-results/<target>.json)")
     b.set_defaults(func=cmd_bench)
 

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -183,6 +184,20 @@ def _consumed(port: int) -> float:
     return 0.0
 
 
+def _variant(name: str, bootstrap: str, partitions: int, records: list[Record], target: str) -> float:
+    """Events/s of one variant on a fresh copy of the records (a topic of its own)."""
+    topic = f"{target}.events.v1"
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    asyncio.run(_prepare(bootstrap, prefix + topic, partitions, records))
+    if name == "raw_aiokafka_decode":
+        return asyncio.run(_raw(bootstrap, prefix + topic, len(records), topic))
+    if name == "faust_empty_agent":
+        return _faust_empty(bootstrap, prefix, len(records), partitions, topic=topic)
+    if name == "faust_batch_agent":
+        return _faust_empty(bootstrap, prefix, len(records), partitions, "batch", topic)
+    return _worker(bootstrap, prefix, len(records), partitions, target)
+
+
 def _percentile(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
@@ -198,10 +213,11 @@ def run_bench(
     rate: float = 500.0,
     latency_s: float = 30.0,
     target: str = "customs",
+    rounds: int = 3,
 ) -> dict[str, Any]:
-    """Throughput of (a), (b), (c) on the same records, then (customs) latency at a fixed offered
-    load, or (cbec) the memory an open order takes."""
-    topic = f"{target}.events.v1"
+    """Throughput of (a), (b), (c) on the same records, ``rounds`` times (the medians are
+    reported), then (customs) latency at a fixed offered load, or (cbec) the memory an open
+    order takes."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     node = None
     if external:
@@ -217,32 +233,31 @@ def run_bench(
         bootstrap = node.bootstrap
     records = _customs_records(events, seed, target)
     pipeline = f"{target}_pipeline"
+    names = ("raw_aiokafka_decode", "faust_empty_agent", "faust_batch_agent", pipeline)
+    runs: dict[str, list[float]] = {name: [] for name in names}
     try:
-        results: dict[str, float] = {}
-        for name in ("raw_aiokafka_decode", "faust_empty_agent", "faust_batch_agent", pipeline):
-            prefix = f"bench{uuid.uuid4().hex[:8]}."
-            asyncio.run(_prepare(bootstrap, prefix + topic, partitions, records))
-            if name == "raw_aiokafka_decode":
-                results[name] = asyncio.run(_raw(bootstrap, prefix + topic, len(records), topic))
-            elif name == "faust_empty_agent":
-                results[name] = _faust_empty(bootstrap, prefix, len(records), partitions, topic=topic)
-            elif name == "faust_batch_agent":
-                results[name] = _faust_empty(bootstrap, prefix, len(records), partitions, "batch", topic)
-            else:
-                results[name] = _worker(bootstrap, prefix, len(records), partitions, target)
-            print(f"{name:<22} {results[name]:>10,.0f} events/s", flush=True)
+        for round_no in range(1, rounds + 1):
+            for name in names:  # interleaved: a slow spell of the machine touches every variant
+                measured = _variant(name, bootstrap, partitions, records, target)
+                runs[name].append(measured)
+                print(f"round {round_no}/{rounds} {name:<22} {measured:>10,.0f} events/s", flush=True)
         latencies = latency_run(bootstrap, partitions, rate, latency_s, seed) if target == "customs" else []
     finally:
         if node is not None:
             node.stop()
+    results = {name: statistics.median(xs) for name, xs in runs.items()}
+    per_round_c_over_b = [c / b for c, b in zip(runs[pipeline], runs["faust_empty_agent"], strict=True)]
     report = {
         "benchmark": target,
         "events": len(records),
         "partitions": partitions,
+        "rounds": rounds,
         "events_per_s": {k: round(v, 1) for k, v in results.items()},
+        "events_per_s_by_round": {k: [round(x, 1) for x in xs] for k, xs in runs.items()},
         "events_per_s_per_worker": round(results[pipeline], 1),
         "ratio_c_over_a": round(results[pipeline] / results["raw_aiokafka_decode"], 3),
         "ratio_c_over_b": round(results[pipeline] / results["faust_empty_agent"], 3),
+        "ratio_c_over_b_by_round": [round(x, 3) for x in per_round_c_over_b],
         "bytes_per_open_order": bytes_per_open_order() if target == "cbec" else None,
         "latency": {
             "offered_events_per_s": rate,

@@ -1,0 +1,31 @@
+"""`tradepulse bench customs` end to end on the real broker, small: every variant runs, the JSON
+carries what docs/performance.md quotes. (Speed itself is never asserted: machines are noisy.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from services.tools.bench import run_bench
+
+
+@pytest.mark.timeout(240)
+def test_the_customs_benchmark_writes_every_figure(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    out = tmp_path / "customs.json"
+    run_bench(events=6000, partitions=4, out=out, rate=100.0, latency_s=4.0, rounds=1)
+    report = json.loads(out.read_text())
+    rates = report["events_per_s"]
+    assert set(rates) == {"raw_aiokafka_decode", "faust_empty_agent", "faust_batch_agent", "customs_pipeline"}
+    assert all(rate > 0 for rate in rates.values()), rates
+    assert report["events"] == 6000
+    assert report["ratio_c_over_b"] == pytest.approx(
+        rates["customs_pipeline"] / rates["faust_empty_agent"], rel=1e-2
+    )
+    assert report["ratio_c_over_b_by_round"] == [report["ratio_c_over_b"]]
+    assert report["latency"]["probes"] > 0
+    assert 0 < report["latency"]["p50_s"] <= report["latency"]["p99_s"]
