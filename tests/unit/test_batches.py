@@ -82,6 +82,31 @@ async def test_a_closed_channel_ends_the_batches() -> None:
     assert [b async for b in it] == []
 
 
+class _ClosingQueue(asyncio.Queue[Any]):
+    """Like Faust's queue when the channel is closed: ``get_nowait`` raises what was thrown in."""
+
+    closing = False
+
+    def get_nowait(self) -> Any:
+        if self.closing:
+            raise StopAsyncIteration
+        return super().get_nowait()
+
+
+async def test_events_taken_before_the_channel_closes_are_still_handed_out() -> None:
+    stream = _Stream()
+    queue = stream.channel.queue = _ClosingQueue()
+    for i in range(3):
+        queue.put_nowait(i)
+    it = batches(stream, 10, within_s=5.0)
+    first = asyncio.ensure_future(_first(it))
+    await asyncio.sleep(0.02)  # the batch holds 0, 1, 2 and waits for more
+    queue.put_nowait(3)
+    queue.closing = True
+    assert await first == [0, 1, 2]
+    assert [b async for b in it] == []
+
+
 def test_tune_gc_sets_the_young_generation_threshold() -> None:
     before = gc.get_threshold()
     try:
