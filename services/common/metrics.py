@@ -16,6 +16,7 @@ __all__ = [
     "EVENTS_CONSUMED",
     "EVENTS_DUPLICATE",
     "EVENTS_INVALID",
+    "EVENTS_PROCESSED",
     "INDICATOR_RECORDS",
     "LATE_EVENTS",
     "label_or_other",
@@ -35,6 +36,11 @@ EVENTS_DUPLICATE = Counter(
 EVENTS_ACCEPTED = Counter(
     "tradepulse_events_accepted_total",
     "Valid, first-seen events handed to the service logic.",
+    ["topic"],
+)
+EVENTS_PROCESSED = Counter(
+    "tradepulse_events_processed_total",
+    "Records fully handled: their effects written to the state topic, then acknowledged.",
     ["topic"],
 )
 LATE_EVENTS = Counter(

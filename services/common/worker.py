@@ -23,7 +23,7 @@ from services.common.codec import DlqReason, header_pairs
 from services.common.events import DOMAINS, Event
 from services.common.intake import Intake, RawRecord, Rejected, dlq_headers
 from services.common.kafka_admin import TopicSpec, ensure_topics
-from services.common.metrics import CONSUMER_LAG
+from services.common.metrics import CONSUMER_LAG, EVENTS_PROCESSED
 from services.common.settings import Settings
 from services.common.state import KafkaStateStore, NotOwned
 from services.common.topics import dlq_topic, indicator_topic
@@ -287,8 +287,10 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
             await stream.ack(e)
             m = e.message
             next_offset[m.partition] = max(next_offset.get(m.partition, 0), m.offset + 1)
+        processed.inc(len(records))
 
     next_offset: dict[int, int] = {}
+    processed = EVENTS_PROCESSED.labels(topic=domain.topic)
 
     async def report_lag() -> None:
         """Consumer lag per owned input partition, for the lag alert."""

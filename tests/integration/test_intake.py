@@ -88,6 +88,8 @@ async def test_every_class_of_bad_input_lands_in_the_dlq_and_the_worker_keeps_ru
     assert worker.metric("tradepulse_events_consumed_total", topic=TOPIC) == len(cases) + 1
     assert worker.metric("tradepulse_events_invalid_total", topic=TOPIC) == len(cases)
     assert worker.metric("tradepulse_events_invalid_total", topic=TOPIC, reason="unknown_type") == 1
+    # every record, dead-lettered or taken, counts as processed once its batch is acknowledged
+    worker.wait_metric("tradepulse_events_processed_total", len(cases) + 1, topic=TOPIC)
     assert worker.get("/health")[0] == 200
 
 
