@@ -12,6 +12,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
+from services.common import batches as batches_module
 from services.common.batches import batches
 from services.common.worker import tune_gc
 
@@ -52,27 +55,34 @@ async def test_a_batch_is_cut_at_max_events_and_the_rest_follows() -> None:
     assert await _first(it) == [6, 7]
 
 
-async def test_a_batch_that_is_not_full_leaves_after_within_s() -> None:
+async def test_a_batch_closes_when_the_source_goes_quiet() -> None:
     stream = _Stream()
     stream.channel.queue.put_nowait("a")
-    it = batches(stream, 100, within_s=0.05)
+    it = batches(stream, 100, within_s=30.0)
     started = time.monotonic()
-    assert await _first(it) == ["a"]
-    assert 0.04 <= time.monotonic() - started < 2.0
+    assert await _first(it) == ["a"]  # not held for within_s: nothing else was coming
+    assert time.monotonic() - started < 1.0
 
 
-async def test_events_arriving_while_a_batch_fills_join_it() -> None:
+async def _trickle(stream: _Stream, every_s: float, n: int) -> None:
+    for i in range(n):
+        await asyncio.sleep(every_s)
+        stream.channel.queue.put_nowait(i)
+
+
+async def test_a_steady_stream_is_cut_after_within_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batches_module, "QUIET_S", 0.1)  # wide enough for a busy test machine
     stream = _Stream()
-    stream.channel.queue.put_nowait(1)
-
-    async def later() -> None:
-        await asyncio.sleep(0.02)
-        stream.channel.queue.put_nowait(2)
-
-    task = asyncio.create_task(later())
-    it = batches(stream, 100, within_s=0.2)
-    assert await _first(it) == [1, 2]
-    await task
+    stream.channel.queue.put_nowait("first")
+    task = asyncio.create_task(_trickle(stream, 0.01, 100))  # an event every 10 ms for 1 s
+    it = batches(stream, 1000, within_s=0.3)
+    started = time.monotonic()
+    batch = await _first(it)
+    elapsed = time.monotonic() - started
+    task.cancel()
+    assert batch[0] == "first"
+    assert len(batch) > 5, "events that kept coming joined the batch"
+    assert 0.25 <= elapsed < 0.9, "the batch left at within_s, not when the events stopped"
 
 
 async def test_a_closed_channel_ends_the_batches() -> None:
@@ -93,7 +103,10 @@ class _ClosingQueue(asyncio.Queue[Any]):
         return super().get_nowait()
 
 
-async def test_events_taken_before_the_channel_closes_are_still_handed_out() -> None:
+async def test_events_taken_before_the_channel_closes_are_still_handed_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(batches_module, "QUIET_S", 0.2)  # the batch is still open when it closes
     stream = _Stream()
     queue = stream.channel.queue = _ClosingQueue()
     for i in range(3):
