@@ -10,7 +10,15 @@ from typing import Any
 
 from services.tools.simulate import Faults, Record, perturb
 from tests.batch_customs import compare
-from tests.integration.harness import StartWorker, WorkerProcess, caught_up, eventually, latest, produce
+from tests.integration.harness import (
+    StartWorker,
+    WorkerProcess,
+    caught_up,
+    eventually,
+    latest,
+    produce,
+    read_all,
+)
 
 FAULTS = Faults(duplicates=0.05, shuffle=0.1, late=0.05, invalid=0.02, binary=0.5, rekey=0.1)
 
@@ -69,6 +77,15 @@ async def batch_equality(
     expected = d.oracle(events)
     assert compare(expected, await d.latest(bootstrap, prefix)) == []
     return started, expected
+
+
+async def all_invalid_dead_lettered(
+    d: DomainCase, bootstrap: str, prefix: str, worker: WorkerProcess
+) -> None:
+    """The corpus had invalid records, and every one the worker counted is in the dead-letter topic."""
+    invalid = worker.metric("tradepulse_events_invalid_total", topic=d.topic)
+    assert invalid > 0
+    assert len(await read_all(bootstrap, prefix + d.topic + ".dlq", expect=int(invalid))) == invalid
 
 
 async def restart_mid_stream(

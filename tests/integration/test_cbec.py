@@ -7,8 +7,8 @@ from datetime import datetime
 
 from services.cbec.simulator import simulate
 from tests.batch_cbec import batch
-from tests.integration.domain import DomainCase, batch_equality, restart_mid_stream
-from tests.integration.harness import StartWorker, read_all
+from tests.integration.domain import DomainCase, all_invalid_dead_lettered, batch_equality, restart_mid_stream
+from tests.integration.harness import StartWorker
 
 CBEC = DomainCase(
     "cbec", simulate, batch, datetime.fromisoformat("2025-11-10T00:00:00+08:00").timestamp(), 2 * 86400,
@@ -22,9 +22,7 @@ async def test_cbec_indicators_equal_a_batch_computation(
     (worker,), _ = await batch_equality(CBEC, kafka_bootstrap, prefix, start_worker, cases=400, seed=51)
     assert worker.metric("tradepulse_cbec_release_seconds_count") > 0
     assert worker.metric("tradepulse_cbec_doc_match_total", result="match") > 0
-    invalid = worker.metric("tradepulse_events_invalid_total", topic=CBEC.topic)
-    assert invalid > 0
-    assert len(await read_all(kafka_bootstrap, prefix + CBEC.topic + ".dlq", expect=int(invalid))) == invalid
+    await all_invalid_dead_lettered(CBEC, kafka_bootstrap, prefix, worker)
 
 
 async def test_same_cbec_records_after_a_restart_mid_stream(

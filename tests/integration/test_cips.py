@@ -7,8 +7,8 @@ from datetime import datetime
 
 from services.cips.simulator import simulate
 from tests.batch_cips import batch
-from tests.integration.domain import DomainCase, batch_equality, restart_mid_stream
-from tests.integration.harness import StartWorker, read_all
+from tests.integration.domain import DomainCase, all_invalid_dead_lettered, batch_equality, restart_mid_stream
+from tests.integration.harness import StartWorker
 
 CIPS = DomainCase(
     "cips", simulate, batch, datetime.fromisoformat("2025-03-03T00:00:00+08:00").timestamp(), 2 * 86400
@@ -22,9 +22,7 @@ async def test_cips_indicators_equal_a_batch_computation(
     assert worker.metric("tradepulse_cips_credit_seconds_count") > 0
     assert worker.metric("tradepulse_cips_settled_cny_total") > 0
     assert worker.metric("tradepulse_cips_payments_total", status="credited") > 0
-    invalid = worker.metric("tradepulse_events_invalid_total", topic=CIPS.topic)
-    assert invalid > 0
-    assert len(await read_all(kafka_bootstrap, prefix + CIPS.topic + ".dlq", expect=int(invalid))) == invalid
+    await all_invalid_dead_lettered(CIPS, kafka_bootstrap, prefix, worker)
 
 
 async def test_same_cips_records_after_a_restart_mid_stream(
