@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+# helpers shared by test modules assert too: show their diffs like a test module's
+pytest.register_assert_rewrite("tests.integration.domain", "tests.integration.harness")
+
 COMPONENTS: dict[str, str] = {}
 
 
