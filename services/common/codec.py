@@ -89,6 +89,21 @@ def _attributes_from_headers(headers: Mapping[str, bytes]) -> dict[str, Any]:
     return attrs
 
 
+def _structured(doc: Any, content_type: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Attributes and data of a structured-mode event; null attributes count as absent (JSON format)."""
+    if not isinstance(doc, dict):
+        msg = f"record value is {_json_kind(doc)}, expected a CloudEvent JSON object"
+        raise DecodeError(DlqReason.INVALID_ENVELOPE, msg)
+    attrs = {k: v for k, v in doc.items() if v is not None}
+    if content_type and "datacontenttype" not in attrs:
+        attrs["datacontenttype"] = content_type
+    data = attrs.pop("data", None)
+    if not isinstance(data, dict):
+        what = "missing" if data is None else f"expected a JSON object, got {_json_kind(data)}"
+        raise DecodeError(DlqReason.INVALID_DATA, f"data: {what}")
+    return attrs, data
+
+
 def decode(
     value: bytes | None,
     headers: Headers | None,
@@ -98,8 +113,9 @@ def decode(
 ) -> Event:
     """Decode one Kafka record of ``topic`` into its typed event.
 
-    Structured mode: ``content-type: application/cloudevents+json`` (or no content type and a JSON
-    object with ``specversion``). Binary mode: ``ce_*`` headers and the ``data`` object as value.
+    Structured mode: ``content-type: application/cloudevents+json``, or no ``ce_specversion`` header
+    and a JSON object with ``specversion`` as the value. Binary mode: ``ce_*`` headers (at least
+    ``ce_specversion``) and the ``data`` object as the value.
     """
     if value is None:
         raise DecodeError(DlqReason.INVALID_JSON, "record has no value (tombstone)")
@@ -107,32 +123,30 @@ def decode(
         msg = f"record value is {len(value)} bytes, over the limit of {max_bytes} bytes"
         raise DecodeError(DlqReason.INVALID_ENVELOPE, msg)
     hmap = _header_map(headers)
-    content_type = hmap.get("content-type", b"").decode("latin-1").strip().lower()
-    if content_type.startswith(STRUCTURED):
-        binary = False
-    elif content_type or "ce_specversion" in hmap:
-        binary = True
-    else:
-        binary = False  # no content type and no ce_ headers: a structured event, if anything
-    if binary:
+    content_type = hmap.get("content-type", b"").decode("latin-1").strip()
+    if content_type.lower().startswith(STRUCTURED):
+        attrs, data = _structured(_loads(value, "structured-mode value"), None)
+    elif "ce_specversion" in hmap:
         attrs = _attributes_from_headers(hmap)
+        if content_type:  # the Kafka binding maps content-type to datacontenttype in binary mode
+            attrs.setdefault("datacontenttype", content_type)
         data = _loads(value, "binary-mode value (the data object)")
         if not isinstance(data, dict):
             msg = f"data: expected a JSON object, got {_json_kind(data)}"
             raise DecodeError(DlqReason.INVALID_DATA, msg)
     else:
-        doc = _loads(value, "structured-mode value")
-        if not isinstance(doc, dict):
-            msg = f"record value is {_json_kind(doc)}, expected a CloudEvent JSON object"
+        # No ce_specversion header: not binary mode. A JSON object with specversion is a structured
+        # event whatever the content type says (the CloudEvents SDK writes its datacontenttype into
+        # content-type, e.g. application/json); it keeps that type as its datacontenttype.
+        doc = _loads(value, "record value")
+        if not isinstance(doc, dict) or "specversion" not in doc:
+            what = "a JSON object without specversion" if isinstance(doc, dict) else _json_kind(doc)
+            msg = (
+                f"specversion: missing; the value is {what} and there is no ce_specversion header, "
+                "so it is neither a structured-mode nor a binary-mode CloudEvent"
+            )
             raise DecodeError(DlqReason.INVALID_ENVELOPE, msg)
-        if "specversion" not in doc and not content_type:
-            msg = "specversion: missing (no content-type header, no ce_ headers, no specversion)"
-            raise DecodeError(DlqReason.INVALID_ENVELOPE, msg)
-        attrs = doc
-        data = attrs.pop("data", None)
-        if not isinstance(data, dict):
-            what = "missing" if data is None else f"expected a JSON object, got {_json_kind(data)}"
-            raise DecodeError(DlqReason.INVALID_DATA, f"data: {what}")
+        attrs, data = _structured(doc, content_type or None)
     return _build(attrs, data, topic)
 
 
@@ -169,6 +183,7 @@ def _attributes(event: Envelope | Event) -> dict[str, Any]:
 def encode_structured(event: Envelope | Event, data: DataModel | Mapping[str, Any]) -> tuple[Headers, bytes]:
     """Structured mode: the whole event as JSON, ``content-type: application/cloudevents+json``."""
     doc = _attributes(event)
+    doc.setdefault("datacontenttype", "application/json")  # what binary mode's content-type says
     doc["data"] = data.model_dump(mode="json", exclude_none=True) if isinstance(data, DataModel) else data
     headers = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
     return headers, orjson.dumps(doc)

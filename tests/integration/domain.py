@@ -21,6 +21,7 @@ from tests.integration.harness import (
 )
 
 FAULTS = Faults(duplicates=0.05, shuffle=0.1, late=0.05, invalid=0.02, binary=0.5, rekey=0.1)
+VALID_ONLY = Faults(duplicates=0.05, shuffle=0.1, late=0.05, invalid=0.0, binary=0.5, rekey=0.1)
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,9 @@ class DomainCase:
         return {f"{prefix}INDICATOR_INTERVAL_S": "0.5", f"{prefix}IDLE_AFTER_S": "2",
                 "TRADEPULSE_BATCH_MAX_EVENTS": "500", **self.env}  # fmt: skip
 
-    def corpus(self, cases: int, seed: int) -> tuple[list[dict[str, Any]], list[Record]]:
+    def corpus(self, cases: int, seed: int, faults: Faults = FAULTS) -> tuple[list[dict[str, Any]], list[Record]]:
         events = self.simulate(cases=cases, seed=seed, start_s=self.start_s, span_s=self.span_s)
-        return events, perturb(events, FAULTS, random.Random(seed))
+        return events, perturb(events, faults, random.Random(seed))
 
     def consumed(self, workers: list[WorkerProcess]) -> float:
         return sum(w.metric("tradepulse_events_consumed_total", topic=self.topic) for w in workers)

@@ -7,9 +7,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from services.customs.simulator import simulate
-from tests.batch_customs import batch
-from tests.integration.domain import DomainCase, all_invalid_dead_lettered, batch_equality, restart_mid_stream
-from tests.integration.harness import StartWorker
+from tests.batch_customs import batch, compare
+from tests.factories import accepted_event, structured
+from tests.sdk_events import VARIANTS, sdk_record
+from tests.integration.domain import (
+    VALID_ONLY,
+    DomainCase,
+    all_invalid_dead_lettered,
+    batch_equality,
+    restart_mid_stream,
+)
+from tests.integration.harness import StartWorker, eventually, produce, read_to_end
 
 CUSTOMS = DomainCase(
     "customs", simulate, batch, datetime.fromisoformat("2025-03-01T00:00:00+08:00").timestamp(), 86400
@@ -46,3 +54,37 @@ async def test_two_workers_give_the_same_records_as_one(
     )
     assert one.metric("tradepulse_events_consumed_total", topic=TOPIC) > 0
     assert two.metric("tradepulse_events_consumed_total", topic=TOPIC) > 0
+
+
+async def test_an_event_from_the_far_future_is_refused_and_moves_no_watermark(
+    kafka_bootstrap: str, prefix: str, start_worker: StartWorker
+) -> None:
+    """Contract section 1: a producer with a bad clock may not close windows for everybody."""
+    events, records = CUSTOMS.corpus(300, 14, faults=VALID_ONLY)
+    entry = next(e["data"]["entry_id"] for e in events if "entry_id" in e["data"])  # a partition in use
+    bad = accepted_event(time="9999-12-31T23:59:59+08:00", subject=entry, data={"entry_id": entry})
+    headers, value = structured(bad)
+    worker = start_worker("customs", **CUSTOMS.fast)
+    await produce(kafka_bootstrap, prefix + TOPIC, [(entry.encode(), value, headers), *records])
+    assert await eventually(lambda: CUSTOMS.consumed([worker]) >= len(records) + 1, timeout_s=120)
+    await CUSTOMS.settle(kafka_bootstrap, prefix)
+    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+    dead = await read_to_end(kafka_bootstrap, prefix + TOPIC + ".dlq")
+    assert [(r.value, dict(r.headers)["dlq_reason"]) for r in dead] == [(value, b"invalid_envelope")]
+    assert b"9999-12-31T23:59:59+08:00" in dict(dead[0].headers)["dlq_detail"]
+
+
+async def test_records_written_by_the_cloudevents_sdk_are_all_taken(
+    kafka_bootstrap: str, prefix: str, start_worker: StartWorker
+) -> None:
+    """Structured and binary records of the official SDK, with and without datacontenttype, give
+    the same indicators as our own encoder's."""
+    events = CUSTOMS.simulate(cases=60, seed=15, start_s=CUSTOMS.start_s, span_s=CUSTOMS.span_s)
+    records = [sdk_record(e, VARIANTS[i % len(VARIANTS)][0]) for i, e in enumerate(events)]
+    worker = start_worker("customs", **CUSTOMS.fast)
+    await produce(kafka_bootstrap, prefix + TOPIC, records)
+    assert await eventually(lambda: CUSTOMS.consumed([worker]) >= len(records), timeout_s=120)
+    await CUSTOMS.settle(kafka_bootstrap, prefix)
+    assert worker.metric("tradepulse_events_invalid_total", topic=TOPIC) == 0
+    assert worker.metric("tradepulse_events_accepted_total", topic=TOPIC) == len(events)
+    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []

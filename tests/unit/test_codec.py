@@ -11,6 +11,7 @@ from services.common.codec import DecodeError, DlqReason, decode
 from services.common.events import Envelope
 from services.common.events.customs import DeclarationAccepted, DeclarationLodged
 from tests.factories import TOPIC, accepted_event, binary, lodged_event, structured
+from tests.sdk_events import VARIANTS, sdk_record
 
 
 def _decode(headers: list[tuple[str, bytes]], value: bytes | None) -> Any:
@@ -26,7 +27,9 @@ def _reject(headers: list[tuple[str, bytes]], value: bytes | None) -> DecodeErro
 @pytest.mark.parametrize("make", [accepted_event, lodged_event])
 def test_structured_and_binary_modes_give_identical_models(make: Any) -> None:
     event = make()
-    assert _decode(*structured(event)) == _decode(*binary(event))
+    got = _decode(*binary(event))
+    assert got.datacontenttype == "application/json"  # binary mode: content-type is the data's type
+    assert _decode(*structured({**event, "datacontenttype": "application/json"})) == got
 
 
 def test_structured_without_content_type_is_taken_when_it_has_specversion() -> None:
@@ -191,3 +194,33 @@ def test_envelope_round_trips_through_binary_encoding() -> None:
     b_headers, b_value = encode_binary(env, data)
     s_headers, s_value = encode_structured(env, data)
     assert decode(b_value, b_headers, topic=TOPIC) == decode(s_value, s_headers, topic=TOPIC)
+
+
+@pytest.mark.parametrize("variant", [name for name, *_ in VARIANTS])
+def test_records_written_by_the_cloudevents_sdk_decode_to_the_same_event(variant: str) -> None:
+    event = lodged_event()
+    key, value, headers = sdk_record(event, variant)
+    got = decode(value, headers, topic=TOPIC)
+    ours = _decode(*structured(event))
+    core = ("specversion", "id", "source", "type", "time", "subject", "data")
+    assert [getattr(got, a) for a in core] == [getattr(ours, a) for a in core]
+    assert key == event["subject"].encode()
+
+
+def test_sdk_structured_record_keeps_its_content_type_as_datacontenttype() -> None:
+    _, value, headers = sdk_record(accepted_event(), "http structured datacontenttype")
+    assert ("content-type", b"application/json") in headers  # not application/cloudevents+json
+    assert decode(value, headers, topic=TOPIC).datacontenttype == "application/json"
+
+
+def test_null_optional_attributes_count_as_absent() -> None:
+    got = _decode(*structured(accepted_event(dataschema=None, traceparent=None)))
+    assert got.dataschema is None
+
+
+def test_json_object_without_specversion_and_without_ce_headers_is_refused() -> None:
+    event = {k: v for k, v in accepted_event().items() if k != "specversion"}
+    err = _reject([("content-type", b"application/json")], orjson.dumps(event))
+    assert err.reason is DlqReason.INVALID_ENVELOPE
+    assert "specversion" in err.detail
+    assert "neither a structured-mode nor a binary-mode" in err.detail

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import orjson
 import pytest
 
@@ -11,8 +13,11 @@ from tests.factories import TOPIC, accepted_event, binary, record, structured
 from tests.memory_store import MemoryStore
 
 
+NOW = datetime.fromisoformat("2026-11-28T12:00:00+08:00").timestamp()
+
+
 def _intake(store: MemoryStore, sent: list[Rejected], *, now: list[float] | None = None) -> Intake:
-    clock = now or [1_000.0]
+    clock = now or [NOW]
 
     async def send(rejected: Rejected) -> None:
         sent.append(rejected)
@@ -56,7 +61,7 @@ async def test_duplicates_are_recognised_after_a_restart_from_the_store() -> Non
 
 async def test_keys_expire_after_the_horizon_and_their_chunks_are_deleted() -> None:
     store, sent = MemoryStore(), list[Rejected]()
-    now = [1_000.0]
+    now = [NOW]
     intake = _intake(store, sent, now=now)
     event = accepted_event()
     await intake.take([record(structured(event)[1])])
@@ -90,3 +95,24 @@ async def test_size_limit_is_inclusive(size: int) -> None:
     padded = value[:-1] + b" " * (size - len(value)) + b"}"
     await intake.take([record(padded, [("content-type", b"application/cloudevents+json")])])
     assert len(sent) == (0 if size == 4096 else 1)
+
+
+@pytest.mark.parametrize(("ahead_s", "refused"), [(300, False), (301, True), (10**11, True)])
+async def test_events_stamped_beyond_the_clock_skew_are_invalid_envelopes(ahead_s: int, refused: bool) -> None:
+    store, sent = MemoryStore(), list[Rejected]()
+    intake = _intake(store, sent)
+    at = datetime.fromtimestamp(NOW + ahead_s, datetime.fromisoformat("2026-01-01T00:00:00+08:00").tzinfo)
+    event = accepted_event(time=at.isoformat())
+    accepted = await intake.take([record(structured(event)[1])])
+    assert (len(sent), len(accepted)) == ((1, 0) if refused else (0, 1))
+    if refused:
+        assert sent[0].reason is DlqReason.INVALID_ENVELOPE
+        assert sent[0].detail.startswith(f"time: {at.isoformat()} is ")
+        assert "the limit is 300 s (TRADEPULSE_MAX_CLOCK_SKEW_S)" in sent[0].detail
+
+
+async def test_the_year_9999_is_refused_with_its_time_named() -> None:
+    store, sent = MemoryStore(), list[Rejected]()
+    event = accepted_event(time="9999-12-31T23:59:59+08:00")
+    assert await _intake(store, sent).take([record(structured(event)[1])]) == []
+    assert "9999-12-31T23:59:59+08:00" in sent[0].detail
