@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from services.common.codec import DecodeError, DlqReason, Headers, decode
 from services.common.dedup import Chunk, DedupIndex, digest
@@ -65,14 +66,21 @@ def screen(
     *,
     topic: str,
     max_bytes: int,
+    now_s: float,
+    max_skew_s: float,
 ) -> Screened:
-    """Decode each record against ``topic``'s catalog and drop (source, id) seen before."""
+    """Decode each record against ``topic``'s catalog, refuse events stamped further ahead of
+    ``now_s`` than ``max_skew_s`` (contract section 1: one bad clock upstream must not move a
+    watermark for everybody), and drop (source, id) seen before."""
     out = Screened()
     accept = out.accepted.append
     reject = out.rejected.append
+    not_after_s = now_s + max_skew_s
     for record in records:
         try:
             event = decode(record.value, record.headers, topic=topic, max_bytes=max_bytes)
+            if event.time.timestamp() > not_after_s:
+                raise DecodeError(DlqReason.INVALID_ENVELOPE, _future(event, now_s, max_skew_s))
         except DecodeError as exc:
             reject(Rejected(record, exc.reason, exc.detail))
             continue
@@ -81,6 +89,15 @@ def screen(
         else:
             out.duplicates += 1
     return out
+
+
+def _future(event: Event, now_s: float, max_skew_s: float) -> str:
+    ahead_s = event.time.timestamp() - now_s
+    now = datetime.fromtimestamp(now_s, event.time.tzinfo).isoformat(timespec="seconds")
+    return (
+        f"time: {event.time.isoformat()} is {ahead_s:,.0f} s ahead of this service's clock ({now}); "
+        f"the limit is {max_skew_s:,.0f} s (TRADEPULSE_MAX_CLOCK_SKEW_S)"
+    )
 
 
 def dlq_headers(rejected: Rejected) -> list[tuple[str, bytes]]:
@@ -114,6 +131,7 @@ class Intake:
         send_dlq: SendDlq,
         horizon_s: float,
         max_bytes: int,
+        max_skew_s: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.topic = topic
@@ -121,6 +139,7 @@ class Intake:
         self._send_dlq = send_dlq
         self._horizon_s = horizon_s
         self._max_bytes = max_bytes
+        self._max_skew_s = max_skew_s
         self._clock = clock
         self._indexes: dict[int, DedupIndex] = {}
         self._consumed = EVENTS_CONSUMED.labels(topic=topic)
@@ -152,7 +171,14 @@ class Intake:
         """
         records = [r for r in records if self._store.owns(r.partition)]
         self._consumed.inc(len(records))
-        result = screen(records, self.index_for, topic=self.topic, max_bytes=self._max_bytes)
+        result = screen(
+            records,
+            self.index_for,
+            topic=self.topic,
+            max_bytes=self._max_bytes,
+            now_s=self._clock(),
+            max_skew_s=self._max_skew_s,
+        )
         for rejected in result.rejected:
             EVENTS_INVALID.labels(topic=self.topic, reason=rejected.reason.value).inc()
             await self._send_dlq(rejected)

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     topic_replication: Annotated[int, Field(ge=1, le=16)] = 1
     dedup_horizon_s: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
     max_record_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 262_144
+    max_clock_skew_s: Annotated[float, Field(ge=0)] = 300.0
     batch_max_events: Annotated[int, Field(ge=1, le=100_000)] = 2000
     batch_within_s: Annotated[float, Field(gt=0, le=10)] = 0.2
     commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 2.0

@@ -258,6 +258,7 @@ def build_worker(settings: Settings, spec: ServiceSpec) -> Worker:
         send_dlq=send_dlq,
         horizon_s=settings.dedup_horizon_s,
         max_bytes=settings.max_record_bytes,
+        max_skew_s=settings.max_clock_skew_s,
     )
     wiring = Wiring(app=app, settings=settings, store=store, service=spec.name)
     logic = spec.logic(wiring) if spec.logic else None

@@ -44,11 +44,11 @@ def _customs_records(n: int, seed: int, target: str = "customs") -> list[Record]
     """A realistic stream of ``target``: whole lifecycles, 2 % duplicates, a little disorder."""
     import importlib
 
-    from services.tools.simulate import Faults, perturb
+    from services.tools.simulate import Faults, happened, perturb
 
     simulate = importlib.import_module(f"services.{target}.simulator").simulate
     cases = max(1, n // 5)
-    events = simulate(cases=cases, seed=seed, start_s=time.time() - 3 * 86400, span_s=86400)
+    events, _ = happened(simulate(cases=cases, seed=seed, start_s=time.time() - 3 * 86400, span_s=86400))
     records = perturb(events, Faults(duplicates=0.02, shuffle=0.02, binary=0.5), random.Random(seed))
     return records[:n]
 

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -20,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.common.settings import Settings
 
-__all__ = ["Faults", "Record", "perturb", "run_simulation"]
+__all__ = ["Faults", "Record", "happened", "perturb", "run_simulation"]
 
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
@@ -56,6 +57,14 @@ def encode(event: dict[str, Any], *, binary: bool) -> Record:
     headers = [("content-type", b"application/json")]
     headers += [(f"ce_{k}", str(v).encode()) for k, v in event.items() if k != "data"]
     return key, orjson.dumps(event["data"]), headers
+
+
+def happened(events: list[dict[str, Any]], now_s: float | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The events whose time has come, and how many lie in the future: a service refuses events
+    stamped ahead of its clock (contract section 1), and the future has not happened yet."""
+    limit = time.time() if now_s is None else now_s
+    past = [e for e in events if datetime.fromisoformat(e["time"]).timestamp() <= limit]
+    return past, len(events) - len(past)
 
 
 def perturb(events: list[dict[str, Any]], faults: Faults, rng: random.Random) -> list[Record]:
@@ -147,8 +156,9 @@ def run_simulation(
     except ModuleNotFoundError:
         print(f"tradepulse simulate: no simulator for {service} yet", file=sys.stderr)
         return 2
-    events = simulator.simulate(cases=cases, seed=seed, start_s=start_s, span_s=span_s)
+    events, future = happened(simulator.simulate(cases=cases, seed=seed, start_s=start_s, span_s=span_s))
     records = perturb(events, faults, random.Random(seed + 1))
-    print(f"{cases:,} cases, {len(events):,} events, {len(records):,} records", file=sys.stderr)
+    later = f" ({future:,} more lie in the future and are left out)" if future else ""
+    print(f"{cases:,} cases, {len(events):,} events{later}, {len(records):,} records", file=sys.stderr)
     asyncio.run(publish(settings, f"{service}.events.v1", records, rate=rate, progress=progress))
     return 0

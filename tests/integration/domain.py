@@ -43,7 +43,9 @@ class DomainCase:
         return {f"{prefix}INDICATOR_INTERVAL_S": "0.5", f"{prefix}IDLE_AFTER_S": "2",
                 "TRADEPULSE_BATCH_MAX_EVENTS": "500", **self.env}  # fmt: skip
 
-    def corpus(self, cases: int, seed: int, faults: Faults = FAULTS) -> tuple[list[dict[str, Any]], list[Record]]:
+    def corpus(
+        self, cases: int, seed: int, faults: Faults = FAULTS
+    ) -> tuple[list[dict[str, Any]], list[Record]]:
         events = self.simulate(cases=cases, seed=seed, start_s=self.start_s, span_s=self.span_s)
         return events, perturb(events, faults, random.Random(seed))
 

@@ -9,7 +9,6 @@ from datetime import datetime
 from services.customs.simulator import simulate
 from tests.batch_customs import batch, compare
 from tests.factories import accepted_event, structured
-from tests.sdk_events import VARIANTS, sdk_record
 from tests.integration.domain import (
     VALID_ONLY,
     DomainCase,
@@ -18,6 +17,7 @@ from tests.integration.domain import (
     restart_mid_stream,
 )
 from tests.integration.harness import StartWorker, eventually, produce, read_to_end
+from tests.sdk_events import VARIANTS, sdk_record
 
 CUSTOMS = DomainCase(
     "customs", simulate, batch, datetime.fromisoformat("2025-03-01T00:00:00+08:00").timestamp(), 86400

@@ -12,7 +12,6 @@ from services.common.intake import Intake, Rejected, dlq_headers
 from tests.factories import TOPIC, accepted_event, binary, record, structured
 from tests.memory_store import MemoryStore
 
-
 NOW = datetime.fromisoformat("2026-11-28T12:00:00+08:00").timestamp()
 
 
@@ -98,7 +97,7 @@ async def test_size_limit_is_inclusive(size: int) -> None:
 
 
 @pytest.mark.parametrize(("ahead_s", "refused"), [(300, False), (301, True), (10**11, True)])
-async def test_events_stamped_beyond_the_clock_skew_are_invalid_envelopes(ahead_s: int, refused: bool) -> None:
+async def test_events_stamped_beyond_the_clock_skew_are_invalid(ahead_s: int, refused: bool) -> None:
     store, sent = MemoryStore(), list[Rejected]()
     intake = _intake(store, sent)
     at = datetime.fromtimestamp(NOW + ahead_s, datetime.fromisoformat("2026-01-01T00:00:00+08:00").tzinfo)
