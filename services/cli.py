@@ -32,26 +32,18 @@ def _settings_or_exit() -> object:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from services.devstack.process import MissingTool
     from services.devstack.stack import Stack
 
     stack = Stack()
-    try:
-        lines = {"up": stack.up, "down": stack.down, "status": stack.status}[args.action]()
-    except (MissingTool, RuntimeError) as exc:
-        print(f"tradepulse stack {args.action}: {exc}", file=sys.stderr)
-        return 2
+    lines = {"up": stack.up, "down": stack.down, "status": stack.status}[args.action]()
     print("\n".join(lines))
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import faust
-
-    from services.common.kafka_admin import StartupError
     from services.common.logs import logging_config
     from services.common.settings import Settings
-    from services.common.worker import build_worker, tune_gc
+    from services.common.worker import ServiceWorker, build_worker, tune_gc
 
     settings = _settings_or_exit()
     assert isinstance(settings, Settings)
@@ -59,12 +51,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.config.dictConfig(config)
     spec = importlib.import_module(f"services.{args.service}.service").SPEC
     worker = build_worker(settings, spec)
-    try:
-        asyncio.run(worker.preflight())
-    except StartupError as exc:
-        logging.getLogger("tradepulse").error("cannot start: %s", exc)
-        print(f"tradepulse worker {args.service}: {exc}", file=sys.stderr)
-        return 2
+    asyncio.run(worker.preflight())  # StartupError: one line naming the fix, exit 2 (main)
     logging.getLogger("tradepulse").info(
         "starting worker",
         extra={
@@ -74,12 +61,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         },
     )
     tune_gc(settings.gc_gen0_threshold)
-    faust.Worker(
+    ServiceWorker(
         worker.app,
         loglevel=settings.log_level,
         logging_config=config,
         redirect_stdouts=False,
         quiet=True,
+        stop_timeout_s=settings.stop_timeout_s,
     ).execute_from_commandline()
     return 0
 
@@ -260,8 +248,25 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. What the operator must fix (a broker, a topic, a program, a database) is
+    reported in one line naming the fix, with exit status 2, never as a traceback."""
+    from services.common.kafka_admin import StartupError
+    from services.common.logs import logging_config
+    from services.devstack.process import StackError
+
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    logging.config.dictConfig(logging_config(level="warning", fmt="text", tool=True))  # services: their own
+    try:
+        return int(args.func(args))
+    except (StartupError, StackError) as exc:
+        first, _, more = str(exc).partition("\n")
+        label = " ".join([args.command, *([args.service] if getattr(args, "service", None) else [])])
+        print(f"tradepulse {label}: {first}", file=sys.stderr)
+        if more.strip():
+            logging.getLogger("tradepulse").debug("details: %s", more)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

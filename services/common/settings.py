@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     startup_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    stop_timeout_s: Annotated[float, Field(gt=0, le=300)] = 8.0
     workdays_file: FilePath | None = None
 
     @field_validator("kafka_bootstrap_servers")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import threading
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +30,17 @@ from services.common.settings import Settings
 from services.common.state import KafkaStateStore, NotOwned
 from services.common.topics import dlq_topic, indicator_topic
 
-__all__ = ["ServiceLogic", "ServiceSpec", "Wiring", "Worker", "build_worker", "create_app", "tune_gc"]
+__all__ = [
+    "ServiceLogic",
+    "ServiceSpec",
+    "ServiceWorker",
+    "StopDeadline",
+    "Wiring",
+    "Worker",
+    "build_worker",
+    "create_app",
+    "tune_gc",
+]
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +146,53 @@ class ServiceSpec:
 
     name: str
     logic: Callable[[Wiring], ServiceLogic] | None = None
+
+
+class StopDeadline:
+    """Ends the process when a graceful stop overruns ``timeout_s``.
+
+    A worker whose broker has gone away cannot leave its group or commit; Faust's consumer thread
+    then waits out its own 60 s shutdown timeout, past the 10 s an orchestrator grants before it
+    kills. Exiting at the deadline loses nothing: offsets are only ever committed for batches whose
+    effects were written (the commit path), so what was not committed is processed again by the
+    partitions' next owner, exactly as after a crash.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._timer: threading.Timer | None = None
+
+    def arm(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self.timeout_s, self._give_up)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _give_up(self) -> None:
+        log.error(
+            "stop overran its deadline; exiting without committing (uncommitted input is processed "
+            "again after the restart). Is the Kafka broker reachable?",
+            extra={"deadline_s": self.timeout_s, "fix": "TRADEPULSE_STOP_TIMEOUT_S sets the deadline"},
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(1)
+
+
+class ServiceWorker(faust.Worker):
+    """Faust's worker with a deadline on stopping (:class:`StopDeadline`)."""
+
+    def __init__(self, *args: Any, stop_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = StopDeadline(stop_timeout_s)
+
+    def _on_sigterm(self) -> None:
+        self.deadline.arm()
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        self.deadline.arm()
+        super()._on_sigint()
 
 
 def tune_gc(gen0_threshold: int) -> None:

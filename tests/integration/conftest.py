@@ -38,6 +38,19 @@ def kafka_bootstrap() -> Iterator[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture
+def private_kafka() -> Iterator[KafkaNode]:
+    """A broker of this test's own, so the test can stop and start it."""
+    home = Path(tempfile.mkdtemp(prefix="tradepulse-kafka-own-"))
+    node = KafkaNode(home, port=free_port(), controller_port=free_port())
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     external = os.environ.get("DATABASE_URL")
