@@ -12,15 +12,26 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
 
-__all__ = ["MIGRATIONS", "migrate", "upsert_cases", "upsert_indicators"]
+__all__ = ["MIGRATIONS", "migrate", "redact_dsn", "upsert_cases", "upsert_indicators"]
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 _LOCK = 0x7472_6164_6570  # advisory lock id: one migrator at a time
+
+
+def redact_dsn(dsn: str) -> str:
+    """A PostgreSQL URL fit for logs and errors: scheme, user, host, port and database only (no
+    password, no query parameters, which may name key files or carry passwords too)."""
+    parts = urlsplit(dsn)
+    user = f"{parts.username}@" if parts.username else ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
 async def migrate(conn: asyncpg.Connection) -> list[int]:

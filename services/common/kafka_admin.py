@@ -8,13 +8,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-__all__ = ["BrokerUnreachable", "StartupError", "TopicSpec", "ensure_topics", "partition_count"]
+__all__ = [
+    "BrokerUnreachable",
+    "MissingTopic",
+    "StartupError",
+    "TopicSpec",
+    "ensure_topics",
+    "partition_count",
+    "require_broker",
+    "require_topic",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +37,10 @@ class BrokerUnreachable(StartupError):
     pass
 
 
+class MissingTopic(StartupError):
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     name: str
@@ -36,19 +50,48 @@ class TopicSpec:
     must_match_partitions: bool = True
 
 
+@contextlib.contextmanager
+def _client_quiet() -> Iterator[None]:
+    """The Kafka client logs each failed connection itself; a failure here becomes one
+    StartupError naming the fix instead."""
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        client_log.setLevel(level)
+
+
 async def _admin(bootstrap: list[str], timeout_s: float) -> AIOKafkaAdminClient:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     try:
-        await asyncio.wait_for(admin.start(), timeout=timeout_s)
+        with _client_quiet():
+            await asyncio.wait_for(admin.start(), timeout=timeout_s)
     except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
         await admin.close()
         msg = (
-            f"Kafka broker at {','.join(bootstrap)} is unreachable ({type(exc).__name__}: {exc}). "
+            f"Kafka broker at {','.join(bootstrap)} is unreachable ({_why(exc, timeout_s)}). "
             "Start the local stack with `tradepulse stack up`, or set KAFKA_BOOTSTRAP_SERVERS "
             "to a reachable broker."
         )
         raise BrokerUnreachable(msg) from None
     return admin
+
+
+def _why(exc: BaseException, timeout_s: float) -> str:
+    """A short, one-line reason for a failed connection."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout_s:g} s"
+    text = " ".join(re.sub(r", <AddressFamily[^>]*>", "", str(exc)).split())
+    name = type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+async def require_broker(bootstrap: list[str], *, timeout_s: float) -> None:
+    """Return once the broker answers; :class:`BrokerUnreachable` (naming the fix) otherwise."""
+    admin = await _admin(bootstrap, timeout_s)
+    await admin.close()
 
 
 async def partition_count(bootstrap: list[str], topic: str, *, timeout_s: float) -> int | None:
@@ -61,6 +104,15 @@ async def partition_count(bootstrap: list[str], topic: str, *, timeout_s: float)
         return len(described[0]["partitions"])
     finally:
         await admin.close()
+
+
+async def require_topic(bootstrap: list[str], topic: str, *, timeout_s: float, fix: str) -> int:
+    """The partition count of ``topic``; :class:`MissingTopic` (naming ``fix``) if it does not exist."""
+    count = await partition_count(bootstrap, topic, timeout_s=timeout_s)
+    if not count:
+        msg = f"topic {topic} does not exist: {fix}"
+        raise MissingTopic(msg)
+    return count
 
 
 async def ensure_topics(

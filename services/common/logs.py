@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JsonFormatter", "logging_config"]
+__all__ = ["JsonFormatter", "RepeatFilter", "logging_config"]
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -31,8 +31,31 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
-def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` document for services and tools."""
+class RepeatFilter(logging.Filter):
+    """Lets one record per logger and message template through every ``every_s`` seconds; the next
+    one that passes carries how many were held back (``repeated``). Kafka clients log the same
+    connection error ten times a second while a broker is away; that buries everything else."""
+
+    def __init__(self, every_s: float = 30.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._last: dict[tuple[str, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        last, held = self._last.get(key, (float("-inf"), 0))
+        if record.created - last < self.every_s:
+            self._last[key] = (last, held + 1)
+            return False
+        self._last[key] = (record.created, 0)
+        if held:
+            record.repeated = held
+        return True
+
+
+def logging_config(*, level: str, fmt: str, tool: bool = False) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` document for services and tools. Tools (``tool``) report
+    what went wrong themselves, in one line: the Kafka client's own error logs are left out."""
     formatter: dict[str, Any] = (
         {"()": JsonFormatter}
         if fmt == "json"
@@ -42,10 +65,19 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
+        "filters": {"repeats": {"()": RepeatFilter}},
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+                "filters": ["repeats"],
+            }
         },
         "root": {"level": level.upper(), "handlers": ["stderr"]},
-        # Kafka client internals are chatty at info; their warnings still show.
-        "loggers": {"aiokafka": {"level": "WARNING"}, "faust.transport": {"level": "WARNING"}},
+        # Kafka client internals are chatty at info; their warnings still show (once per 30 s).
+        "loggers": {
+            "aiokafka": {"level": "CRITICAL" if tool else "WARNING"},
+            "faust.transport": {"level": "WARNING"},
+        },
     }

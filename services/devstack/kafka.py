@@ -16,7 +16,16 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.devstack.process import MissingTool, pid_alive, port_open, read_pid, require, stop_pid, tail
+from services.devstack.process import (
+    MissingTool,
+    StackError,
+    pid_alive,
+    port_open,
+    read_pid,
+    require,
+    stop_pid,
+    tail,
+)
 
 __all__ = ["KafkaNode", "ensure_jars", "kafka_version"]
 
@@ -49,7 +58,7 @@ def kafka_version() -> str:
     found = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
     if not found:
         msg = f"{POM} does not set <kafka.version>"
-        raise RuntimeError(msg)
+        raise StackError(msg)
     return found.group(1)
 
 
@@ -84,9 +93,12 @@ def ensure_jars(*, quiet: bool = True) -> Path:
         cmd.insert(1, "-q")
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
+        output = done.stdout + done.stderr
+        errors = [line for line in output.splitlines() if line.startswith("[ERROR]")]
         msg = (
-            "Maven could not fetch org.apache.kafka:kafka_2.13 "
-            f"{kafka_version()} (exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
+            f"Maven could not fetch org.apache.kafka:kafka_2.13 {kafka_version()} from Maven Central "
+            f"(exit {done.returncode}: {errors[0] if errors else 'no [ERROR] line'}); check the network "
+            f"or Maven's proxy settings (~/.m2/settings.xml)\n{output[-3000:]}"
         )
         raise MissingTool(msg)
     if not any(libs.glob("kafka_2.13-*.jar")):
@@ -190,10 +202,13 @@ class KafkaNode:
             )
             if fmt.returncode != 0:
                 msg = f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}"
-                raise RuntimeError(msg)
+                raise StackError(msg)
         if port_open("127.0.0.1", self.port):
-            msg = f"port {self.port} is already in use; stop what holds it or set TRADEPULSE_STACK_KAFKA_PORT"
-            raise RuntimeError(msg)
+            msg = (
+                f"port {self.port} is already in use; stop what holds it or set "
+                "TRADEPULSE_STACK_KAFKA_PORT (the controller takes the next port)"
+            )
+            raise StackError(msg)
         with self.logfile.open("ab") as out:
             proc = subprocess.Popen(
                 [*jvm, "kafka.Kafka", str(props)],
@@ -213,13 +228,13 @@ class KafkaNode:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 msg = f"Kafka exited with {proc.returncode}; last log lines:\n{tail(self.logfile)}"
-                raise RuntimeError(msg)
+                raise StackError(msg)
             if port_open("127.0.0.1", self.port) and kafka_answers(self.bootstrap):
                 return
             time.sleep(0.3)
         self.stop()
         msg = f"Kafka did not answer within {timeout_s:.0f}s; last log lines:\n{tail(self.logfile)}"
-        raise RuntimeError(msg)
+        raise StackError(msg)
 
     def version_line(self) -> str:
         """The version of the Kafka jars this node runs, read from the jar itself."""

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.devstack.process import MissingTool, port_open, tail
+from services.devstack.process import MissingTool, StackError, port_open, tail
 
 __all__ = ["PG_BIN", "PostgresCluster"]
 
@@ -61,7 +61,7 @@ class PostgresCluster:
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if check and done.returncode != 0:
             msg = f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
-            raise RuntimeError(msg)
+            raise StackError(msg)
         return done
 
     def _own(self) -> None:
@@ -106,8 +106,8 @@ class PostgresCluster:
                 ]
             )
         if port_open("127.0.0.1", self.port):
-            msg = f"port {self.port} is already in use; set TRADEPULSE_STACK_PG_PORT"
-            raise RuntimeError(msg)
+            msg = f"port {self.port} is already in use; stop what holds it or set TRADEPULSE_STACK_PG_PORT"
+            raise StackError(msg)
         opts = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.home} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -118,7 +118,7 @@ class PostgresCluster:
         )
         if done.returncode != 0:
             msg = f"PostgreSQL did not start:\n{done.stdout}{done.stderr}\n{tail(self.logfile)}"
-            raise RuntimeError(msg)
+            raise StackError(msg)
         exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname='{self.database}'", "-tA")
         if exists.stdout.strip() != "1":
             self._psql(f'CREATE DATABASE "{self.database}"')

@@ -10,10 +10,15 @@ import socket
 import time
 from pathlib import Path
 
-__all__ = ["MissingTool", "free_port", "pid_alive", "port_open", "require", "stop_pid", "tail"]
+__all__ = ["MissingTool", "StackError", "free_port", "pid_alive", "port_open", "require", "stop_pid", "tail"]
 
 
-class MissingTool(RuntimeError):
+class StackError(RuntimeError):
+    """The local stack could not start or stop; the message's first line says why and what to do,
+    more lines (logs) may follow."""
+
+
+class MissingTool(StackError):
     """A program the local stack needs is not installed; the message names the fix."""
 
 

@@ -7,29 +7,63 @@ checked, never started or stopped.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.devstack.kafka import KafkaNode
 from services.devstack.postgres import PostgresCluster
 from services.devstack.probe import kafka_answers
+from services.devstack.process import StackError
 
-__all__ = ["STACK_HOME", "Stack"]
+__all__ = ["STACK_ENV", "STACK_HOME", "Stack"]
 
 STACK_HOME = Path(__file__).resolve().parents[2] / ".tradepulse" / "stack"
+# Variables of the local stack (not service settings: the services only see where it runs).
+STACK_ENV = ("TRADEPULSE_PG_BIN", "TRADEPULSE_STACK_KAFKA_PORT", "TRADEPULSE_STACK_PG_PORT")
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        msg = f"{name}={raw!r} is not a TCP port (1-65535)"
+        raise StackError(msg)
+    return int(raw)
 
 
 @dataclass(slots=True)
 class Stack:
+    """The local broker and database. :meth:`up` remembers what it started itself, so that whoever
+    called it can stop only that (:meth:`down` with ``only``) and leave alone what was already
+    running, e.g. a stack of ``tradepulse stack up`` that ``tradepulse run`` joined."""
+
     home: Path = STACK_HOME
+    started: set[str] = field(default_factory=set)
+    _kafka: KafkaNode | None = field(default=None, init=False, repr=False)
+    _postgres: PostgresCluster | None = field(default=None, init=False, repr=False)
 
     @property
     def kafka(self) -> KafkaNode:
-        return KafkaNode(self.home / "kafka")
+        """The local broker (one object: it keeps the process it started, to reap it on stop)."""
+        if self._kafka is None:
+            port = _port("TRADEPULSE_STACK_KAFKA_PORT", 19092)
+            self._kafka = KafkaNode(self.home / "kafka", port=port, controller_port=port + 1)
+        return self._kafka
 
     @property
     def postgres(self) -> PostgresCluster:
-        return PostgresCluster(self.home / "postgres")
+        if self._postgres is None:
+            port = _port("TRADEPULSE_STACK_PG_PORT", 15432)
+            self._postgres = PostgresCluster(self.home / "postgres", port=port)
+        return self._postgres
+
+    def client_env(self) -> dict[str, str]:
+        """What the services and tools need to reach this stack (unless set already)."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.external_kafka() or self.kafka.bootstrap,
+            "DATABASE_URL": self.external_database() or self.postgres.url,
+        }
 
     @staticmethod
     def external_kafka() -> str | None:
@@ -44,28 +78,43 @@ class Stack:
         lines = []
         if (bootstrap := self.external_kafka()) is None:
             node = self.kafka
-            node.start()
-            lines.append(f"kafka     {node.bootstrap}  ({node.version_line()}, log {node.logfile})")
+            if node.running():
+                lines.append(f"kafka     {node.bootstrap}  (already running: left running at the end)")
+            else:
+                node.start()
+                self.started.add("kafka")
+                lines.append(f"kafka     {node.bootstrap}  ({node.version_line()}, log {node.logfile})")
         else:
             state = "answers" if kafka_answers(bootstrap) else "DOES NOT ANSWER"
             lines.append(f"kafka     {bootstrap}  (external, KAFKA_BOOTSTRAP_SERVERS; {state})")
         if (url := self.external_database()) is None:
             pg = self.postgres
-            pg.start()
-            lines.append(f"postgres  {pg.url}  ({pg.version()}, log {pg.logfile})")
+            if pg.running():
+                lines.append(f"postgres  {pg.url}  (already running: left running at the end)")
+            else:
+                pg.start()
+                self.started.add("postgres")
+                lines.append(f"postgres  {pg.url}  ({pg.version()}, log {pg.logfile})")
         else:
             lines.append("postgres  (external, DATABASE_URL)")
             del url
         return lines
 
-    def down(self) -> list[str]:
+    def down(self, *, only: set[str] | None = None) -> list[str]:
+        """Stop the local components (or ``only`` those named); external ones are never touched."""
         lines = []
         if self.external_kafka() is None:
-            self.kafka.stop()
-            lines.append("kafka     stopped")
+            if only is None or "kafka" in only:
+                self.kafka.stop()
+                lines.append("kafka     stopped")
+            else:
+                lines.append("kafka     left running (it was running before)")
         if self.external_database() is None:
-            self.postgres.stop()
-            lines.append("postgres  stopped")
+            if only is None or "postgres" in only:
+                self.postgres.stop()
+                lines.append("postgres  stopped")
+            else:
+                lines.append("postgres  left running (it was running before)")
         return lines
 
     def status(self) -> list[str]:

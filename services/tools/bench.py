@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.common.codec import DecodeError, decode
+from services.common.kafka_admin import require_broker
 from services.devstack.kafka import KafkaNode
 from services.devstack.probe import web_get
 from services.devstack.process import free_port
@@ -225,6 +226,7 @@ def run_bench(
     node = None
     if external:
         bootstrap = external
+        asyncio.run(require_broker([external], timeout_s=10))
     else:
         node = KafkaNode(
             Path(tempfile.mkdtemp(prefix="tradepulse-bench-")),

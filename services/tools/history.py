@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from typing import Any
 
 import asyncpg
@@ -18,8 +19,9 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from services.common.db import migrate, upsert_cases, upsert_indicators
+from services.common.db import migrate, redact_dsn, upsert_cases, upsert_indicators
 from services.common.events import DOMAINS
+from services.common.kafka_admin import StartupError, require_broker
 from services.common.settings import Settings
 from services.common.topics import indicator_topic
 
@@ -43,8 +45,11 @@ class HistoryStore(faust.Service):
         self.dsn = dsn
         self.pool: asyncpg.Pool | None = None
 
-    async def connect(self) -> asyncpg.Pool:
+    async def connect(self, *, give_up_after_s: float | None = None) -> asyncpg.Pool:
+        """The pool, (re)connecting with back-off; with ``give_up_after_s`` (start-up), a
+        StartupError naming the fix once that much time has passed without success."""
         delay = 0.5
+        deadline = None if give_up_after_s is None else time.monotonic() + give_up_after_s
         while self.pool is None:
             try:
                 self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2, timeout=5)
@@ -52,10 +57,14 @@ class HistoryStore(faust.Service):
                     await migrate(conn)
             except OUTAGE_ERRORS as exc:
                 self.pool = None
-                log.warning(
-                    "PostgreSQL unreachable (%s); retrying in %.1fs. Start it with `tradepulse stack up` "
-                    "or set DATABASE_URL", exc, delay,
-                )  # fmt: skip
+                why = " ".join(f"{type(exc).__name__}: {exc}".split())
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    msg = (
+                        f"PostgreSQL at {redact_dsn(self.dsn)} is unreachable ({why}). Start the local "
+                        "stack with `tradepulse stack up`, or set DATABASE_URL to a reachable server."
+                    )
+                    raise StartupError(msg) from None
+                log.warning("PostgreSQL unreachable; retrying", extra={"error": why, "retry_s": delay})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         return self.pool
@@ -90,19 +99,28 @@ class HistoryStore(faust.Service):
 async def _run(settings: Settings, stop: asyncio.Event) -> None:
     topics = [settings.topic(indicator_topic(name)) for name in DOMAINS]
     topics += [settings.topic(f"tradepulse-{name}-completed") for name in DOMAINS]
+    await require_broker(settings.bootstrap_list(), timeout_s=settings.startup_timeout_s)
+    store = HistoryStore(settings.database_url.get_secret_value())
+    await store.start()
+    try:
+        await store.connect(give_up_after_s=settings.startup_timeout_s)
+        await _consume(settings, topics, store, stop)
+    finally:
+        await store.stop()
+
+
+async def _consume(settings: Settings, topics: list[str], store: HistoryStore, stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_list(),
         group_id=settings.topic("tradepulse-history"),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        isolation_level="read_committed",
         metadata_max_age_ms=5000,
     )
     await consumer.start()
     consumer.subscribe(pattern="|".join(t.replace(".", r"\.") for t in topics))
-    store = HistoryStore(settings.database_url.get_secret_value())
-    await store.start()
     try:
-        await store.connect()
         log.info("history running", extra={"topics": topics})
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
@@ -116,7 +134,6 @@ async def _run(settings: Settings, stop: asyncio.Event) -> None:
             await store.write(indicators, cases)
             await consumer.commit()
     finally:
-        await store.stop()
         await consumer.stop()
 
 

@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.common.kafka_admin import StartupError, partition_count
+from services.common.kafka_admin import require_topic
 from services.common.settings import Settings
 
-__all__ = ["publish_file", "tail_topic"]
+__all__ = ["existing_topic", "publish_file", "tail_topic"]
 
 
 def _read_events(path: str) -> list[Any]:
@@ -43,8 +43,7 @@ def _encode(item: Any, *, binary: bool) -> tuple[bytes | None, bytes, list[tuple
 
 async def publish_file(settings: Settings, topic: str, path: str, *, binary: bool) -> int:
     """Send each event of the file; prints partition and offset of each."""
-    if not await _partitions(settings, topic):
-        return 1
+    await existing_topic(settings, topic)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list(), acks="all")
     await producer.start()
     try:
@@ -60,14 +59,13 @@ async def publish_file(settings: Settings, topic: str, path: str, *, binary: boo
 async def tail_topic(settings: Settings, topic: str, *, limit: int, timeout_s: float) -> int:
     """Print the last ``limit`` records of a topic: key, headers, value."""
     name = settings.topic(topic)
-    count = await _partitions(settings, topic)
-    if not count:
-        return 1
+    count = await existing_topic(settings, topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_list(),
         group_id=None,
         client_id=f"tradepulse-tail-{uuid.uuid4().hex[:6]}",
         enable_auto_commit=False,
+        isolation_level="read_committed",
     )
     await consumer.start()
     await asyncio.sleep(0)  # let aiokafka's no-group routine start, or stop() re-raises its cancel
@@ -105,19 +103,17 @@ async def tail_topic(settings: Settings, topic: str, *, limit: int, timeout_s: f
     return 0
 
 
-async def _partitions(settings: Settings, topic: str) -> int | None:
-    try:
-        count = await partition_count(settings.bootstrap_list(), settings.topic(topic), timeout_s=10)
-    except StartupError as exc:
-        print(exc, file=sys.stderr)
-        return None
-    if not count:
-        print(
-            f"topic {settings.topic(topic)} does not exist: start its worker "
-            "(`tradepulse worker <service>` creates its topics)",
-            file=sys.stderr,
-        )
-    return count
+async def existing_topic(settings: Settings, topic: str) -> int:
+    """The partition count of a topic the tools read or write; StartupError naming the fix if the
+    broker is unreachable or the topic does not exist."""
+    parts = topic.split(".")
+    service = parts[1] if parts[0] in ("indicators", "cases") and len(parts) > 1 else parts[0]
+    return await require_topic(
+        settings.bootstrap_list(),
+        settings.topic(topic),
+        timeout_s=settings.startup_timeout_s,
+        fix=f"start its service (`tradepulse worker {service}` creates its topics) or create it",
+    )
 
 
 async def _behind(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:

@@ -14,9 +14,10 @@ from types import FrameType
 
 import yaml
 
-from services.common.settings import SERVICE_WEB_PORTS, load_settings
+from services.common.db import redact_dsn
+from services.common.settings import SERVICE_WEB_PORTS
 from services.devstack.probe import web_ready
-from services.devstack.process import MissingTool, port_open
+from services.devstack.process import port_open
 from services.devstack.stack import STACK_HOME, Stack
 
 __all__ = ["run_main"]
@@ -27,7 +28,9 @@ LOGS = STACK_HOME.parent / "logs"
 SIMULATED = ("customs", "taxrefund", "cips", "cbec")  # services with a traffic simulator so far
 
 
-def _spawn(service: str, *args: str, log_name: str | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+def _spawn(
+    service: str, *args: str, env: dict[str, str], log_name: str | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{log_name or service}.log"
     out = log.open("ab")
@@ -36,7 +39,7 @@ def _spawn(service: str, *args: str, log_name: str | None = None) -> tuple[subpr
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env=os.environ.copy(),
+        env=env,
     )
     return proc, log
 
@@ -72,16 +75,13 @@ def _start_prometheus(ports: dict[str, int]) -> tuple[subprocess.Popen[bytes], P
 
 
 def run_main(*, services: list[str], simulators: bool = True) -> int:
-    settings = load_settings()
     stack = Stack()
     print("starting the local stack ...", flush=True)
-    try:
-        for line in stack.up():
-            print("  " + line)
-    except (MissingTool, RuntimeError) as exc:
-        print(f"tradepulse run: {exc}", file=sys.stderr)
-        return 2
-    procs = {s: _spawn(s) for s in services}
+    for line in stack.up():  # what cannot start raises StackError: one line, exit 2 (cli.main)
+        print("  " + line)
+    env = {**os.environ, **stack.client_env()}
+    ports = {s: SERVICE_WEB_PORTS[s] for s in services}  # one port each, whatever TRADEPULSE_WEB_PORT says
+    procs = {s: _spawn(s, env={**env, "TRADEPULSE_WEB_PORT": str(ports[s])}) for s in services}
     stopping = False
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -100,14 +100,14 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
                 if proc.poll() is not None:
                     print(f"worker {s} exited with {proc.returncode}; see {log}", file=sys.stderr)
                     return 1
-                if web_ready(settings.web_port or SERVICE_WEB_PORTS[s]):
+                if web_ready(ports[s]):
                     pending.discard(s)
             time.sleep(0.5)
         if pending and not stopping:
             print(f"workers not ready after 120 s: {sorted(pending)}; see {LOGS}", file=sys.stderr)
             code = 1
-        procs["history"] = _spawn("history", "history")
-        prometheus = _start_prometheus({s: settings.web_port or SERVICE_WEB_PORTS[s] for s in services})
+        procs["history"] = _spawn("history", "history", env=env)
+        prometheus = _start_prometheus(ports)
         if prometheus is not None:
             procs["prometheus"] = prometheus
         for s in services:
@@ -127,20 +127,23 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
                     "--seed",
                     str(int(time.time())),  # new cases each run: the dedup state remembers old ones
                     "--quiet",
+                    env=env,
                     log_name=f"simulate-{s}",
                 )
         print("\nTradePulse is running. Look at:")
         for s in services:
-            port = settings.web_port or SERVICE_WEB_PORTS[s]
+            port = ports[s]
             print(f"  {s:<10} http://127.0.0.1:{port}/metrics   /health   /ready   (log {procs[s][1]})")
             if f"simulate-{s}" in procs:
                 sim_log = procs[f"simulate-{s}"][1]
                 print(f"  {'':<10} simulator: 100 records/s of realistic {s} traffic (log {sim_log})")
                 print(f"  {'':<10} indicators: tradepulse tail indicators.{s}.v1")
-        print(f"  kafka      {settings.kafka_bootstrap_servers}   e.g. tradepulse tail customs.events.v1.dlq")
-        db = settings.database_url.get_secret_value()
+        kafka = env["KAFKA_BOOTSTRAP_SERVERS"]
+        print(f"  kafka      {kafka}   e.g. tradepulse tail customs.events.v1.dlq")
+        db = redact_dsn(env["DATABASE_URL"])  # an external URL may carry a password
         print(f"  postgres   {db}   (history: tables indicator_window, completed_case)")
-        print(f"             psql {db} -c 'SELECT indicator, count(*) FROM indicator_window GROUP BY 1'")
+        psql = f"psql {db}" if db == env["DATABASE_URL"] else 'psql "$DATABASE_URL"'
+        print(f"             {psql} -c 'SELECT indicator, count(*) FROM indicator_window GROUP BY 1'")
         if prometheus is not None:
             print(f"  prometheus http://127.0.0.1:{PROMETHEUS_PORT}/   rules and alerts: /rules /alerts")
         else:
@@ -166,6 +169,6 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
         print("stopping the stack ...", flush=True)
-        for line in stack.down():
+        for line in stack.down(only=stack.started):
             print("  " + line)
     return code

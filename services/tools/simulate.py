@@ -156,9 +156,17 @@ def run_simulation(
     except ModuleNotFoundError:
         print(f"tradepulse simulate: no simulator for {service} yet", file=sys.stderr)
         return 2
+    check_topic(settings, service)
     events, future = happened(simulator.simulate(cases=cases, seed=seed, start_s=start_s, span_s=span_s))
     records = perturb(events, faults, random.Random(seed + 1))
     later = f" ({future:,} more lie in the future and are left out)" if future else ""
     print(f"{cases:,} cases, {len(events):,} events{later}, {len(records):,} records", file=sys.stderr)
     asyncio.run(publish(settings, f"{service}.events.v1", records, rate=rate, progress=progress))
     return 0
+
+
+def check_topic(settings: Settings, service: str) -> None:
+    """StartupError naming the fix unless the service's input topic exists (before any work)."""
+    from services.tools.publish import existing_topic
+
+    asyncio.run(existing_topic(settings, f"{service}.events.v1"))

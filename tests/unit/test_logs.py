@@ -1,0 +1,40 @@
+"""Structured logs: one JSON object per line; a storm of one client error is held back."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from services.common.logs import JsonFormatter, RepeatFilter
+
+
+def _record(msg: str, at: float, name: str = "aiokafka") -> logging.LogRecord:
+    record = logging.LogRecord(name, logging.ERROR, __file__, 1, msg, (), None)
+    record.created = at
+    return record
+
+
+def test_the_same_message_passes_once_per_period_and_then_says_how_often_it_came() -> None:
+    repeats = RepeatFilter(every_s=30)
+    passed = [repeats.filter(_record("Unable connect to node %s", at)) for at in (0, 0.1, 0.2, 29.9, 30.5)]
+    assert passed == [True, False, False, False, True]
+    last = _record("Unable connect to node %s", 61)
+    assert repeats.filter(last)
+    assert getattr(last, "repeated", 0) == 0  # nothing was held back since 30.5
+
+
+def test_the_count_of_held_back_records_is_logged_with_the_next_one() -> None:
+    repeats = RepeatFilter(every_s=30)
+    for at in (0, 1, 2, 3):
+        repeats.filter(_record("Failed fetch messages", at))
+    record = _record("Failed fetch messages", 40)
+    assert repeats.filter(record)
+    assert orjson.loads(JsonFormatter().format(record))["repeated"] == 3
+
+
+def test_different_messages_and_loggers_are_counted_apart() -> None:
+    repeats = RepeatFilter(every_s=30)
+    assert repeats.filter(_record("a", 0))
+    assert repeats.filter(_record("b", 0))
+    assert repeats.filter(_record("a", 0, name="services.worker"))
