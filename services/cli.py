@@ -187,7 +187,7 @@ def parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="run one service's worker")
     w.add_argument("service", choices=SERVICES)
-    w.set_defaults(func=cmd_worker)
+    w.set_defaults(func=cmd_worker, long_running=True)
 
     sc = sub.add_parser("schemas", help="JSON Schemas and AsyncAPI document")
     sc_sub = sc.add_subparsers(dest="action", required=True)
@@ -228,7 +228,7 @@ def parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_simulate)
 
     h = sub.add_parser("history", help="write indicator revisions and completed cases to PostgreSQL")
-    h.set_defaults(func=cmd_history)
+    h.set_defaults(func=cmd_history, long_running=True)
 
     b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
     b.add_argument("target", choices=["customs", "cbec"])
@@ -245,6 +245,19 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--no-simulators", action="store_true", help="start no simulated traffic")
     r.set_defaults(func=cmd_run)
     return p
+
+
+def long_running_commands() -> list[list[str]]:
+    """Every command that runs until it is stopped, with each choice of its positional argument
+    (``worker customs``, ...): what a deployment must run, read from the parser itself."""
+    commands: list[list[str]] = []
+    subparsers = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        if not sub.get_default("long_running"):
+            continue
+        choices = [a.choices for a in sub._actions if not a.option_strings and a.choices]
+        commands.extend([[name, str(c)] for c in choices[0]] if choices else [[name]])
+    return commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,8 +7,9 @@ from typing import Any
 
 import yaml
 
+from services.cli import long_running_commands
 from services.common.events import DOMAINS
-from services.common.settings import SERVICE_WEB_PORTS
+from services.common.settings import SERVICE_WEB_PORTS, Settings
 from tests.unit.test_readme import _env_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,8 +29,25 @@ def test_every_domain_service_is_in_the_stack_with_the_infrastructure() -> None:
     assert set(DOMAINS) | {"kafka", "postgres", "prometheus", "grafana"} <= set(SERVICES)
 
 
+def test_every_long_running_command_of_the_cli_runs_in_the_stack() -> None:
+    """Derived from the CLI, so that the next long-running command cannot be forgotten here."""
+    commands = [svc.get("command") for svc in SERVICES.values()]
+    missing = [c for c in long_running_commands() if c not in commands]
+    assert missing == []
+    assert ["history"] in long_running_commands()
+
+
+def test_our_services_get_more_time_to_stop_than_their_own_deadline() -> None:
+    deadline_s = Settings.model_fields["stop_timeout_s"].default
+    for name, svc in SERVICES.items():
+        if "build" in svc:
+            grace = svc.get("stop_grace_period", "10s")
+            assert grace.endswith("s")
+            assert float(grace[:-1]) > deadline_s + 2, name
+
+
 def test_every_environment_variable_a_service_gets_exists_in_the_settings() -> None:
-    for name in DOMAINS:
+    for name in [*DOMAINS, "history"]:
         env = SERVICES[name]["environment"]
         unknown = sorted(k for k in env if not _known(k))
         assert unknown == [], f"{name}: {unknown}"
