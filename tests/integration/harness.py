@@ -127,13 +127,14 @@ def new_prefix() -> str:
 
 async def produce(
     bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None, Headers]]
-) -> None:
-    """Send (key, value, headers) records in order and wait until all are acknowledged."""
+) -> list[tuple[int, int]]:
+    """Send (key, value, headers) records in order, wait until all are acknowledged; returns the
+    (partition, offset) of each."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(topic, v, key=k, headers=h) for k, v, h in records]
-        await asyncio.gather(*futures)
+        return [(meta.partition, meta.offset) for meta in await asyncio.gather(*futures)]
     finally:
         await producer.stop()
 
