@@ -1,5 +1,5 @@
 """A plain batch computation of the customs indicators over a list of CloudEvents: the oracle the
-streaming pipeline is checked against. Written from contract.md sections 2.1 and 4 directly, not
+streaming pipeline is checked against. Written from docs/contract.md sections 2.1 and 4 directly, not
 from the service's code."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A plain batch computation of the refund indicators (the oracle), from contract.md 2.2 and 4
+"""A plain batch computation of the refund indicators (the oracle), from docs/contract.md 2.2 and 4
 directly, with working days counted by chinese-calendar itself (A < d <= B)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Realistic cross-border e-commerce orders (pure), from domain.md 6.2 (modelling assumptions there):
+"""Realistic cross-border e-commerce orders (pure), from docs/simulation.md (assumptions, anchors):
 55 % imports (1210 bonded 60 %, 9610 40 %), exports 9610 70 %, 9710 15 %, 9810 15 %; 98 % of lists
 find their three documents in order at the first decision (the rest: a document late, or a payment
 that differs, and the list is rejected, 100); list accepted (120) to released (800) median 30 s,

@@ -1,4 +1,4 @@
-"""Realistic CIPS payments (pure), from domain.md section 6.3 (modelling assumptions there):
+"""Realistic CIPS payments (pure), from docs/simulation.md (modelling assumptions and anchors):
 customer transfers 70 % of count, FI transfers 30 % (larger values, heavy-tailed lognormal);
 purposes goods 60 %, services 20 %, capital 15 %, other 5 %; initiation to credit: 40 % within
 5 minutes, 55 % within 30, 75 % within an hour, 95 % within a business day, a tail to 3 days;

@@ -1,7 +1,7 @@
 """CloudEvents on Kafka: decode both content modes into the same models, encode for producers.
 
 Decoding never raises anything but :class:`DecodeError`, whose ``reason`` is one of the
-dead-letter reasons of contract.md section 3 and whose ``detail`` names the offending field.
+dead-letter reasons of docs/contract.md section 3 and whose ``detail`` names the offending field.
 """
 
 from __future__ import annotations

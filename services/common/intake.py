@@ -101,7 +101,7 @@ def _future(event: Event, now_s: float, max_skew_s: float) -> str:
 
 
 def dlq_headers(rejected: Rejected) -> list[tuple[str, bytes]]:
-    """The original headers plus those of contract.md section 3."""
+    """The original headers plus those of docs/contract.md section 3."""
     r = rejected.record
     return [
         *r.headers,

@@ -1,4 +1,4 @@
-"""Prometheus metrics shared by every service (contract.md section 5).
+"""Prometheus metrics shared by every service (docs/contract.md section 5).
 
 Base units, ``_total`` counters, label values from closed sets only.
 """

@@ -1,7 +1,8 @@
 """Durable per-partition state in a compacted Kafka topic, written in batches.
 
-Faust tables write one changelog record per update (engineering.md 1.3), and their recovery is
-where Faust's open bugs live (1.4). TradePulse keeps its state the same way Kafka Streams does,
+Faust tables write one changelog record per update (and a persisted offset with each), and their
+recovery is where Faust's long-standing bugs live (hangs and gaps around rebalances,
+faust-streaming issues #21, #74, #175). TradePulse keeps its state the same way Kafka Streams does,
 but under its own control:
 
 - every input partition ``p`` owns partition ``p`` of ``<app>-state`` (compacted, same count);

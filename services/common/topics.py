@@ -1,4 +1,4 @@
-"""Every topic name of the contract, in one place (contract.md sections 2-4)."""
+"""Every topic name of the contract, in one place (docs/contract.md sections 2-4)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from services.common.metrics import label_or_other
 RELEASE_BUCKETS_S = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 345600, 604800)
 STAGE_BUCKETS_S = (1, 10, 60, 300, 900, 3600, 7200, 14400, 43200, 86400, 172800, 345600, 604800)
 
-# Guangzhou-area customs offices (domain.md 2.2); other codes are labelled "other".
+# Guangzhou-area customs offices (the ports of docs/simulation.md and their districts); others: "other".
 CUSTOMS_CODES = frozenset(
     {"5141", "5165", "5130", "5133", "5208", "5200", "5201", "5202", "5203", "5204", "5205", "5206", "5207",
      "5209", "5349", "0200", "2992"}

@@ -1,6 +1,6 @@
 """Realistic customs declaration lifecycles for the simulator, tests and benchmarks (pure).
 
-Numbers from domain.md section 6.1 (modelling assumptions there, kept here as named constants):
+Numbers from docs/simulation.md (modelling assumptions and their anchors), as named constants:
 ports Nansha 5165 (sea), Baiyun airport 5141 (air), Huangpu 52xx (sea, road), rail 5130; 60 %
 exports; firms 5 % AEO, 94 % general, 1 % discredited; inspection 0.5 % / 3 % / 80 % by credit
 class, document review 5 %; rejections 1.5 %; 30 % of imports declared in advance of arrival;

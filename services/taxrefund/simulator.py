@@ -1,5 +1,5 @@
-"""Realistic export refund lifecycles (pure), from domain.md section 6.4 (modelling assumptions
-there): categories I 10 %, II 45 %, III 40 %, IV 5 %; working days from acceptance to issue by
+"""Realistic export refund lifecycles (pure), from docs/simulation.md (modelling assumptions
+and anchors): categories I 10 %, II 45 %, III 40 %, IV 5 %; working days from acceptance to issue by
 category (I/II median 2, p90 3; III 8/15; IV 15/20); 7 % flagged doubtful (+10 to +60 working
 days); 2 % rejected; issue to credit 0-2 working days; filings peak in the first half of each month.
 Time is advanced in China working days, so holidays stretch lifecycles as they do in reality.

@@ -53,4 +53,4 @@ def test_simulated_speeds_follow_the_assumed_distribution() -> None:
         if e["type"] == "cips.payment.credited"
     ]
     within_hour = sum(s <= 3600 for s in credit) / len(credit)
-    assert 0.70 < within_hour < 0.80  # FSB target 75 %; domain.md 6.3 assumes about that
+    assert 0.70 < within_hour < 0.80  # FSB target 75 %; docs/simulation.md assumes about that

@@ -1,5 +1,5 @@
 """The event contract in code: one module per domain, and the catalog that maps each CloudEvent
-``type`` to its ``data`` model and its topic (contract.md sections 1-4)."""
+``type`` to its ``data`` model and its topic (docs/contract.md sections 1-4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared building blocks of the event contract (contract.md, preamble and section 1).
+"""Shared building blocks of the event contract (docs/contract.md, preamble and section 1).
 
 Every model here is frozen. Envelope models forbid unknown attributes; ``data`` models ignore
 unknown fields, because the contract lets producers add optional fields.

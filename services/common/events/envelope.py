@@ -1,4 +1,4 @@
-"""The CloudEvents 1.0 envelope (contract.md section 1) and the decoded event type."""
+"""The CloudEvents 1.0 envelope (docs/contract.md section 1) and the decoded event type."""
 
 from __future__ import annotations
 

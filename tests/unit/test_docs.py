@@ -1,0 +1,76 @@
+"""docs/contract.md is the contract in prose: everything the code publishes or accepts is named
+there, and it agrees with the product owner's contract (../shared/docs/contract.md) when that is
+beside the checkout."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from services.common.events import CATALOG, DOMAINS
+from services.common.topics import INDICATOR_TOPICS, dlq_topic
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACT = (ROOT / "docs" / "contract.md").read_text()
+SHARED = ROOT.parent / "shared" / "docs" / "contract.md"
+
+
+def _metric_names() -> set[str]:
+    """Every metric the services register (their metrics modules imported), by exposed name."""
+    for name in DOMAINS:
+        importlib.import_module(f"services.{name}.metrics")
+    names = set()
+    for family in REGISTRY.collect():
+        if family.name.startswith("tradepulse_"):
+            names.add(family.name + ("_total" if family.type == "counter" else ""))
+    return names
+
+
+def _indicators() -> set[str]:
+    names = set()
+    for name in DOMAINS:
+        names.update(importlib.import_module(f"services.{name}.lifecycle").INDICATORS)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("what", "names"),
+    [
+        ("event type", set(CATALOG)),
+        ("input topic", {d.topic for d in DOMAINS.values()}),
+        ("dead-letter topic pattern", {dlq_topic("<input topic>")}),
+        ("indicator topic", set(INDICATOR_TOPICS.values())),
+        ("indicator", _indicators()),
+        ("metric", _metric_names()),
+    ],
+)
+def test_everything_the_code_names_is_in_the_contract(what: str, names: set[str]) -> None:
+    missing = sorted(n for n in names if f"`{n}`" not in CONTRACT and n not in CONTRACT)
+    assert names
+    assert missing == [], f"{what}s missing from docs/contract.md"
+
+
+def _rows(text: str) -> dict[str, set[str]]:
+    """Table rows by their first cell's name: the set of `code` tokens in the rest of the row."""
+    rows = {}
+    for line in text.splitlines():
+        cells = line.split("|")
+        if line.startswith("| `") and len(cells) > 3:
+            first = re.findall(r"`([^`]+)`", cells[1])
+            if first:
+                rows[first[0]] = set(re.findall(r"`([^`]+)`", "|".join(cells[2:])))
+    return rows
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/docs/contract.md not beside the checkout")
+def test_every_row_of_the_owners_contract_is_here_with_the_same_names() -> None:
+    ours = _rows(CONTRACT)
+    theirs = _rows(SHARED.read_text())
+    missing = sorted(set(theirs) - set(ours))
+    assert missing == []
+    differing = {k: sorted(v ^ ours[k]) for k, v in theirs.items() if not v <= ours[k]}
+    assert differing == {}
