@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging.config
 import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from services.common.events import DOMAINS
+from services.registry import DOMAINS
 
 SERVICES = tuple(DOMAINS)
 
 
 def _settings_or_exit() -> object:
-    from services.common.settings import load_settings
+    from services.runtime.settings import load_settings
 
     try:
         return load_settings()
@@ -41,23 +40,23 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from services.common.logs import logging_config
-    from services.common.settings import Settings
-    from services.common.worker import ServiceWorker, build_worker, tune_gc
+    from services.runtime.logs import logging_config
+    from services.runtime.settings import Settings
+    from services.runtime.worker import ServiceWorker, build_worker, tune_gc
 
     settings = _settings_or_exit()
     assert isinstance(settings, Settings)
     config = logging_config(level=settings.log_level, fmt=settings.log_format)
     logging.config.dictConfig(config)
-    spec = importlib.import_module(f"services.{args.service}.service").SPEC
-    worker = build_worker(settings, spec)
+    domain = DOMAINS[args.service]
+    worker = build_worker(settings, domain)
     asyncio.run(worker.preflight())  # StartupError: one line naming the fix, exit 2 (main)
     logging.getLogger("tradepulse").info(
         "starting worker",
         extra={
             "service": args.service,
             "bootstrap": settings.kafka_bootstrap_servers,
-            "web": f"http://{settings.web_host}:{settings.port_for(args.service)}",
+            "web": f"http://{settings.web_host}:{settings.port_for(domain.port)}",
         },
     )
     tune_gc(settings.gc_gen0_threshold)
@@ -73,10 +72,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
-    from services.common import schemas_export
+    from services.contract import schemas as schemas_export
+    from services.registry import catalogs
 
     if args.check:
-        drift = schemas_export.check()
+        drift = schemas_export.check(catalogs())
         if drift:
             print(
                 "schemas/ differs from the models; run `tradepulse schemas export`:\n  " + "\n  ".join(drift),
@@ -85,7 +85,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
             return 1
         print("schemas/ matches the models")
         return 0
-    names = schemas_export.write()
+    names = schemas_export.write(catalogs())
     print(f"wrote {len(names)} files to {schemas_export.SCHEMA_DIR}")
     return 0
 
@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import time
 
-    from services.common.settings import Settings
+    from services.runtime.settings import Settings
     from services.tools.simulate import Faults, run_simulation
 
     settings = _settings_or_exit()
@@ -137,7 +137,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.peak_day:  # the last 11.11 with the days around it (the CBEC simulator weights the 11th 4x)
         from datetime import datetime
 
-        from services.common.windows import SHANGHAI
+        from services.engine.windows import SHANGHAI
 
         now = datetime.now(SHANGHAI)
         year = now.year if (now.month, now.day) >= (11, 12) else now.year - 1
@@ -156,8 +156,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from services.common.logs import logging_config
-    from services.common.settings import Settings
+    from services.runtime.logs import logging_config
+    from services.runtime.settings import Settings
     from services.tools.history import run_history
 
     settings = _settings_or_exit()
@@ -263,9 +263,9 @@ def long_running_commands() -> list[list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. What the operator must fix (a broker, a topic, a program, a database) is
     reported in one line naming the fix, with exit status 2, never as a traceback."""
-    from services.common.kafka_admin import StartupError
-    from services.common.logs import logging_config
     from services.devstack.process import StackError
+    from services.runtime.kafka_admin import StartupError
+    from services.runtime.logs import logging_config
 
     args = parser().parse_args(argv)
     logging.config.dictConfig(logging_config(level="warning", fmt="text", tool=True))  # services: their own

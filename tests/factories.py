@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
-from services.common.events.customs import DeclarationLodged
-from services.common.intake import RawRecord
-from services.common.schemas_export import model_examples
+from services.contract.schemas import model_examples
+from services.customs.events import DeclarationLodged
+from services.engine.records import RawRecord
 
 TOPIC = "customs.events.v1"
 ENTRY = "514120250000012345"

@@ -1,33 +1,36 @@
-"""Cross-border e-commerce order lifecycle: pure state and measures (contract 2.4 and 4).
+"""Cross-border e-commerce orders: pure state and measures (docs/contract.md sections 2.4 and 4).
 
-One case per order (``<ebp_code>:<order_no>``). The state keeps the earliest time of every
-document and of every customs receipt code, so any order or duplication of events gives the same
-measures. The three-document match is judged at the list's first customs decision (100 or 120):
-order, waybill and (imports) payment must all be earlier, and the payment must equal the order's
-goods value.
+One case per order (``<ebp_code>:<order_no>``). It keeps the earliest time of every document and of
+every customs receipt code, so any order or repetition of events gives the same measures. The
+three-document match is judged at the list's first customs decision (100 or 120): order, waybill
+and (imports) payment must all be earlier, and the payment must equal the order's goods value.
+Personal data of the order never reaches the case (docs/contract.md section 6).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from services.common.cases import keep_earliest, time_from_json
-from services.common.events import DataModel
-from services.common.events.cbec import ListDeclared, ListStatus, OrderDeclared, PaymentDeclared
-from services.common.windows import Contribution, IndicatorSpec, late_map, with_late
+from services.cbec.events import ListDeclared, ListStatus, OrderDeclared, PaymentDeclared
+from services.contract.envelope import Event
+from services.engine.domain import Case
+from services.engine.registers import EarliestWins, Milestones, evolve
+from services.engine.windows import Contribution, IndicatorSpec
 
-__all__ = ["INDICATORS", "Order", "contributions", "exception_of", "match_result"]
+__all__ = ["INDICATORS", "MODES", "Listing", "Order", "OrderDoc", "exception_of", "match_result"]
 
 UNKNOWN = "unknown"
-INDICATORS: dict[str, IndicatorSpec] = {
-    s.name: s
-    for s in (
-        IndicatorSpec("cbec.release_time", "seconds", "duration", ("supervision_mode", "ie_flag")),
-        IndicatorSpec("cbec.doc_match_rate", "ratio", "ratio", ("supervision_mode", "ie_flag")),
-    )
-}
+MODES = frozenset({"9610", "1210", "9710", "9810", UNKNOWN})
+IE_FLAGS = frozenset({"I", "E", UNKNOWN})
+INDICATORS = (
+    IndicatorSpec("cbec.release_time", "seconds", "duration", ("supervision_mode", "ie_flag"),
+                  labels={"supervision_mode": MODES, "ie_flag": IE_FLAGS}),
+    IndicatorSpec("cbec.doc_match_rate", "ratio", "ratio", ("supervision_mode", "ie_flag"),
+                  labels={"supervision_mode": MODES, "ie_flag": IE_FLAGS}),
+)  # fmt: skip
 FINAL_STATUSES = frozenset({100, 700, 800, 899})
 
 
@@ -44,85 +47,87 @@ def exception_of(status: int) -> str | None:
     return None
 
 
-@dataclass(slots=True)
-class Order:
-    key_: str
-    times: dict[str, float] = field(default_factory=dict)  # order, payment, waybill, list, return, s<code>
-    ie_flag: str | None = None
-    supervision_mode: str | None = None
-    goods_value: str | None = None
-    payment_amount: str | None = None
-    order_by: tuple[float, str] | None = None
-    payment_by: tuple[float, str] | None = None
-    list_by: tuple[float, str] | None = None
-    applied: list[tuple[Contribution, tuple[str, ...]]] = field(default_factory=list)
-    last_event_s: float = float("-inf")
-    changed_wall_s: float = 0.0
+@dataclass(frozen=True, slots=True)
+class OrderDoc:
+    ie_flag: str
+    goods_value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    supervision_mode: str
+    ie_flag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Order(Case):
+    """What is known of one order. Milestones: ``order``, ``payment``, ``waybill``, ``list``,
+    ``return`` and ``s<code>`` for each receipt code."""
+
+    order_id: str
+    milestones: Milestones = Milestones()
+    order: EarliestWins[OrderDoc] = EarliestWins()
+    payment: EarliestWins[str] = EarliestWins()  # the declared amount
+    listing: EarliestWins[Listing] = EarliestWins()
+
+    def apply(self, event: Event) -> Order:
+        at, by, data = event.time_s, event.id, event.data
+        name = f"s{data.status}" if isinstance(data, ListStatus) else event.type.split(".")[1]
+        milestones = self.milestones.earliest(name, at)
+        if isinstance(data, OrderDeclared):
+            doc = OrderDoc(data.ie_flag, data.goods_value.amount)
+            return evolve(self, milestones=milestones, order=self.order.offer(doc, at, by))
+        if isinstance(data, PaymentDeclared):
+            return evolve(self, milestones=milestones, payment=self.payment.offer(data.amount.amount, at, by))
+        if isinstance(data, ListDeclared):
+            listing = Listing(data.supervision_mode, data.ie_flag)
+            return evolve(self, milestones=milestones, listing=self.listing.offer(listing, at, by))
+        return evolve(self, milestones=milestones)
 
     @property
-    def key(self) -> str:
-        return self.key_
+    def ie_flag(self) -> str | None:
+        """The list's, else the order's."""
+        if self.listing.value is not None:
+            return self.listing.value.ie_flag
+        return self.order.value.ie_flag if self.order.value is not None else None
+
+    @property
+    def supervision_mode(self) -> str | None:
+        return self.listing.value.supervision_mode if self.listing.value is not None else None
+
+    @property
+    def decision(self) -> float | None:
+        """The first customs decision on the list: rejected (100) or accepted (120)."""
+        found = [t for t in (self.milestones.get("s100"), self.milestones.get("s120")) if t is not None]
+        return min(found) if found else None
 
     @property
     def group(self) -> str:
         return self.supervision_mode or UNKNOWN
 
-    def status_time(self, code: int) -> float | None:
-        return self.times.get(f"s{code}")
-
-    @property
-    def decision(self) -> float | None:
-        """The first customs decision on the list: rejected (100) or accepted (120)."""
-        found = [t for t in (self.status_time(100), self.status_time(120)) if t is not None]
-        return min(found) if found else None
-
     @property
     def open(self) -> bool:
-        return "list" in self.times and not self.finished
+        return "list" in self.milestones and not self.completed
 
     @property
-    def finished(self) -> bool:
-        return any(f"s{code}" in self.times for code in FINAL_STATUSES)
+    def completed(self) -> bool:
+        return any(f"s{code}" in self.milestones for code in FINAL_STATUSES)
 
-    def apply(self, event_type: str, data: DataModel, at_s: float, event_id: str) -> bool:
-        self.last_event_s = max(self.last_event_s, at_s)
-        name = event_type.split(".")[1]  # order, payment, waybill, list, return
-        if isinstance(data, ListStatus):
-            name = f"s{data.status}"
-        changed = keep_earliest(self.times, name, at_s)
-        key = (at_s, event_id)
-        if isinstance(data, OrderDeclared) and (self.order_by is None or key < self.order_by):
-            self.goods_value, self.order_by, changed = data.goods_value.amount, key, True
-            self.ie_flag = self.ie_flag or data.ie_flag
-        elif isinstance(data, PaymentDeclared) and (self.payment_by is None or key < self.payment_by):
-            self.payment_amount, self.payment_by, changed = data.amount.amount, key, True
-        elif isinstance(data, ListDeclared) and (self.list_by is None or key < self.list_by):
-            self.supervision_mode, self.ie_flag, self.list_by = data.supervision_mode, data.ie_flag, key
-            changed = True
-        return changed
+    def measures(self, context: Any = None) -> Sequence[Contribution]:
+        dims = (("ie_flag", self.ie_flag or UNKNOWN), ("supervision_mode", self.supervision_mode or UNKNOWN))
+        out: list[Contribution] = []
+        accepted, released = self.milestones.get("s120"), self.milestones.get("s800")
+        if accepted is not None and released is not None and released >= accepted:
+            out.append(Contribution("cbec.release_time", released, dims, released - accepted))
+        result, decision = match_result(self), self.decision
+        if result is not None and decision is not None:
+            out.append(Contribution("cbec.doc_match_rate", decision, dims, 1.0 if result == "match" else 0.0))
+        return out
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "k": self.key_, "t": dict(self.times), "i": self.ie_flag, "m": self.supervision_mode,
-            "g": self.goods_value, "p": self.payment_amount, "ob": self.order_by, "pb": self.payment_by,
-            "lb": self.list_by, "L": late_map(self.applied),
-            "le": self.last_event_s, "w": self.changed_wall_s,
-        }  # fmt: skip
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Order:
-        def tie(v: Any) -> tuple[float, str] | None:
-            return (float(v[0]), str(v[1])) if v else None
-
-        o = cls(
-            key_=doc["k"], times={k: float(v) for k, v in doc["t"].items()}, ie_flag=doc["i"],
-            supervision_mode=doc["m"], goods_value=doc["g"], payment_amount=doc["p"], order_by=tie(doc["ob"]),
-            payment_by=tie(doc["pb"]), list_by=tie(doc["lb"]),
-            last_event_s=time_from_json(doc["le"]),
-            changed_wall_s=float(doc["w"]),
-        )  # fmt: skip
-        o.applied = with_late(contributions(o), doc.get("L", {}))
-        return o
+    def attributes(self) -> Mapping[str, Any]:
+        return {"supervision_mode": self.supervision_mode, "ie_flag": self.ie_flag,
+                "goods_value": self.order.value.goods_value if self.order.value else None,
+                "doc_match": match_result(self)}  # fmt: skip
 
 
 def match_result(o: Order) -> str | None:
@@ -130,7 +135,7 @@ def match_result(o: Order) -> str | None:
     decision = o.decision
     if decision is None:
         return None
-    t = o.times
+    t = o.milestones
     if t.get("order", float("inf")) >= decision:
         return "missing_order"
     if t.get("waybill", float("inf")) >= decision:
@@ -138,22 +143,7 @@ def match_result(o: Order) -> str | None:
     if (o.ie_flag or "I") == "I":
         if t.get("payment", float("inf")) >= decision:
             return "missing_payment"
-        if (
-            o.payment_amount is None
-            or o.goods_value is None
-            or Decimal(o.payment_amount) != Decimal(o.goods_value)
-        ):
+        paid, order = o.payment.value, o.order.value
+        if paid is None or order is None or Decimal(paid) != Decimal(order.goods_value):
             return "amount_differs"
     return "match"
-
-
-def contributions(o: Order) -> list[Contribution]:
-    dims = (("ie_flag", o.ie_flag or UNKNOWN), ("supervision_mode", o.supervision_mode or UNKNOWN))
-    out: list[Contribution] = []
-    accepted, released = o.status_time(120), o.status_time(800)
-    if accepted is not None and released is not None and released >= accepted:
-        out.append(Contribution("cbec.release_time", released, dims, released - accepted))
-    result = match_result(o)
-    if result is not None and o.decision is not None:
-        out.append(Contribution("cbec.doc_match_rate", o.decision, dims, 1.0 if result == "match" else 0.0))
-    return out

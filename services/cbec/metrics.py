@@ -1,10 +1,16 @@
-"""The CBEC metrics of contract section 5, plus list exceptions and returns by supervision mode."""
+"""CBEC metrics (docs/contract.md section 5), plus list exceptions and returns by supervision mode:
+an observer of the engine's changes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
-MODES = ("9610", "1210", "9710", "9810", "unknown")
+from services.cbec.lifecycle import MODES, Order, exception_of, match_result
+from services.engine.domain import EngineSettings, Observer
+from services.engine.windows import Contribution
 
 RELEASE_SECONDS = Histogram(
     "tradepulse_cbec_release_seconds", "List accepted (120) to released (800), when first known.",
@@ -29,3 +35,31 @@ OPEN_ORDERS = Gauge(
 CASES_EXPIRED = Counter(
     "tradepulse_cbec_cases_expired_total", "Orders dropped unfinished after the expiry.", ["supervision_mode"]
 )
+
+
+class CbecMetrics(Observer):
+    def __init__(self, settings: EngineSettings) -> None:
+        pass
+
+    def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
+        assert isinstance(after, Order)
+        mode = after.group
+        for c in added:
+            if c.indicator == "cbec.release_time":
+                RELEASE_SECONDS.labels(supervision_mode=mode, ie_flag=after.ie_flag or "unknown").observe(
+                    c.value
+                )
+            elif c.indicator == "cbec.doc_match_rate":
+                DOC_MATCH.labels(supervision_mode=mode, result=match_result(after) or "unknown").inc()
+        for name in after.milestones.keys() - before.milestones.keys():
+            if name.startswith("s") and (exception := exception_of(int(name[1:]))) is not None:
+                LIST_EXCEPTIONS.labels(supervision_mode=mode, exception=exception).inc()
+            elif name == "return":
+                RETURNS.labels(supervision_mode=mode).inc()
+
+    def expired(self, kind: str, case: Any) -> None:
+        CASES_EXPIRED.labels(supervision_mode=case.group).inc()
+
+    def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
+        for mode in MODES:
+            OPEN_ORDERS.labels(supervision_mode=mode).set(by_group.get(mode, 0))

@@ -1,4 +1,5 @@
-"""Settings of the CBEC service (``TRADEPULSE_CBEC_`` prefix)."""
+"""Settings of the CBEC service (``TRADEPULSE_CBEC_`` prefix): the engine's, with the shorter life
+of e-commerce orders."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import EngineSettings
+from services.engine.domain import EngineSettings
 
 
 class CbecSettings(EngineSettings):

@@ -14,7 +14,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.common.windows import SHANGHAI
+from services.engine.windows import SHANGHAI
 
 __all__ = ["lifecycle", "simulate"]
 

@@ -1,21 +1,23 @@
-"""CIPS payment lifecycle: pure state and measures (contract 2.3 and 4).
+"""CIPS payments: pure state and measures (docs/contract.md sections 2.3 and 4).
 
-State per ``uetr`` keeps the earliest time of every milestone and the attributes of the earliest
-``payment.initiated``, so any order or duplication of its events gives the same measures.
-Amounts stay exact decimals end to end.
+A payment keeps the earliest time of every milestone and the attributes of the earliest
+``payment.initiated``, so any order or repetition of its events gives the same payment. Amounts
+stay exact decimal strings end to end.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from services.common.cases import keep_earliest, time_from_json
-from services.common.events import DataModel
-from services.common.events.cips import PaymentInitiated
-from services.common.windows import Contribution, IndicatorSpec, late_map, with_late
+from services.cips.events import PaymentInitiated
+from services.contract.envelope import Event
+from services.engine.domain import Case
+from services.engine.registers import EarliestWins, Milestones, evolve
+from services.engine.windows import Contribution, IndicatorSpec
 
-__all__ = ["INDICATORS", "MILESTONES", "Payment", "contributions"]
+__all__ = ["FSB_TARGET_S", "INDICATORS", "MILESTONES", "Initiation", "Payment"]
 
 MILESTONES: dict[str, str] = {
     "cips.payment.initiated": "initiated",
@@ -27,99 +29,102 @@ MILESTONES: dict[str, str] = {
 }
 FSB_TARGET_S = 3600.0
 UNKNOWN = "unknown"
+MSG_TYPES = frozenset({"customer", "fi", UNKNOWN})
+PURPOSES = frozenset({"goods", "services", "capital", "other", UNKNOWN})
 
-INDICATORS: dict[str, IndicatorSpec] = {
-    s.name: s
-    for s in (
-        IndicatorSpec("cips.credit_time", "seconds", "duration", ("msg_type", "purpose")),
-        IndicatorSpec("cips.credited_within_1h", "ratio", "ratio", ("msg_type",)),
-        IndicatorSpec("cips.settled_value", "cny", "amount", ("msg_type", "purpose")),
-    )
-}
+INDICATORS = (
+    IndicatorSpec("cips.credit_time", "seconds", "duration", ("msg_type", "purpose"),
+                  labels={"msg_type": MSG_TYPES, "purpose": PURPOSES}),
+    IndicatorSpec("cips.credited_within_1h", "ratio", "ratio", ("msg_type",), labels={"msg_type": MSG_TYPES}),
+    IndicatorSpec("cips.settled_value", "cny", "amount", ("msg_type", "purpose"),
+                  labels={"msg_type": MSG_TYPES, "purpose": PURPOSES}),
+)  # fmt: skip
 
 
-@dataclass(slots=True)
-class Payment:
+@dataclass(frozen=True, slots=True)
+class Initiation:
+    """What the measures and the export cycle need of ``payment.initiated``."""
+
+    msg_type: str
+    purpose: str
+    amount: str
+    linked_entry_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Payment(Case):
     """What is known of one payment (``uetr``)."""
 
     uetr: str
-    times: dict[str, float] = field(default_factory=dict)
-    msg_type: str | None = None
-    purpose: str | None = None
-    amount: str | None = None  # exact decimal string, CNY
-    linked_entry_ids: list[str] = field(default_factory=list)
-    initiated_by: tuple[float, str] | None = None
-    applied: list[tuple[Contribution, tuple[str, ...]]] = field(default_factory=list)
-    last_event_s: float = float("-inf")
-    changed_wall_s: float = 0.0
+    milestones: Milestones = Milestones()
+    initiation: EarliestWins[Initiation] = EarliestWins()
+
+    def apply(self, event: Event) -> Payment:
+        at, data = event.time_s, event.data
+        milestones = self.milestones.earliest(MILESTONES[event.type], at)
+        if isinstance(data, PaymentInitiated):
+            initiation = Initiation(
+                data.msg_type, data.purpose, data.amount.amount, tuple(data.linked_entry_ids or ())
+            )
+            return evolve(
+                self, milestones=milestones, initiation=self.initiation.offer(initiation, at, event.id)
+            )
+        return evolve(self, milestones=milestones)
 
     @property
-    def key(self) -> str:
-        return self.uetr
+    def msg_type(self) -> str:
+        return self.initiation.value.msg_type if self.initiation.value else UNKNOWN
 
     @property
-    def group(self) -> str:
-        return self.msg_type or UNKNOWN
+    def purpose(self) -> str:
+        return self.initiation.value.purpose if self.initiation.value else UNKNOWN
 
     @property
-    def status(self) -> str:
-        """Final status for counting: credited, rejected, returned, or open."""
+    def outcome(self) -> str:
+        """Final status for counting: returned, rejected, credited, or open."""
         for status in ("returned", "rejected", "credited"):
-            if status in self.times:
+            if status in self.milestones:
                 return status
         return "open"
 
     @property
-    def open(self) -> bool:
-        return "initiated" in self.times and self.status == "open"
+    def group(self) -> str:
+        return self.msg_type
 
     @property
-    def finished(self) -> bool:
-        return self.status != "open"
+    def open(self) -> bool:
+        return "initiated" in self.milestones and self.outcome == "open"
 
-    def apply(self, event_type: str, data: DataModel, at_s: float, event_id: str) -> bool:
-        self.last_event_s = max(self.last_event_s, at_s)
-        changed = keep_earliest(self.times, MILESTONES[event_type], at_s)
-        key = (at_s, event_id)
-        if isinstance(data, PaymentInitiated) and (self.initiated_by is None or key < self.initiated_by):
-            self.msg_type, self.purpose, self.amount = data.msg_type, data.purpose, data.amount.amount
-            self.linked_entry_ids = list(data.linked_entry_ids or [])
-            self.initiated_by, changed = key, True
-        return changed
+    @property
+    def completed(self) -> bool:
+        return self.outcome != "open"
 
-    def to_json(self) -> dict[str, Any]:
+    def measures(self, context: Any = None) -> Sequence[Contribution]:
+        """The payment's measures, from its state alone."""
+        t = self.milestones
+        msg_type, purpose = self.msg_type, self.purpose
+        out: list[Contribution] = []
+        initiated, credited = t.get("initiated"), t.get("credited")
+        if initiated is not None and credited is not None and credited >= initiated:
+            seconds = credited - initiated
+            out.append(
+                Contribution(
+                    "cips.credit_time", credited, (("msg_type", msg_type), ("purpose", purpose)), seconds
+                )
+            )
+            within = 1.0 if round(seconds * 1000) <= FSB_TARGET_S * 1000 else 0.0
+            out.append(Contribution("cips.credited_within_1h", credited, (("msg_type", msg_type),), within))
+        if "settled" in t and self.initiation.value is not None:
+            dims = (("msg_type", msg_type), ("purpose", purpose))
+            out.append(
+                Contribution("cips.settled_value", t["settled"], dims, amount=self.initiation.value.amount)
+            )
+        return out
+
+    def attributes(self) -> Mapping[str, Any]:
+        initiation = self.initiation.value
         return {
-            "u": self.uetr, "t": dict(self.times), "m": self.msg_type, "p": self.purpose, "a": self.amount,
-            "x": list(self.linked_entry_ids), "ib": self.initiated_by, "L": late_map(self.applied),
-            "le": self.last_event_s, "w": self.changed_wall_s,
+            "msg_type": self.msg_type, "purpose": self.purpose, "status": self.outcome,
+            "amount": initiation.amount if initiation else None,
+            "linked_entry_ids": list(initiation.linked_entry_ids) if initiation else [],
         }  # fmt: skip
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Payment:
-        by = doc["ib"]
-        p = cls(
-            uetr=doc["u"], times={k: float(v) for k, v in doc["t"].items()}, msg_type=doc["m"],
-            purpose=doc["p"], amount=doc["a"], linked_entry_ids=list(doc["x"]),
-            initiated_by=(float(by[0]), str(by[1])) if by else None,
-            last_event_s=time_from_json(doc["le"]),
-            changed_wall_s=float(doc["w"]),
-        )  # fmt: skip
-        p.applied = with_late(contributions(p), doc.get("L", {}))
-        return p
-
-
-def contributions(p: Payment) -> list[Contribution]:
-    """The payment's measures from its state alone."""
-    t = p.times
-    msg_type, purpose = p.msg_type or UNKNOWN, p.purpose or UNKNOWN
-    out: list[Contribution] = []
-    if "initiated" in t and "credited" in t and t["credited"] >= t["initiated"]:
-        seconds = t["credited"] - t["initiated"]
-        dims = (("msg_type", msg_type), ("purpose", purpose))
-        out.append(Contribution("cips.credit_time", t["credited"], dims, seconds))
-        within = 1.0 if round(seconds * 1000) <= FSB_TARGET_S * 1000 else 0.0
-        out.append(Contribution("cips.credited_within_1h", t["credited"], (("msg_type", msg_type),), within))
-    if "settled" in t and p.amount is not None:
-        dims = (("msg_type", msg_type), ("purpose", purpose))
-        out.append(Contribution("cips.settled_value", t["settled"], dims, amount=p.amount))
-    return out

@@ -1,11 +1,18 @@
-"""The CIPS metrics of contract section 5, plus payments by final status, the open backlog and the
-settlement leg."""
+"""CIPS metrics (docs/contract.md section 5), plus payments by final status, the open backlog and
+the settlement leg: an observer of the engine's changes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
-MSG_TYPES = ("customer", "fi", "unknown")
+from services.cips.lifecycle import MSG_TYPES, Payment
+from services.engine.domain import EngineSettings, Observer
+from services.engine.windows import Contribution
+
 SPEED_BUCKETS_S = (10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 259200)
 
 CREDIT_SECONDS = Histogram(
@@ -30,3 +37,36 @@ OLDEST_OPEN = Gauge(
 CASES_EXPIRED = Counter(
     "tradepulse_cips_cases_expired_total", "Payments dropped unfinished after the expiry.", ["msg_type"]
 )
+
+
+class CipsMetrics(Observer):
+    def __init__(self, settings: EngineSettings) -> None:
+        pass
+
+    def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
+        assert isinstance(after, Payment)
+        for c in added:
+            if c.indicator == "cips.credit_time":
+                CREDIT_SECONDS.labels(msg_type=after.msg_type).observe(c.value)
+            elif c.indicator == "cips.settled_value":
+                SETTLED_CNY.labels(msg_type=after.msg_type, purpose=after.purpose).inc(
+                    float(Decimal(c.amount))
+                )
+        if before.outcome == "open" and after.outcome != "open":
+            PAYMENTS.labels(msg_type=after.msg_type, status=after.outcome).inc()
+        t, had = after.milestones, before.milestones
+        if "submitted" in t and "settled" in t and not ("submitted" in had and "settled" in had):
+            SETTLEMENT_SECONDS.labels(msg_type=after.msg_type).observe(
+                max(0.0, t["settled"] - t["submitted"])
+            )
+
+    def expired(self, kind: str, case: Any) -> None:
+        CASES_EXPIRED.labels(msg_type=case.msg_type).inc()
+
+    def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
+        for msg_type in MSG_TYPES:
+            OPEN_PAYMENTS.labels(msg_type=msg_type).set(by_group.get(msg_type, 0))
+
+    def housekeeping(self, kind: str, cases: Iterable[Any], newest_event_s: float) -> None:
+        oldest = max((newest_event_s - p.milestones["initiated"] for p in cases if p.open), default=0.0)
+        OLDEST_OPEN.set(max(0.0, oldest))

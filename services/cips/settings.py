@@ -1,10 +1,10 @@
-"""Settings of the CIPS service (``TRADEPULSE_CIPS_`` prefix)."""
+"""Settings of the CIPS service (``TRADEPULSE_CIPS_`` prefix): the engine's defaults."""
 
 from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import EngineSettings
+from services.engine.domain import EngineSettings
 
 
 class CipsSettings(EngineSettings):

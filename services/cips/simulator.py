@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.common.windows import SHANGHAI
+from services.engine.windows import SHANGHAI
 
 __all__ = ["lifecycle", "simulate"]
 

@@ -1,71 +1,89 @@
-"""Customs declaration lifecycle: pure state and durations, no I/O.
+"""Customs declarations: pure state and measures (docs/contract.md sections 2.1 and 4).
 
-A declaration's state is a join-semilattice: every milestone keeps the *earliest* event time seen,
-and attributes come from the earliest ``declaration.lodged`` (ties broken by event id). Applying
-events in any order, any number of times, gives the same state, so duplicates, redelivery and
-shuffling cannot change a measure. :func:`contributions` derives each measure of contract 2.1/4
-from the state alone; the service replaces a case's old contributions with the new ones.
+A declaration keeps the earliest time of every milestone and, from the earliest lodging, risk
+decision and inspection result, what its measures need. Built from registers, it comes out the
+same for any order and any repetition of its events.
+
+Arrivals are keyed by bill of lading, declarations by entry number, so they usually live on
+different partitions. They find each other by messages: a declaration that names a bill tells the
+bill (:class:`Named`); a bill that has arrived tells every declaration that named it
+(:class:`Arrived`), whichever came first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from services.common.cases import keep_earliest, time_from_json
-from services.common.events import DataModel
-from services.common.events.customs import (
-    DeclarationLodged,
-    InspectionCompleted,
-    RiskDecided,
-    TransportArrived,
-)
-from services.common.windows import Contribution, IndicatorSpec, late_map, with_late
+from services.contract.envelope import Event
+from services.customs.events import DeclarationLodged, InspectionCompleted, RiskDecided, TransportArrived
+from services.engine.domain import NO_MESSAGES, Case, Message
+from services.engine.registers import EarliestWins, Milestones, evolve
+from services.engine.windows import Contribution, IndicatorSpec
 
 __all__ = [
     "INDICATORS",
     "MILESTONES",
     "STAGES",
+    "Arrived",
     "Bill",
     "Declaration",
-    "contributions",
+    "Lodging",
+    "Named",
     "ie_flag_of",
 ]
 
-# event type -> milestone name
+# event type -> milestone name: the type's last segment (docs/contract.md section 7); the bill's
+# arrival reaches a declaration as "arrived"
 MILESTONES: dict[str, str] = {
-    "customs.declaration.lodged": "lodged",
-    "customs.declaration.accepted": "accepted",
-    "customs.declaration.rejected": "rejected",
-    "customs.declaration.risk_decided": "risk",
-    "customs.inspection.ordered": "inspection_ordered",
-    "customs.inspection.completed": "inspection_completed",
-    "customs.duty.paid": "duty_paid",
-    "customs.declaration.released": "released",
-    "customs.goods.exited": "exited",
-}
-
-# stage -> (from milestone, to milestone); the stage is counted when its end happens
-STAGES: dict[str, tuple[str, str]] = {
-    "lodged_to_accepted": ("lodged", "accepted"),
-    "accepted_to_released": ("accepted", "released"),
-    "inspection": ("inspection_ordered", "inspection_completed"),
-    "released_to_exited": ("released", "exited"),
-    "arrival_to_lodged": ("arrival", "lodged"),
-}
-
-INDICATORS: dict[str, IndicatorSpec] = {
-    s.name: s
-    for s in (
-        IndicatorSpec(
-            "customs.release_time", "seconds", "duration", ("ie_flag", "customs_code", "transport_mode")
-        ),
-        IndicatorSpec("customs.stage_time", "seconds", "duration", ("stage", "ie_flag")),
-        IndicatorSpec("customs.inspection_rate", "ratio", "ratio", ("ie_flag", "credit_class")),
+    t: t.rsplit(".", 1)[1]
+    for t in (
+        "customs.declaration.lodged",
+        "customs.declaration.accepted",
+        "customs.declaration.rejected",
+        "customs.declaration.risk_decided",
+        "customs.inspection.ordered",
+        "customs.inspection.completed",
+        "customs.duty.paid",
+        "customs.declaration.released",
+        "customs.goods.exited",
     )
 }
 
+# stage -> (from milestone, to milestone); a stage is counted when its end happens
+STAGES: dict[str, tuple[str, str]] = {
+    "lodged_to_accepted": ("lodged", "accepted"),
+    "accepted_to_released": ("accepted", "released"),
+    "inspection": ("ordered", "completed"),
+    "released_to_exited": ("released", "exited"),
+    "arrival_to_lodged": ("arrived", "lodged"),
+}
+
 UNKNOWN = "unknown"
+IE_FLAGS = frozenset({"I", "E"})
+# Guangzhou-area customs offices (the ports of docs/simulation.md and their districts)
+CUSTOMS_CODES = frozenset(
+    {"5141", "5165", "5130", "5133", "5208", "5200", "5201", "5202", "5203", "5204", "5205", "5206", "5207",
+     "5209", "5349", "0200", "2992"}
+)  # fmt: skip
+TRANSPORT_MODES = frozenset({"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", UNKNOWN})
+CREDIT_CLASSES = frozenset({"aeo", "general", "discredited", UNKNOWN})
+
+INDICATORS = (
+    IndicatorSpec(
+        "customs.release_time", "seconds", "duration", ("ie_flag", "customs_code", "transport_mode"),
+        labels={"ie_flag": IE_FLAGS, "customs_code": CUSTOMS_CODES, "transport_mode": TRANSPORT_MODES},
+    ),
+    IndicatorSpec(
+        "customs.stage_time", "seconds", "duration", ("stage", "ie_flag"),
+        labels={"stage": frozenset(STAGES), "ie_flag": IE_FLAGS},
+    ),
+    IndicatorSpec(
+        "customs.inspection_rate", "ratio", "ratio", ("ie_flag", "credit_class"),
+        labels={"ie_flag": IE_FLAGS, "credit_class": CREDIT_CLASSES},
+    ),
+)  # fmt: skip
 
 
 def ie_flag_of(entry_id: str) -> str:
@@ -73,148 +91,139 @@ def ie_flag_of(entry_id: str) -> str:
     return "I" if entry_id[8] == "1" else "E"
 
 
-Tiebreak = tuple[float, str]  # (event time, event id): the earliest wins, deterministically
+@dataclass(frozen=True, slots=True)
+class Lodging:
+    """What the measures and the join need of a lodged declaration (the rest stays upstream)."""
+
+    transport_mode: str
+    credit_class: str
+    bill_no: str | None = None
 
 
-@dataclass(slots=True)
-class Declaration:
+@dataclass(frozen=True, slots=True)
+class Named:
+    """Message to a bill: this declaration names you."""
+
+    entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Arrived:
+    """Message to a declaration: the goods of the bill you name arrived at ``at_s``."""
+
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration(Case):
     """What is known of one ``entry_id``."""
 
     entry_id: str
-    times: dict[str, float] = field(default_factory=dict)
-    lodged: dict[str, Any] | None = None
-    lodged_by: Tiebreak | None = None
-    channel: str | None = None
-    channel_by: Tiebreak | None = None
-    outcome: str | None = None
-    outcome_by: Tiebreak | None = None
-    applied: list[tuple[Contribution, tuple[str, ...]]] = field(default_factory=list)
-    last_event_s: float = float("-inf")
-    changed_wall_s: float = 0.0  # when the state last changed, by the worker's clock
+    milestones: Milestones = Milestones()
+    lodging: EarliestWins[Lodging] = EarliestWins()
+    channel: EarliestWins[str] = EarliestWins()
+    outcome: EarliestWins[str] = EarliestWins()
+
+    def apply(self, event: Event) -> Declaration:
+        at, by, data = event.time_s, event.id, event.data
+        milestones = self.milestones.earliest(MILESTONES[event.type], at)
+        if isinstance(data, DeclarationLodged):
+            lodging = self.lodging.offer(
+                Lodging(data.transport_mode, data.credit_class, data.bill_no), at, by
+            )
+            return evolve(self, milestones=milestones, lodging=lodging)
+        if isinstance(data, RiskDecided):
+            return evolve(self, milestones=milestones, channel=self.channel.offer(data.channel, at, by))
+        if isinstance(data, InspectionCompleted):
+            return evolve(self, milestones=milestones, outcome=self.outcome.offer(data.outcome, at, by))
+        return evolve(self, milestones=milestones)
+
+    def receive(self, message: Arrived) -> Declaration:
+        return evolve(self, milestones=self.milestones.earliest("arrived", message.at_s))
+
+    def messages(self, before: Declaration) -> Sequence[Message]:
+        bill = self.bill_no
+        if bill and bill != before.bill_no:
+            return (Message("bill", bill, Named(self.entry_id)),)
+        return NO_MESSAGES
 
     @property
     def ie_flag(self) -> str:
         return ie_flag_of(self.entry_id)
 
     @property
-    def key(self) -> str:
-        return self.entry_id
+    def bill_no(self) -> str | None:
+        return self.lodging.value.bill_no if self.lodging.value else None
 
     @property
     def group(self) -> str:
         return self.ie_flag
 
     @property
-    def finished(self) -> bool:
-        return "rejected" in self.times or ("released" in self.times and "exited" in self.times)
-
-    @property
-    def bill_no(self) -> str | None:
-        return self.lodged.get("bill_no") if self.lodged else None
-
-    @property
     def open(self) -> bool:
         """Lodged (or accepted) and neither released nor rejected."""
-        t = self.times
+        t = self.milestones
         return ("lodged" in t or "accepted" in t) and "released" not in t and "rejected" not in t
 
-    def mark(self, milestone: str, at_s: float) -> bool:
-        """Keep the earliest time of a milestone; True if the state changed."""
-        self.last_event_s = max(self.last_event_s, at_s)
-        return keep_earliest(self.times, milestone, at_s)
+    @property
+    def completed(self) -> bool:
+        t = self.milestones
+        return "rejected" in t or ("released" in t and "exited" in t)
 
-    def apply(self, event_type: str, data: DataModel, at_s: float, event_id: str) -> bool:
-        """Apply one event of this declaration; True if the state changed."""
-        changed = self.mark(MILESTONES[event_type], at_s)
-        key: Tiebreak = (at_s, event_id)
-        if isinstance(data, DeclarationLodged) and (self.lodged_by is None or key < self.lodged_by):
-            # only what the measures and the join need; the rest of the declaration stays upstream
-            self.lodged = {
-                "transport_mode": data.transport_mode,
-                "credit_class": data.credit_class,
-                "bill_no": data.bill_no,
-            }
-            self.lodged_by, changed = key, True
-        elif isinstance(data, RiskDecided) and (self.channel_by is None or key < self.channel_by):
-            self.channel, self.channel_by, changed = data.channel, key, True
-        elif isinstance(data, InspectionCompleted) and (self.outcome_by is None or key < self.outcome_by):
-            self.outcome, self.outcome_by, changed = data.outcome, key, True
-        return changed
+    def measures(self, context: Any = None) -> Sequence[Contribution]:
+        """Every measure the declaration has completed, from its state alone."""
+        t, ie = self.milestones, self.ie_flag
+        lodging = self.lodging.value
+        out: list[Contribution] = []
+        start = t.get("arrived") if ie == "I" and "arrived" in t else t.get("lodged")
+        released = t.get("released")
+        if released is not None and start is not None and released >= start:
+            mode = lodging.transport_mode if lodging else UNKNOWN
+            release = (("customs_code", self.entry_id[:4]), ("ie_flag", ie), ("transport_mode", mode))
+            out.append(Contribution("customs.release_time", released, release, released - start))
+        for name, (begin, end) in STAGES.items():
+            if begin in t and end in t and t[end] >= t[begin]:
+                dims = (("ie_flag", ie), ("stage", name))
+                out.append(Contribution("customs.stage_time", t[end], dims, t[end] - t[begin]))
+        if self.channel.known and "risk_decided" in t:
+            dims = (("credit_class", lodging.credit_class if lodging else UNKNOWN), ("ie_flag", ie))
+            hit = 1.0 if self.channel.value == "inspection" else 0.0
+            out.append(Contribution("customs.inspection_rate", t["risk_decided"], dims, hit))
+        return out
 
-    def to_json(self) -> dict[str, Any]:
-        """Compact form for the state store. Applied contributions are not stored: they are
-        :func:`contributions` of the state; only the windows they reached late are."""
+    def attributes(self) -> Mapping[str, Any]:
+        lodging = self.lodging.value
         return {
-            "e": self.entry_id, "t": dict(self.times), "l": dict(self.lodged) if self.lodged else None,
-            "lb": self.lodged_by,
-            "c": self.channel, "cb": self.channel_by, "o": self.outcome, "ob": self.outcome_by,
-            "L": late_map(self.applied), "le": self.last_event_s, "w": self.changed_wall_s,
+            "ie_flag": self.ie_flag, "customs_code": self.entry_id[:4],
+            "transport_mode": lodging.transport_mode if lodging else None,
+            "credit_class": lodging.credit_class if lodging else None,
+            "bill_no": self.bill_no, "channel": self.channel.value, "inspection_outcome": self.outcome.value,
         }  # fmt: skip
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Declaration:
-        def tie(v: Any) -> Tiebreak | None:
-            return (float(v[0]), str(v[1])) if v else None
 
-        d = cls(
-            entry_id=doc["e"], times={k: float(v) for k, v in doc["t"].items()}, lodged=doc["l"],
-            lodged_by=tie(doc["lb"]), channel=doc["c"], channel_by=tie(doc["cb"]), outcome=doc["o"],
-            outcome_by=tie(doc["ob"]), last_event_s=time_from_json(doc["le"]),
-            changed_wall_s=float(doc.get("w", 0.0)),
-        )  # fmt: skip
-        d.applied = with_late(contributions(d), doc.get("L", {}))
-        return d
-
-
-@dataclass(slots=True)
-class Bill:
+@dataclass(frozen=True, slots=True)
+class Bill(Case):
     """An arrival of goods under one bill of lading, and the declarations that name it."""
 
     bill_no: str
-    arrival_s: float | None = None
-    arrival_by: Tiebreak | None = None
-    transport_mode: str | None = None
-    entries: set[str] = field(default_factory=set)
+    arrival: EarliestWins[str] = EarliestWins()  # the transport mode, decided by the earliest arrival
+    entries: frozenset[str] = frozenset()
 
-    def arrive(self, data: TransportArrived, at_s: float, event_id: str) -> bool:
-        key: Tiebreak = (at_s, event_id)
-        if self.arrival_by is None or key < self.arrival_by:
-            self.arrival_s, self.arrival_by, self.transport_mode = at_s, key, data.transport_mode
-            return True
-        return False
+    def apply(self, event: Event) -> Bill:
+        data = event.data
+        if isinstance(data, TransportArrived):
+            return evolve(self, arrival=self.arrival.offer(data.transport_mode, event.time_s, event.id))
+        return self
 
-    def to_json(self) -> dict[str, Any]:
-        return {"b": self.bill_no, "t": self.arrival_s, "tb": self.arrival_by, "m": self.transport_mode,
-                "e": sorted(self.entries)}  # fmt: skip
+    def receive(self, message: Named) -> Bill:
+        if message.entry_id in self.entries:
+            return self
+        return evolve(self, entries=self.entries | {message.entry_id})
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Bill:
-        by = doc["tb"]
-        return cls(doc["b"], doc["t"], (float(by[0]), str(by[1])) if by else None, doc["m"], set(doc["e"]))
-
-
-def _stage(name: str, at_s: float, value: float, ie: str) -> Contribution:
-    return Contribution("customs.stage_time", at_s, (("ie_flag", ie), ("stage", name)), value)
-
-
-def contributions(d: Declaration) -> list[Contribution]:
-    """Every measure the declaration has completed, from its state alone."""
-    t, ie = d.times, d.ie_flag
-    out: list[Contribution] = []
-    start = t.get("arrival") if ie == "I" and "arrival" in t else t.get("lodged")
-    if "released" in t and start is not None and t["released"] >= start:
-        mode = (d.lodged or {}).get("transport_mode") or UNKNOWN
-        dims = (("customs_code", d.entry_id[:4]), ("ie_flag", ie), ("transport_mode", mode))
-        out.append(Contribution("customs.release_time", t["released"], dims, t["released"] - start))
-    for name, (begin, end) in STAGES.items():
-        if begin in t and end in t and t[end] >= t[begin]:
-            out.append(_stage(name, t[end], t[end] - t[begin], ie))
-    if d.channel is not None and "risk" in t:
-        credit = (d.lodged or {}).get("credit_class") or UNKNOWN
-        hit = 1.0 if d.channel == "inspection" else 0.0
-        out.append(
-            Contribution(
-                "customs.inspection_rate", t["risk"], (("credit_class", credit), ("ie_flag", ie)), hit
-            )
-        )
-    return out
+    def messages(self, before: Bill) -> Sequence[Message]:
+        """The arrival, to every declaration that names the bill if the arrival is news, else to
+        those that just named it."""
+        if not self.arrival.known:
+            return NO_MESSAGES
+        told = self.entries if self.arrival != before.arrival else self.entries - before.entries
+        return tuple(Message("declaration", e, Arrived(self.arrival.at_s)) for e in sorted(told))

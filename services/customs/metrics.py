@@ -1,26 +1,25 @@
-"""The customs metrics of contract section 5. Label values come from closed sets only."""
+"""Customs metrics (docs/contract.md section 5): an observer of the engine's changes.
+
+The histograms observe each measure once, when it is first known (processing time): operational
+views. The indicator values in event time are the ``tradepulse_indicator_customs_*`` gauges.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.common.metrics import label_or_other
+from services.customs.lifecycle import CREDIT_CLASSES, CUSTOMS_CODES, STAGES, TRANSPORT_MODES, Declaration
+from services.customs.settings import CustomsSettings
+from services.engine.domain import Observer
+from services.engine.windows import Contribution
+from services.runtime.metrics import label_or_other
 
 RELEASE_BUCKETS_S = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 345600, 604800)
 STAGE_BUCKETS_S = (1, 10, 60, 300, 900, 3600, 7200, 14400, 43200, 86400, 172800, 345600, 604800)
-
-# Guangzhou-area customs offices (the ports of docs/simulation.md and their districts); others: "other".
-CUSTOMS_CODES = frozenset(
-    {"5141", "5165", "5130", "5133", "5208", "5200", "5201", "5202", "5203", "5204", "5205", "5206", "5207",
-     "5209", "5349", "0200", "2992"}
-)  # fmt: skip
-TRANSPORT_MODES = frozenset({"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "unknown"})
-CREDIT_CLASSES = frozenset({"aeo", "general", "discredited", "unknown"})
-STAGES = frozenset({"lodged_to_accepted", "accepted_to_released", "inspection", "released_to_exited",
-                    "arrival_to_lodged"})  # fmt: skip
 
 RELEASE_SECONDS = Histogram(
     "tradepulse_customs_release_seconds",
@@ -49,6 +48,10 @@ CASES_EXPIRED = Counter(
     "Declarations dropped unfinished after TRADEPULSE_CUSTOMS_CASE_EXPIRY_S without events.",
     ["ie_flag"],
 )
+RELEASE_P90_THRESHOLD = Gauge(
+    "tradepulse_customs_release_p90_threshold_seconds",
+    "The release-time p90 the alert compares against (TRADEPULSE_CUSTOMS_RELEASE_P90_THRESHOLD_S).",
+)
 
 
 @lru_cache(maxsize=4096)
@@ -62,24 +65,34 @@ def _release(ie_flag: str, customs_code: str, transport_mode: str) -> Any:
 
 @lru_cache(maxsize=256)
 def _stage(stage: str, ie_flag: str) -> Any:
-    return STAGE_SECONDS.labels(stage=label_or_other(stage, STAGES), ie_flag=ie_flag)
+    return STAGE_SECONDS.labels(stage=label_or_other(stage, frozenset(STAGES)), ie_flag=ie_flag)
 
 
-def observe_release(ie_flag: str, customs_code: str, transport_mode: str, seconds: float) -> None:
-    _release(ie_flag, customs_code, transport_mode).observe(seconds)
+class CustomsMetrics(Observer):
+    def __init__(self, settings: CustomsSettings) -> None:
+        RELEASE_P90_THRESHOLD.set(settings.release_p90_threshold_s)
 
+    def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
+        if not isinstance(after, Declaration):
+            return
+        for c in added:
+            dims = dict(c.dims)
+            if c.indicator == "customs.release_time":
+                _release(dims["ie_flag"], dims["customs_code"], dims["transport_mode"]).observe(c.value)
+            elif c.indicator == "customs.stage_time":
+                _stage(dims["stage"], dims["ie_flag"]).observe(c.value)
+        if not before.channel.known and after.channel.known:
+            lodging = after.lodging.value
+            credit = label_or_other(lodging.credit_class if lodging else "unknown", CREDIT_CLASSES)
+            RISK_DECISIONS.labels(
+                ie_flag=after.ie_flag, credit_class=credit, channel=after.channel.value
+            ).inc()
 
-def observe_stage(stage: str, ie_flag: str, seconds: float) -> None:
-    _stage(stage, ie_flag).observe(seconds)
+    def expired(self, kind: str, case: Any) -> None:
+        if isinstance(case, Declaration):
+            CASES_EXPIRED.labels(ie_flag=case.ie_flag).inc()
 
-
-def count_risk(ie_flag: str, credit_class: str, channel: str) -> None:
-    RISK_DECISIONS.labels(
-        ie_flag=ie_flag, credit_class=label_or_other(credit_class, CREDIT_CLASSES), channel=channel
-    ).inc()
-
-
-RELEASE_P90_THRESHOLD = Gauge(
-    "tradepulse_customs_release_p90_threshold_seconds",
-    "The release-time p90 the alert compares against (TRADEPULSE_CUSTOMS_RELEASE_P90_THRESHOLD_S).",
-)
+    def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
+        if kind == "declaration":
+            for ie in ("I", "E"):
+                OPEN_DECLARATIONS.labels(ie_flag=ie).set(by_group.get(ie, 0))

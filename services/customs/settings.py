@@ -1,4 +1,5 @@
-"""Settings of the customs service (``TRADEPULSE_CUSTOMS_`` prefix)."""
+"""Settings of the customs service (``TRADEPULSE_CUSTOMS_`` prefix): the engine's, and the release
+time threshold the SLA alert compares against."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import EngineSettings
+from services.engine.domain import EngineSettings
 
 
 class CustomsSettings(EngineSettings):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.common.windows import SHANGHAI
+from services.engine.windows import SHANGHAI
 
 __all__ = ["PORTS", "Case", "lifecycle", "simulate"]
 

@@ -1,26 +1,35 @@
-"""Export VAT refund lifecycle: pure state and measures (contract 2.2 and 4).
+"""Export VAT refunds: pure state and measures (docs/contract.md sections 2.2 and 4).
 
-Like customs, a refund's state keeps the earliest time of every milestone and takes its
-attributes from the earliest ``refund.declared``, so any order or duplication of its events gives
-the same state. Processing time is counted in China working days from the acceptance date to the
-issue date (Asia/Shanghai dates, A < d <= B); a date beyond the calendar's data parks the refund
-("calendar unknown") instead of guessing.
+A refund keeps the earliest time of every milestone and the attributes of the earliest
+``refund.declared``, so any order or repetition of its events gives the same refund. Processing
+time is counted in China working days from the acceptance date to the issue date (Asia/Shanghai
+dates, A < d <= B); a date beyond the calendar's data leaves the measure unknown ("calendar
+unknown") instead of guessing, until the year is added.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
-from services.common.cases import keep_earliest, time_from_json
-from services.common.events import DataModel
-from services.common.events.taxrefund import RefundDeclared
-from services.common.windows import SHANGHAI, Contribution, IndicatorSpec, late_map
-from services.common.workdays import CalendarUnknown, WorkdayCalendar
+from services.contract.envelope import Event
+from services.engine.domain import Case
+from services.engine.registers import EarliestWins, Milestones, evolve
+from services.engine.windows import SHANGHAI, Contribution, IndicatorSpec
+from services.taxrefund.events import RefundDeclared
+from services.workdays import CalendarUnknown, WorkdayCalendar
 
-__all__ = ["DEFAULT_LIMITS_WD", "INDICATORS", "MILESTONES", "Refund", "contributions", "local_date"]
+__all__ = [
+    "DEFAULT_LIMITS_WD",
+    "INDICATORS",
+    "MILESTONES",
+    "Declared",
+    "Refund",
+    "RefundContext",
+    "local_date",
+    "processing_workdays",
+]
 
 MILESTONES: dict[str, str] = {
     "taxrefund.refund.declared": "declared",
@@ -33,14 +42,14 @@ MILESTONES: dict[str, str] = {
 }
 DEFAULT_LIMITS_WD: dict[int, int] = {1: 5, 2: 10, 3: 15, 4: 20}
 UNKNOWN = "unknown"
+CATEGORIES = frozenset({"1", "2", "3", "4", UNKNOWN})
 
-INDICATORS: dict[str, IndicatorSpec] = {
-    s.name: s
-    for s in (
-        IndicatorSpec("taxrefund.processing_time", "working_days", "duration", ("mgmt_category",)),
-        IndicatorSpec("taxrefund.within_limit", "ratio", "ratio", ("mgmt_category",)),
-    )
-}
+INDICATORS = (
+    IndicatorSpec("taxrefund.processing_time", "working_days", "duration", ("mgmt_category",),
+                  grace_s=86400.0, labels={"mgmt_category": CATEGORIES}),
+    IndicatorSpec("taxrefund.within_limit", "ratio", "ratio", ("mgmt_category",),
+                  grace_s=86400.0, labels={"mgmt_category": CATEGORIES}),
+)  # fmt: skip
 
 
 def local_date(at_s: float) -> date:
@@ -48,23 +57,39 @@ def local_date(at_s: float) -> date:
     return datetime.fromtimestamp(at_s, SHANGHAI).date()
 
 
-@dataclass(slots=True)
-class Refund:
+@dataclass(frozen=True, slots=True)
+class RefundContext:
+    """What the measures depend on besides the refund: the calendar and the limits per category."""
+
+    calendar: WorkdayCalendar
+    limits: Mapping[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    category: int
+    entry_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Refund(Case):
     """What is known of one ``refund_id``."""
 
     refund_id: str
-    times: dict[str, float] = field(default_factory=dict)
-    category: int | None = None
-    entry_ids: list[str] = field(default_factory=list)
-    declared_by: tuple[float, str] | None = None
-    applied: list[tuple[Contribution, tuple[str, ...]]] = field(default_factory=list)
-    last_event_s: float = float("-inf")
-    changed_wall_s: float = 0.0
-    parked_year: int | None = None  # processing time needs a year the calendar has no data for
+    milestones: Milestones = Milestones()
+    declared: EarliestWins[Declared] = EarliestWins()
+
+    def apply(self, event: Event) -> Refund:
+        at, data = event.time_s, event.data
+        milestones = self.milestones.earliest(MILESTONES[event.type], at)
+        if isinstance(data, RefundDeclared):
+            declared = self.declared.offer(Declared(data.mgmt_category, tuple(data.entry_ids)), at, event.id)
+            return evolve(self, milestones=milestones, declared=declared)
+        return evolve(self, milestones=milestones)
 
     @property
-    def key(self) -> str:
-        return self.refund_id
+    def category(self) -> int | None:
+        return self.declared.value.category if self.declared.value else None
 
     @property
     def group(self) -> str:
@@ -72,57 +97,40 @@ class Refund:
 
     @property
     def open(self) -> bool:
-        t = self.times
+        t = self.milestones
         return ("declared" in t or "accepted" in t) and "issued" not in t and "rejected" not in t
 
     @property
-    def finished(self) -> bool:
-        return "rejected" in self.times or ("issued" in self.times and "credited" in self.times)
+    def completed(self) -> bool:
+        t = self.milestones
+        return "rejected" in t or ("issued" in t and "credited" in t)
 
-    def apply(self, event_type: str, data: DataModel, at_s: float, event_id: str) -> bool:
-        """Apply one event; True if the state changed."""
-        self.last_event_s = max(self.last_event_s, at_s)
-        changed = keep_earliest(self.times, MILESTONES[event_type], at_s)
-        key = (at_s, event_id)
-        if isinstance(data, RefundDeclared) and (self.declared_by is None or key < self.declared_by):
-            self.category, self.entry_ids, self.declared_by = data.mgmt_category, list(data.entry_ids), key
-            changed = True
-        return changed
+    def measures(self, context: RefundContext) -> Sequence[Contribution]:
+        """Processing time, and (normal refunds of a known category) whether it met the limit."""
+        workdays = processing_workdays(self, context.calendar)
+        if workdays is None or isinstance(workdays, CalendarUnknown) or workdays < 0:
+            return []
+        issued = self.milestones["issued"]
+        dims = (("mgmt_category", self.group),)
+        out = [Contribution("taxrefund.processing_time", issued, dims, float(workdays))]
+        category = self.category
+        if "flagged" not in self.milestones and category is not None and category in context.limits:
+            within = 1.0 if workdays <= context.limits[category] else 0.0
+            out.append(Contribution("taxrefund.within_limit", issued, dims, within))
+        return out
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "r": self.refund_id, "t": dict(self.times), "c": self.category, "e": list(self.entry_ids),
-            "db": self.declared_by, "L": late_map(self.applied), "le": self.last_event_s,
-            "w": self.changed_wall_s, "p": self.parked_year,
-        }  # fmt: skip
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Refund:
-        """The stored fields; the caller derives ``applied`` with the calendar in force now."""
-        by = doc["db"]
-        return cls(
-            refund_id=doc["r"], times={k: float(v) for k, v in doc["t"].items()}, category=doc["c"],
-            entry_ids=list(doc["e"]), declared_by=(float(by[0]), str(by[1])) if by else None,
-            last_event_s=time_from_json(doc["le"]), changed_wall_s=float(doc["w"]), parked_year=doc.get("p"),
-        )  # fmt: skip
+    def attributes(self) -> Mapping[str, object]:
+        return {"mgmt_category": self.category,
+                "entry_ids": list(self.declared.value.entry_ids) if self.declared.value else []}  # fmt: skip
 
 
-def contributions(
-    r: Refund, calendar: WorkdayCalendar, limits: Mapping[int, int]
-) -> tuple[list[Contribution], int | None]:
-    """The refund's measures, and the year the calendar lacks if processing time is unknown."""
-    t = r.times
+def processing_workdays(refund: Refund, calendar: WorkdayCalendar) -> int | CalendarUnknown | None:
+    """Working days from acceptance to issue; None before both are known; :class:`CalendarUnknown`
+    (naming the year) when a date lies beyond the calendar's data."""
+    t = refund.milestones
     if "accepted" not in t or "issued" not in t:
-        return [], None
+        return None
     try:
-        workdays = calendar.workdays_between(local_date(t["accepted"]), local_date(t["issued"]))
+        return calendar.workdays_between(local_date(t["accepted"]), local_date(t["issued"]))
     except CalendarUnknown as exc:
-        return [], exc.year
-    if workdays < 0:
-        return [], None
-    dims = (("mgmt_category", r.group),)
-    out = [Contribution("taxrefund.processing_time", t["issued"], dims, float(workdays))]
-    if "flagged" not in t and r.category is not None and r.category in limits:
-        within = 1.0 if workdays <= limits[r.category] else 0.0
-        out.append(Contribution("taxrefund.within_limit", t["issued"], dims, within))
-    return out, None
+        return exc

@@ -1,10 +1,23 @@
-"""The refund metrics of contract section 5, plus backlog by age and the calendar-unknown path."""
+"""Refund metrics (docs/contract.md section 5), plus the backlog by age and the calendar-unknown
+path: an observer of the engine's changes."""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter as Tally
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
-CATEGORIES = ("1", "2", "3", "4", "unknown")
+from services.engine.domain import Observer
+from services.engine.windows import Contribution
+from services.taxrefund.lifecycle import CATEGORIES, Refund, RefundContext, local_date, processing_workdays
+from services.taxrefund.settings import TaxrefundSettings
+from services.workdays import CalendarUnknown
+
+log = logging.getLogger(__name__)
+
 AGE_BUCKETS = ((2, "0-2"), (5, "3-5"), (10, "6-10"), (20, "11-20"), (10**9, "21+"))
 
 PROCESSING_WORKDAYS = Histogram(
@@ -37,14 +50,72 @@ CASES_EXPIRED = Counter(
     "Refunds dropped unfinished after TRADEPULSE_TAXREFUND_CASE_EXPIRY_S without events.",
     ["mgmt_category"],
 )
+TARGET_AVERAGE = Gauge(
+    "tradepulse_taxrefund_target_average_workdays",
+    "Average processing-time targets the alerts compare against (from the service's settings).",
+    ["scope"],
+)
 
 
 def age_label(workdays: int) -> str:
     return next(label for limit, label in AGE_BUCKETS if workdays <= limit)
 
 
-TARGET_AVERAGE = Gauge(
-    "tradepulse_taxrefund_target_average_workdays",
-    "Average processing-time targets the alerts compare against (from the service's settings).",
-    ["scope"],
-)
+class RefundMetrics(Observer):
+    def __init__(self, settings: TaxrefundSettings, context: RefundContext) -> None:
+        TARGET_AVERAGE.labels(scope="categories_1_2").set(settings.target_avg_wd_categories_1_2)
+        TARGET_AVERAGE.labels(scope="overall").set(settings.target_avg_wd_overall)
+        self.context = context
+        self._warned: set[int] = set()
+
+    def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
+        assert isinstance(after, Refund)
+        for c in added:
+            if c.indicator != "taxrefund.processing_time":
+                continue
+            PROCESSING_WORKDAYS.labels(mgmt_category=after.group).observe(c.value)
+            if "flagged" in after.milestones:
+                within = "flagged"
+            elif (category := after.category) is not None and category in self.context.limits:
+                within = str(c.value <= self.context.limits[category]).lower()
+            else:
+                within = "unknown"
+            ISSUED.labels(mgmt_category=after.group, within_limit=within).inc()
+
+    def expired(self, kind: str, case: Any) -> None:
+        CASES_EXPIRED.labels(mgmt_category=case.group).inc()
+
+    def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
+        for category in CATEGORIES:
+            OPEN_REFUNDS.labels(mgmt_category=category).set(by_group.get(category, 0))
+
+    def housekeeping(self, kind: str, cases: Iterable[Any], newest_event_s: float) -> None:
+        """The backlog by age, and refunds waiting for a year of calendar data (logged once per year)."""
+        calendar = self.context.calendar
+        today = local_date(max(newest_event_s, 0.0))
+        ages: Tally[tuple[str, str]] = Tally()
+        waiting = 0
+        for r in cases:
+            gap = processing_workdays(r, calendar)
+            if isinstance(gap, CalendarUnknown):
+                waiting += 1
+                if gap.year not in self._warned:
+                    self._warned.add(gap.year)
+                    log.warning(
+                        "calendar unknown: refunds wait for the working days of %s",
+                        gap.year,
+                        extra={
+                            "year": gap.year,
+                            "fix": "set TRADEPULSE_WORKDAYS_FILE to a YAML with that year",
+                        },
+                    )
+            if r.open and "accepted" in r.milestones:
+                try:
+                    age = calendar.workdays_between(local_date(r.milestones["accepted"]), today)
+                except CalendarUnknown:
+                    continue
+                ages[(r.group, age_label(max(age, 0)))] += 1
+        for category in CATEGORIES:
+            for _, label in AGE_BUCKETS:
+                OPEN_AGE.labels(mgmt_category=category, age_workdays=label).set(ages[(category, label)])
+        CALENDAR_UNKNOWN.set(waiting)

@@ -1,5 +1,6 @@
 """Settings of the export refund service (``TRADEPULSE_TAXREFUND_`` prefix). The SLA table lives
-here, not in code: limits per management category and the average-time targets."""
+here, not in code: limits per management category and the average-time targets; and the engine's
+defaults for refunds, which take days to weeks and are flagged for months."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import EngineSettings
+from services.engine.domain import EngineSettings
 from services.taxrefund.lifecycle import DEFAULT_LIMITS_WD
 
 

@@ -12,8 +12,8 @@ import random
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from services.common.windows import SHANGHAI
-from services.common.workdays import CalendarUnknown, WorkdayCalendar
+from services.engine.windows import SHANGHAI
+from services.workdays import CalendarUnknown, WorkdayCalendar
 
 __all__ = ["lifecycle", "simulate"]
 

@@ -26,11 +26,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.common.codec import DecodeError, decode
-from services.common.kafka_admin import require_broker
+from services.contract.codec import DecodeError, decode
 from services.devstack.kafka import KafkaNode
 from services.devstack.probe import web_get
 from services.devstack.process import free_port
+from services.registry import DOMAINS
+from services.runtime.kafka_admin import require_broker
 from services.tools.bench_latency import latency_run
 from services.tools.bench_memory import bytes_per_open_order
 from services.tools.simulate import Record
@@ -86,9 +87,10 @@ async def _raw(bootstrap: str, topic: str, n: int, contract_topic: str = TOPIC) 
             for records in batches.values():
                 if not started:
                     started = time.perf_counter()
+                catalog = DOMAINS[contract_topic.split(".")[0]].catalog
                 for r in records:
                     with contextlib.suppress(DecodeError):
-                        decode(r.value, r.headers, topic=contract_topic)
+                        decode(r.value, r.headers, catalog=catalog)
                 seen += len(records)
         return n / (time.perf_counter() - started)
     finally:

@@ -14,9 +14,9 @@ from typing import Any
 
 import faust
 
-from services.common.batches import batches
-from services.common.settings import load_settings
-from services.common.worker import create_app, tune_gc
+from services.runtime.batches import batches
+from services.runtime.settings import load_settings
+from services.runtime.worker import create_app, tune_gc
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     mode = sys.argv[3] if len(sys.argv) > 3 else "iterate"
     contract_topic = sys.argv[4] if len(sys.argv) > 4 else "customs.events.v1"
     settings = load_settings()
-    app = create_app(settings, service="customs")
+    app = create_app(settings, service="bench", port=0)
     topic = app.topic(
         settings.topic(contract_topic),
         key_type=bytes,

@@ -27,7 +27,7 @@ def _probe_case(serial: int, base_s: float) -> list[Record]:
     event times inside one fixed hour, so each probe adds one to one indicator key's count."""
     from datetime import datetime
 
-    from services.common.windows import SHANGHAI
+    from services.engine.windows import SHANGHAI
     from services.tools.simulate import encode
 
     entry = PROBE_ENTRY.format(year=datetime.fromtimestamp(base_s, SHANGHAI).year, serial=serial)
@@ -62,7 +62,7 @@ def _probe_case(serial: int, base_s: float) -> list[Record]:
 def _iso(at_s: float) -> str:
     from datetime import datetime
 
-    from services.common.windows import SHANGHAI
+    from services.engine.windows import SHANGHAI
 
     return datetime.fromtimestamp(at_s, SHANGHAI).isoformat(timespec="milliseconds")
 
@@ -70,12 +70,12 @@ def _iso(at_s: float) -> str:
 async def _latency(bootstrap: str, prefix: str, rate: float, seconds: float, seed: int) -> list[float]:
     """Offer ``rate`` events/s of simulated traffic plus a probe case every 0.5 s; the latency of a
     probe is from sending its release to the first indicator record that counts it."""
-    from services.common.windows import indicator_key, window_start
+    from services.engine.windows import WindowKey, window_start
 
     hour = window_start(time.time() - 86400, 3600)  # inside the traffic's time range and retention
     base = hour + 600.0
     dims = (("customs_code", "9999"), ("ie_flag", "E"), ("transport_mode", "5"))
-    key = indicator_key("customs.release_time", "PT1H", hour, dims)
+    key = WindowKey("customs.release_time", "PT1H", hour, dims).text
     from services.tools.bench import _customs_records
 
     load = _customs_records(int(rate * seconds) + 1, seed)

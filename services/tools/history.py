@@ -1,7 +1,7 @@
-"""``tradepulse history``: indicator revisions and completed cases into PostgreSQL.
+"""``tradepulse history``: indicator revisions and cases into PostgreSQL.
 
-Reads every service's ``indicators.<service>.v1`` and ``tradepulse-<service>-completed`` topics
-with its own consumer group, upserts each batch in one transaction, and commits the offsets only
+Reads every service's ``indicators.<service>.v1`` and ``cases.<service>.v1`` topics with its own
+consumer group, upserts each batch in one transaction, and commits the offsets only
 after the transaction. When PostgreSQL is down it retries the same batch with back-off, so an
 outage delays history but loses nothing; redelivery is harmless (idempotent upserts).
 """
@@ -19,11 +19,11 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from services.common.db import migrate, redact_dsn, upsert_cases, upsert_indicators
-from services.common.events import DOMAINS
-from services.common.kafka_admin import StartupError, require_broker
-from services.common.settings import Settings
-from services.common.topics import indicator_topic
+from services.contract.topics import case_topic, indicator_topic
+from services.registry import DOMAINS
+from services.runtime.db import migrate, redact_dsn, upsert_cases, upsert_indicators
+from services.runtime.kafka_admin import StartupError, require_broker
+from services.runtime.settings import Settings
 
 __all__ = ["HistoryStore", "run_history"]
 
@@ -98,7 +98,7 @@ class HistoryStore(faust.Service):
 
 async def _run(settings: Settings, stop: asyncio.Event) -> None:
     topics = [settings.topic(indicator_topic(name)) for name in DOMAINS]
-    topics += [settings.topic(f"tradepulse-{name}-completed") for name in DOMAINS]
+    topics += [settings.topic(case_topic(name)) for name in DOMAINS]
     await require_broker(settings.bootstrap_list(), timeout_s=settings.startup_timeout_s)
     store = HistoryStore(settings.database_url.get_secret_value())
     await store.start()
@@ -120,6 +120,7 @@ async def _consume(settings: Settings, topics: list[str], store: HistoryStore, s
     )
     await consumer.start()
     consumer.subscribe(pattern="|".join(t.replace(".", r"\.") for t in topics))
+    case_topics = {settings.topic(case_topic(name)) for name in DOMAINS}
     try:
         log.info("history running", extra={"topics": topics})
         while not stop.is_set():
@@ -127,7 +128,7 @@ async def _consume(settings: Settings, topics: list[str], store: HistoryStore, s
             indicators: list[dict[str, Any]] = []
             cases: list[dict[str, Any]] = []
             for tp, records in batches.items():
-                target = cases if tp.topic.endswith("-completed") else indicators
+                target = cases if tp.topic in case_topics else indicators
                 target.extend(orjson.loads(r.value) for r in records if r.value)
             if not batches:
                 continue

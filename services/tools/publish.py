@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.common.kafka_admin import require_topic
-from services.common.settings import Settings
+from services.runtime.kafka_admin import require_topic
+from services.runtime.settings import Settings
 
 __all__ = ["existing_topic", "publish_file", "tail_topic"]
 

@@ -14,11 +14,11 @@ from types import FrameType
 
 import yaml
 
-from services.common.db import redact_dsn
-from services.common.settings import SERVICE_WEB_PORTS
 from services.devstack.probe import web_ready
 from services.devstack.process import port_open
 from services.devstack.stack import STACK_HOME, Stack
+from services.registry import DOMAINS
+from services.runtime.db import redact_dsn
 
 __all__ = ["run_main"]
 
@@ -80,7 +80,7 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
     for line in stack.up():  # what cannot start raises StackError: one line, exit 2 (cli.main)
         print("  " + line)
     env = {**os.environ, **stack.client_env()}
-    ports = {s: SERVICE_WEB_PORTS[s] for s in services}  # one port each, whatever TRADEPULSE_WEB_PORT says
+    ports = {s: DOMAINS[s].port for s in services}  # one port each, whatever TRADEPULSE_WEB_PORT says
     procs = {s: _spawn(s, env={**env, "TRADEPULSE_WEB_PORT": str(ports[s])}) for s in services}
     stopping = False
 

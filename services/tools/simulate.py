@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from services.common.settings import Settings
+from services.runtime.settings import Settings
 
 __all__ = ["Faults", "Record", "happened", "perturb", "run_simulation"]
 

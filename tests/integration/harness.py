@@ -20,9 +20,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common.kafka_admin import partition_count
 from services.devstack.probe import web_get
 from services.devstack.process import free_port, tail
+from services.runtime.kafka_admin import partition_count
 
 REPO = Path(__file__).resolve().parents[2]
 Headers = list[tuple[str, bytes]]

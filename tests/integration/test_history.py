@@ -81,13 +81,14 @@ async def test_history_survives_a_postgresql_outage(
         internal = [f"{prefix}tradepulse-customs-{n}" for n in ("links", "partials")]
         await caught_up(kafka_bootstrap, f"{prefix}tradepulse-customs", [prefix + TOPIC, *internal])
         want = await latest(kafka_bootstrap, prefix + "indicators.customs.v1")
-        sources = [prefix + "indicators.customs.v1", f"{prefix}tradepulse-customs-completed"]
+        sources = [prefix + "indicators.customs.v1", prefix + "cases.customs.v1"]
         await caught_up(kafka_bootstrap, f"{prefix}tradepulse-history", sources)
 
         conn = await asyncpg.connect(cluster.url)
         try:
             rows = await conn.fetch("SELECT key, revision, count, data FROM indicator_window")
             cases = await conn.fetchval("SELECT count(*) FROM completed_case WHERE service = 'customs'")
+            every = await conn.fetchval("SELECT count(*) FROM case_state WHERE service = 'customs'")
             migrations = await conn.fetchval("SELECT count(*) FROM schema_migrations")
         finally:
             await conn.close()
@@ -95,7 +96,8 @@ async def test_history_survives_a_postgresql_outage(
         assert got == {k: (d["revision"], d["count"]) for k, d in want.items()}
         assert all(orjson.loads(r["data"])["revision"] == r["revision"] for r in rows)
         assert cases == len(_finished(events))
-        assert migrations == 1
+        assert every == len({e["data"]["entry_id"] for e in events if "entry_id" in e["data"]})
+        assert migrations == 2
     finally:
         history.terminate()
         history.wait(timeout=30)

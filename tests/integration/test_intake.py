@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from services.common.codec import DlqReason
+from services.contract.codec import DlqReason
 from tests.factories import accepted_event, binary, lodged_event, structured
 from tests.integration.harness import Headers, StartWorker, eventually, produce, read_all
 

@@ -1,4 +1,4 @@
-"""Batches taken from an agent's channel queue (services/common/batches.py).
+"""Batches taken from an agent's channel queue (services/runtime/batches.py).
 
 The channel here is a stand-in with the two things :func:`batches` uses of a Faust channel
 iterator: ``queue`` and ``__anext__``; the real one is exercised by every integration test.
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from services.common import batches as batches_module
-from services.common.batches import batches
-from services.common.worker import tune_gc
+from services.runtime import batches as batches_module
+from services.runtime.batches import batches
+from services.runtime.worker import tune_gc
 
 
 class _Channel:

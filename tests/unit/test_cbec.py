@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import random
 from datetime import datetime
-from functools import partial
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.cbec.lifecycle import INDICATORS, Order, exception_of, match_result
+from services.cbec.domain import DOMAIN
+from services.cbec.lifecycle import Listing, Order, OrderDoc, exception_of, match_result
+from services.cbec.settings import CbecSettings
 from services.cbec.simulator import simulate
-from services.cbec.tracker import OrderTracker
+from services.engine.registers import EarliestWins, Milestones
 from tests.batch_cbec import batch
 from tests.batch_customs import compare
-from tests.pipeline_memory import run
+from tests.wiring import Wiring
 
 START = datetime.fromisoformat("2025-11-10T00:00:00+08:00").timestamp()
 
 
-def _order(ie: str = "I", **times: float) -> Order:
-    return Order("P:1", times=dict(times), ie_flag=ie, supervision_mode="1210", goods_value="299.00",
-                 payment_amount="299.00")  # fmt: skip
+def _order(ie: str = "I", paid: str = "299.00", **times: float) -> Order:
+    return Order("P:1", Milestones(times), EarliestWins(OrderDoc(ie, "299.00"), 0.0, "o"),
+                 EarliestWins(paid, 0.0, "p"), EarliestWins(Listing("1210", ie), 0.0, "l"))  # fmt: skip
 
 
 def test_import_needs_order_payment_and_waybill_before_the_decision() -> None:
@@ -35,9 +36,7 @@ def test_import_needs_order_payment_and_waybill_before_the_decision() -> None:
 
 def test_export_needs_no_payment_and_amounts_must_match_for_imports() -> None:
     assert match_result(_order("E", order=1, waybill=3, s120=10)) == "match"
-    differs = _order(order=1, payment=2, waybill=3, s120=10)
-    differs.payment_amount = "300.00"
-    assert match_result(differs) == "amount_differs"
+    assert match_result(_order(paid="300.00", order=1, payment=2, waybill=3, s120=10)) == "amount_differs"
 
 
 def test_the_first_decision_is_the_earlier_of_rejection_and_acceptance() -> None:
@@ -57,8 +56,7 @@ def test_pipeline_in_any_order_equals_the_batch_computation(seed: int, rnd: rand
     shuffled = events + [rnd.choice(events) for _ in range(3)]
     rnd.shuffle(shuffled)
     # shuffled over a month (returns come weeks later): keep every window for the comparison
-    tracker = partial(OrderTracker, window_retention_s=90 * 86400.0)
-    got = run(shuffled, service="cbec", tracker=tracker, indicators=INDICATORS)
+    got = Wiring(DOMAIN, settings=CbecSettings(window_retention_s=90 * 86400.0)).run(shuffled)
     assert compare(batch(events), got) == []
 
 

@@ -8,28 +8,32 @@ from datetime import datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.cips.lifecycle import INDICATORS, Payment, contributions
+from services.cips.domain import DOMAIN
+from services.cips.lifecycle import Initiation, Payment
 from services.cips.simulator import simulate
-from services.cips.tracker import PaymentTracker
+from services.engine.registers import EarliestWins, Milestones
 from tests.batch_cips import batch
 from tests.batch_customs import compare
-from tests.pipeline_memory import run
+from tests.wiring import Wiring
 
 START = datetime.fromisoformat("2025-03-03T00:00:00+08:00").timestamp()
 
 
+def _payment(
+    amount: str = "1.00", msg_type: str = "customer", purpose: str = "goods", **times: float
+) -> Payment:
+    return Payment("u", Milestones(times), EarliestWins(Initiation(msg_type, purpose, amount), 0.0, "i"))
+
+
 def test_exactly_one_hour_is_within_the_fsb_target() -> None:
-    p = Payment("u", times={"initiated": 0.0, "credited": 3600.0}, msg_type="customer", purpose="goods")
-    credit, within = contributions(p)
+    credit, within = _payment(initiated=1.0, credited=3601.0).measures()
     assert credit.value == 3600.0
     assert within.value == 1.0
-    p.times["credited"] = 3600.001
-    assert contributions(p)[1].value == 0.0
+    assert _payment(initiated=1.0, credited=3601.001).measures()[1].value == 0.0
 
 
 def test_settled_value_keeps_the_exact_decimal() -> None:
-    p = Payment("u", times={"settled": 10.0}, msg_type="fi", purpose="capital", amount="12345678901.23")
-    (settled,) = contributions(p)
+    (settled,) = _payment("12345678901.23", "fi", "capital", settled=10.0).measures()
     assert settled.amount == "12345678901.23"
 
 
@@ -39,7 +43,7 @@ def test_pipeline_in_any_order_equals_the_batch_computation(seed: int, rnd: rand
     events = simulate(cases=25, seed=seed, start_s=START, span_s=86400)
     shuffled = events + [rnd.choice(events) for _ in range(3)]
     rnd.shuffle(shuffled)
-    got = run(shuffled, service="cips", tracker=PaymentTracker, indicators=INDICATORS)
+    got = Wiring(DOMAIN).run(shuffled)
     assert compare(batch(events), got) == []
 
 

@@ -7,15 +7,15 @@ from typing import Any
 import orjson
 import pytest
 
-from services.common.codec import DecodeError, DlqReason, decode
-from services.common.events import Envelope
-from services.common.events.customs import DeclarationAccepted, DeclarationLodged
+from services.contract.codec import DecodeError, DlqReason, decode
+from services.contract.envelope import Envelope
+from services.customs.events import CATALOG, DeclarationAccepted, DeclarationLodged
 from tests.factories import TOPIC, accepted_event, binary, lodged_event, structured
 from tests.sdk_events import VARIANTS, sdk_record
 
 
 def _decode(headers: list[tuple[str, bytes]], value: bytes | None) -> Any:
-    return decode(value, headers, topic=TOPIC)
+    return decode(value, headers, catalog=CATALOG)
 
 
 def _reject(headers: list[tuple[str, bytes]], value: bytes | None) -> DecodeError:
@@ -164,7 +164,7 @@ def test_subject_must_name_the_entity_in_data() -> None:
 def test_record_over_the_size_limit_is_refused_before_parsing() -> None:
     headers, value = structured(accepted_event(data={"entry_id": "5", "pad": "x" * 2000}))
     with pytest.raises(DecodeError) as info:
-        decode(value, headers, topic=TOPIC, max_bytes=1024)
+        decode(value, headers, catalog=CATALOG, max_bytes=1024)
     assert info.value.reason is DlqReason.INVALID_ENVELOPE
     assert "over the limit of 1024 bytes" in info.value.detail
 
@@ -186,21 +186,21 @@ def test_unknown_data_fields_are_ignored_for_forward_compatibility() -> None:
 
 
 def test_envelope_round_trips_through_binary_encoding() -> None:
-    from services.common.codec import encode_binary, encode_structured
+    from services.contract.codec import encode_binary, encode_structured
 
     event = accepted_event()
     env = Envelope.model_validate({k: v for k, v in event.items() if k != "data"})
     data = DeclarationAccepted.model_validate(event["data"])
     b_headers, b_value = encode_binary(env, data)
     s_headers, s_value = encode_structured(env, data)
-    assert decode(b_value, b_headers, topic=TOPIC) == decode(s_value, s_headers, topic=TOPIC)
+    assert decode(b_value, b_headers, catalog=CATALOG) == decode(s_value, s_headers, catalog=CATALOG)
 
 
 @pytest.mark.parametrize("variant", [name for name, *_ in VARIANTS])
 def test_records_written_by_the_cloudevents_sdk_decode_to_the_same_event(variant: str) -> None:
     event = lodged_event()
     key, value, headers = sdk_record(event, variant)
-    got = decode(value, headers, topic=TOPIC)
+    got = decode(value, headers, catalog=CATALOG)
     ours = _decode(*structured(event))
     core = ("specversion", "id", "source", "type", "time", "subject", "data")
     assert [getattr(got, a) for a in core] == [getattr(ours, a) for a in core]
@@ -210,7 +210,7 @@ def test_records_written_by_the_cloudevents_sdk_decode_to_the_same_event(variant
 def test_sdk_structured_record_keeps_its_content_type_as_datacontenttype() -> None:
     _, value, headers = sdk_record(accepted_event(), "http structured datacontenttype")
     assert ("content-type", b"application/json") in headers  # not application/cloudevents+json
-    assert decode(value, headers, topic=TOPIC).datacontenttype == "application/json"
+    assert decode(value, headers, catalog=CATALOG).datacontenttype == "application/json"
 
 
 def test_null_optional_attributes_count_as_absent() -> None:

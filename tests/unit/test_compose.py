@@ -8,8 +8,8 @@ from typing import Any
 import yaml
 
 from services.cli import long_running_commands
-from services.common.events import DOMAINS
-from services.common.settings import SERVICE_WEB_PORTS, Settings
+from services.registry import DOMAINS
+from services.runtime.settings import Settings
 from tests.unit.test_readme import _env_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def test_services_run_their_own_worker_on_their_own_port() -> None:
         svc = SERVICES[name]
         assert svc["command"] == ["worker", name]
         port = int(svc["environment"]["TRADEPULSE_WEB_PORT"])
-        assert port == SERVICE_WEB_PORTS[name]
+        assert port == DOMAINS[name].port
         assert f"{port}:{port}" in svc["ports"]
 
 

@@ -10,10 +10,13 @@ import jsonschema
 import pytest
 import yaml
 
-from services.common import schemas_export
-from services.common.codec import decode, encode_binary, encode_structured
-from services.common.events import CATALOG, DOMAINS, Envelope, IndicatorEvent, IndicatorWindow
-from services.common.topics import INDICATOR_TOPICS, dlq_topic
+from services.contract import schemas as schemas_export
+from services.contract.codec import decode, encode_binary, encode_structured
+from services.contract.envelope import Envelope
+from services.contract.records import CaseEvent, IndicatorEvent, IndicatorWindow
+from services.contract.topics import case_topic, dlq_topic, indicator_topic
+from services.registry import DOMAINS, catalogs
+from services.registry import EVENT_TYPES as CATALOG
 
 CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "contract.md"
 
@@ -59,7 +62,7 @@ EXPECTED_TYPES = {
 
 
 def test_catalog_has_exactly_the_event_types_of_the_contract() -> None:
-    assert {d.topic: set(d.events) for d in DOMAINS.values()} == EXPECTED_TYPES
+    assert {d.topic: set(d.catalog.events) for d in DOMAINS.values()} == EXPECTED_TYPES
 
 
 def test_every_event_type_named_in_contract_md_is_in_the_catalog() -> None:
@@ -73,15 +76,16 @@ def test_every_event_type_named_in_contract_md_is_in_the_catalog() -> None:
 
 @pytest.mark.parametrize("type_name", sorted(CATALOG))
 def test_every_example_validates_and_decodes_in_both_modes(type_name: str) -> None:
-    examples = schemas_export.event_examples(type_name)
-    assert examples, f"{type_name} has no example"
     spec = CATALOG[type_name]
+    examples = schemas_export.event_examples(spec)
+    assert examples, f"{type_name} has no example"
+    catalog = DOMAINS[type_name.split(".")[0]].catalog
     for example in examples:
         spec.model.model_validate(example, strict=False)
         env = Envelope.model_validate({k: v for k, v in example.items() if k != "data"}, strict=False)
         s_headers, s_value = encode_structured(env, example["data"])
         b_headers, b_value = encode_binary(env, example["data"])
-        assert decode(s_value, s_headers, topic=spec.topic) == decode(b_value, b_headers, topic=spec.topic)
+        assert decode(s_value, s_headers, catalog=catalog) == decode(b_value, b_headers, catalog=catalog)
 
 
 @pytest.mark.parametrize("type_name", sorted(CATALOG))
@@ -108,17 +112,17 @@ def test_indicator_key_sorts_dimensions() -> None:
 
 
 def test_committed_schemas_equal_what_the_models_generate() -> None:
-    drift = schemas_export.check()
+    drift = schemas_export.check(catalogs())
     assert drift == [], f"run `tradepulse schemas export`; stale: {drift}"
 
 
 def test_drift_check_notices_a_changed_file(tmp_path: Path) -> None:
-    schemas_export.write(tmp_path)
-    assert schemas_export.check(tmp_path) == []
+    schemas_export.write(catalogs(), tmp_path)
+    assert schemas_export.check(catalogs(), tmp_path) == []
     victim = tmp_path / "customs.declaration.lodged.json"
     victim.write_text(victim.read_text().replace("entry_id", "entry_no"))
     (tmp_path / "obsolete.json").write_text("{}")
-    assert schemas_export.check(tmp_path) == ["customs.declaration.lodged.json", "obsolete.json"]
+    assert schemas_export.check(catalogs(), tmp_path) == ["customs.declaration.lodged.json", "obsolete.json"]
 
 
 def test_asyncapi_names_every_topic_with_its_senders_and_receivers() -> None:
@@ -126,11 +130,26 @@ def test_asyncapi_names_every_topic_with_its_senders_and_receivers() -> None:
     assert doc["asyncapi"].startswith("3.")
     addresses = {c["address"] for c in doc["channels"].values()}
     inputs = set(EXPECTED_TYPES)
-    assert addresses == inputs | {dlq_topic(t) for t in inputs} | set(INDICATOR_TOPICS.values())
+    assert addresses == (
+        inputs
+        | {dlq_topic(t) for t in inputs}
+        | {indicator_topic(n) for n in DOMAINS}
+        | {case_topic(n) for n in DOMAINS}
+    )
     refs = {op["channel"]["$ref"].split("/")[-1]: op["action"] for op in doc["operations"].values()}
     for name in DOMAINS:
         assert refs[name] == "receive"
         assert refs[f"{name}_dlq"] == "send"
         assert refs[f"{name}_indicators"] == "send"
+        assert refs[f"{name}_cases"] == "send"
     messages = {m["name"] for m in doc["components"]["messages"].values()}
     assert set(CATALOG) <= messages
+
+
+def test_case_examples_validate() -> None:
+    schema = json.loads((schemas_export.SCHEMA_DIR / "case.updated.json").read_text())
+    assert schema["examples"]
+    for example in schema["examples"]:
+        jsonschema.validate(example, schema)
+        event = CaseEvent.model_validate(example, strict=False)
+        assert event.subject == event.data.case_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.common.dedup import Chunk, DedupIndex, digest
+from services.runtime.dedup import Chunk, DedupIndex, digest
 
 DAY = 86_400.0
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from services.common.events import CATALOG, DOMAINS
-from services.common.topics import INDICATOR_TOPICS, dlq_topic
+from services.contract.topics import dlq_topic, indicator_topic
+from services.engine.metrics import gauge_name
+from services.registry import DOMAINS, EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = (ROOT / "docs" / "contract.md").read_text()
@@ -20,10 +21,11 @@ SHARED = ROOT.parent / "shared" / "docs" / "contract.md"
 
 
 def _metric_names() -> set[str]:
-    """Every metric the services register (their metrics modules imported), by exposed name."""
+    """Every metric the services register (their metrics modules imported), by exposed name, and the
+    gauges that mirror their indicators."""
     for name in DOMAINS:
         importlib.import_module(f"services.{name}.metrics")
-    names = set()
+    names = {gauge_name(spec) for d in DOMAINS.values() for spec in d.indicators}
     for family in REGISTRY.collect():
         if family.name.startswith("tradepulse_"):
             names.add(family.name + ("_total" if family.type == "counter" else ""))
@@ -31,19 +33,16 @@ def _metric_names() -> set[str]:
 
 
 def _indicators() -> set[str]:
-    names = set()
-    for name in DOMAINS:
-        names.update(importlib.import_module(f"services.{name}.lifecycle").INDICATORS)
-    return names
+    return {spec.name for d in DOMAINS.values() for spec in d.indicators}
 
 
 @pytest.mark.parametrize(
     ("what", "names"),
     [
-        ("event type", set(CATALOG)),
+        ("event type", set(EVENT_TYPES)),
         ("input topic", {d.topic for d in DOMAINS.values()}),
         ("dead-letter topic pattern", {dlq_topic("<input topic>")}),
-        ("indicator topic", set(INDICATOR_TOPICS.values())),
+        ("indicator topic", {indicator_topic(n) for n in DOMAINS}),
         ("indicator", _indicators()),
         ("metric", _metric_names()),
     ],

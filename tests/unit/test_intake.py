@@ -7,23 +7,38 @@ from datetime import datetime
 import orjson
 import pytest
 
-from services.common.codec import DlqReason
-from services.common.intake import Intake, Rejected, dlq_headers
+from services.contract.codec import DlqReason
+from services.contract.envelope import Event
+from services.customs.events import CATALOG
+from services.engine.records import Origin, RawRecord, dead_letter
+from services.engine.state import MemoryStore
+from services.runtime.intake import Intake, Rejected
 from tests.factories import TOPIC, accepted_event, binary, record, structured
-from tests.memory_store import MemoryStore
 
 NOW = datetime.fromisoformat("2026-11-28T12:00:00+08:00").timestamp()
 
 
-def _intake(store: MemoryStore, sent: list[Rejected], *, now: list[float] | None = None) -> Intake:
-    clock = now or [NOW]
+class _Intake:
+    """The intake, collecting what it rejects (the commit path dead-letters it)."""
 
-    async def send(rejected: Rejected) -> None:
-        sent.append(rejected)
+    def __init__(self, store: MemoryStore, sent: list[Rejected], now: list[float]) -> None:
+        self.intake = Intake(
+            catalog=CATALOG, store=store, horizon_s=3600, max_bytes=4096, clock=lambda: now[0]
+        )
+        self.sent = sent
 
-    return Intake(
-        topic=TOPIC, store=store, send_dlq=send, horizon_s=3600, max_bytes=4096, clock=lambda: clock[0]
-    )
+    async def take(self, records: list[RawRecord]) -> list[tuple[RawRecord, Event]]:
+        result = self.intake.take(records)
+        self.sent.extend(result.rejected)
+        self.intake.checkpoint({r.partition for r in records})
+        return result.accepted
+
+    def checkpoint(self, partitions: list[int]) -> None:
+        self.intake.checkpoint(partitions)
+
+
+def _intake(store: MemoryStore, sent: list[Rejected], *, now: list[float] | None = None) -> _Intake:
+    return _Intake(store, sent, now or [NOW])
 
 
 async def test_batch_splits_into_accepted_rejected_and_duplicates() -> None:
@@ -46,6 +61,18 @@ async def test_state_is_written_once_per_partition_per_batch_not_per_event() -> 
     records = [record(structured(accepted_event())[1], partition=i % 2, offset=i) for i in range(100)]
     await intake.take(records)
     assert store.writes == 2
+
+
+def test_a_refused_record_is_refused_once_also_after_a_restart_from_the_store() -> None:
+    store = MemoryStore()
+    origin = Origin(TOPIC, 0, 7)
+    first = Intake(catalog=CATALOG, store=store, horizon_s=3600, max_bytes=4096, clock=lambda: NOW)
+    assert first.first_refusal(0, origin)
+    assert not first.first_refusal(0, origin)
+    first.checkpoint([0])
+    again = Intake(catalog=CATALOG, store=store, horizon_s=3600, max_bytes=4096, clock=lambda: NOW)
+    assert not again.first_refusal(0, origin)
+    assert again.first_refusal(0, Origin(TOPIC, 0, 8))
 
 
 async def test_duplicates_are_recognised_after_a_restart_from_the_store() -> None:
@@ -72,9 +99,13 @@ async def test_keys_expire_after_the_horizon_and_their_chunks_are_deleted() -> N
     assert len(await intake.take([record(structured(event)[1], offset=1)])) == 1
 
 
-def test_dlq_headers_keep_the_original_and_add_the_contract_headers() -> None:
+def test_a_dead_letter_keeps_the_original_and_adds_the_contract_headers() -> None:
     rec = record(b"x", [("content-type", b"application/json")], partition=3, offset=42)
-    headers = dict(dlq_headers(Rejected(rec, DlqReason.INVALID_DATA, "data.entry_id: Field required")))
+    letter = dead_letter(
+        TOPIC + ".dlq", rec, DlqReason.INVALID_DATA, "data.entry_id: Field required", source=3
+    )
+    assert (letter.topic, letter.key, letter.value) == (TOPIC + ".dlq", rec.key, b"x")
+    headers = dict(letter.headers)
     assert headers == {
         "content-type": b"application/json",
         "dlq_reason": b"invalid_data",

@@ -6,7 +6,7 @@ import logging
 
 import orjson
 
-from services.common.logs import JsonFormatter, RepeatFilter
+from services.runtime.logs import JsonFormatter, RepeatFilter
 
 
 def _record(msg: str, at: float, name: str = "aiokafka") -> logging.LogRecord:

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 import services.cips.metrics
-import services.common.metrics
 import services.customs.metrics
+import services.runtime.metrics
 import services.taxrefund.metrics  # noqa: F401  (registers the metrics)
 
 PROM = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"

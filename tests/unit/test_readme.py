@@ -7,24 +7,17 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
-from services.cbec.settings import CbecSettings
-from services.cips.settings import CipsSettings
-from services.common.settings import EngineSettings, Settings
-from services.customs.settings import CustomsSettings
 from services.devstack.stack import STACK_ENV
-from services.taxrefund.settings import TaxrefundSettings
+from services.engine.domain import EngineSettings
+from services.registry import DOMAINS
+from services.runtime.settings import Settings
+from services.workdays import WorkdaySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
-SETTINGS: list[type[BaseSettings]] = [
-    Settings,
-    CustomsSettings,
-    TaxrefundSettings,
-    CipsSettings,
-    CbecSettings,
-]
+SETTINGS: list[type[BaseSettings]] = [Settings, WorkdaySettings, *(d.settings for d in DOMAINS.values())]
 
 
 def _env_names() -> set[str]:

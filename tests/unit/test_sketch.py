@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.common.sketch import RELATIVE_ACCURACY, Sketch
+from services.engine.sketch import RELATIVE_ACCURACY, Sketch
 
 values = st.lists(st.floats(min_value=0.001, max_value=3e7, allow_nan=False), min_size=1, max_size=300)
 QS = (0.0, 0.5, 0.9, 0.95, 0.99, 1.0)

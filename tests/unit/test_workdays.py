@@ -10,7 +10,7 @@ from pathlib import Path
 import holidays
 import pytest
 
-from services.common.workdays import CalendarUnknown, WorkdayCalendar
+from services.workdays import CalendarUnknown, WorkdayCalendar
 
 CAL = WorkdayCalendar()
 

@@ -1,0 +1,168 @@
+"""Records TradePulse publishes: indicator windows on ``indicators.<service>.v1`` (docs/contract.md
+section 4) and cases on ``cases.<service>.v1`` (section 7)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import ConfigDict, Field, model_validator
+
+from services.contract.envelope import Envelope
+from services.contract.fields import ContractModel, NonEmptyStr, Rfc3339
+
+__all__ = [
+    "CASE_TYPE",
+    "INDICATOR_TYPE",
+    "CaseEvent",
+    "CaseRecord",
+    "CaseStatus",
+    "IndicatorEvent",
+    "IndicatorWindow",
+]
+
+INDICATOR_TYPE = "tradepulse.indicator.window"
+
+Unit = Literal["seconds", "working_days", "ratio", "cny", "count"]
+WindowSize = Literal["PT1H", "P1D"]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class IndicatorWindow(ContractModel):
+    """One revision of one indicator over one tumbling window and one dimension set.
+
+    A newer ``revision`` for the same key replaces the previous one; the latest revisions always
+    equal a batch computation over every event received so far.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        strict=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "indicator": "customs.release_time",
+                    "window": "PT1H",
+                    "window_start": "2025-03-01T08:00:00+08:00",
+                    "window_end": "2025-03-01T09:00:00+08:00",
+                    "dimensions": {"customs_code": "5165", "ie_flag": "I", "transport_mode": "2"},
+                    "unit": "seconds",
+                    "count": 42,
+                    "mean": 5321.5,
+                    "min": 60.0,
+                    "max": 86000.0,
+                    "p50": 3600.0,
+                    "p90": 20000.0,
+                    "p95": 40000.0,
+                    "p99": 80000.0,
+                    "revision": 3,
+                    "final": False,
+                    "late_events": 0,
+                },
+                {
+                    "indicator": "customs.inspection_rate",
+                    "window": "P1D",
+                    "window_start": "2025-03-01T00:00:00+08:00",
+                    "window_end": "2025-03-02T00:00:00+08:00",
+                    "dimensions": {},
+                    "unit": "ratio",
+                    "count": 200,
+                    "numerator": 6,
+                    "denominator": 200,
+                    "value": 0.03,
+                    "revision": 1,
+                    "final": True,
+                    "late_events": 0,
+                },
+            ]
+        },
+    )
+
+    indicator: NonEmptyStr
+    window: WindowSize
+    window_start: Rfc3339
+    window_end: Rfc3339
+    dimensions: dict[str, str]
+    unit: Unit
+    count: Annotated[int, Field(ge=0)]
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    numerator: NonNegative | None = None
+    denominator: NonNegative | None = None
+    value: float | None = None
+    sum: Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$")] | None = None
+    revision: Annotated[int, Field(ge=1)]
+    final: bool
+    late_events: Annotated[int, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _window_ordered(self) -> Self:
+        if self.window_end <= self.window_start:
+            msg = "window_end must be after window_start"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def key(self) -> str:
+        """The record key and CloudEvent subject: ``<indicator>|<window>|<start>|<k=v,...>``."""
+        dims = ",".join(f"{k}={self.dimensions[k]}" for k in sorted(self.dimensions))
+        return f"{self.indicator}|{self.window}|{self.window_start.isoformat()}|{dims}"
+
+
+class IndicatorEvent(Envelope):
+    """An output record: a structured-mode CloudEvent carrying one indicator window revision."""
+
+    type: Literal["tradepulse.indicator.window"] = INDICATOR_TYPE  # type: ignore[assignment]
+    data: IndicatorWindow
+
+
+CASE_TYPE = "tradepulse.case.updated"
+CaseStatus = Literal["open", "completed", "expired"]
+
+
+class CaseRecord(ContractModel):
+    """The current state of one case (docs/contract.md section 7), published when it changes."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        strict=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "service": "customs",
+                    "case_id": "514120250000012345",
+                    "status": "completed",
+                    "milestones": {
+                        "lodged": "2025-03-01T08:30:00.000+08:00",
+                        "accepted": "2025-03-01T08:31:00.000+08:00",
+                        "released": "2025-03-01T08:45:00.000+08:00",
+                        "exited": "2025-03-02T10:00:00.000+08:00",
+                    },
+                    "measures": {"customs.release_time|customs_code=5141,ie_flag=E,transport_mode=5": 900.0},
+                    "attributes": {"ie_flag": "E", "customs_code": "5141", "transport_mode": "5"},
+                    "revision": 4,
+                }
+            ]
+        },
+    )
+
+    service: NonEmptyStr
+    case_id: NonEmptyStr
+    status: CaseStatus
+    milestones: dict[str, Rfc3339]
+    measures: dict[str, float | str]
+    attributes: dict[str, Any]
+    revision: Annotated[int, Field(ge=1)]
+
+
+class CaseEvent(Envelope):
+    """An output record: a structured-mode CloudEvent carrying one case's current state."""
+
+    type: Literal["tradepulse.case.updated"] = CASE_TYPE  # type: ignore[assignment]
+    data: CaseRecord

@@ -1,0 +1,266 @@
+"""Generate ``schemas/``: one JSON Schema per event type, one for the indicator record, and the
+AsyncAPI 3 document of every topic. The committed files must equal what this generates.
+
+The services to document are passed in (the registry's); nothing here lists them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from services.contract.catalog import Catalog, EventSpec
+from services.contract.records import (
+    CASE_TYPE,
+    INDICATOR_TYPE,
+    CaseEvent,
+    CaseRecord,
+    IndicatorEvent,
+    IndicatorWindow,
+)
+from services.contract.topics import case_topic, dlq_topic, indicator_topic
+
+__all__ = ["SCHEMA_DIR", "Services", "check", "event_examples", "generate", "model_examples", "write"]
+
+Services = Mapping[str, Sequence[Catalog]]
+"""Service name -> the catalogs of the topics it consumes."""
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+BASE_ID = "https://tradepulse.example/schemas/"
+
+
+def model_examples(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The ``examples`` a model declares in its config."""
+    extra = model.model_config.get("json_schema_extra")
+    found = extra.get("examples") if isinstance(extra, dict) else None
+    return [dict(e) for e in found if isinstance(e, dict)] if isinstance(found, list) else []
+
+
+def _schema(model: Any, name: str, examples: list[dict[str, Any]]) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{BASE_ID}{name}.json",
+        **model.model_json_schema(mode="validation"),
+    }
+    schema["examples"] = examples
+    return schema
+
+
+def event_examples(spec: EventSpec) -> list[dict[str, Any]]:
+    """Whole CloudEvents built from the data model's examples; the drift test validates them."""
+    type_name = spec.name
+    datas = model_examples(spec.data_model)
+    out = []
+    for i, data in enumerate(datas):
+        subject = spec.data_model.model_validate(data).subject
+        out.append(
+            {
+                "specversion": "1.0",
+                "id": f"{type_name}-example-{i + 1}",
+                "source": f"/{spec.topic.split('.')[0]}/example",
+                "type": type_name,
+                "time": "2025-03-01T08:30:00+08:00",
+                "subject": subject,
+                "data": data,
+            }
+        )
+    return out
+
+
+def indicator_examples() -> list[dict[str, Any]]:
+    out = []
+    for data in model_examples(IndicatorWindow):
+        window = IndicatorWindow.model_validate(data, strict=False)
+        out.append(
+            {
+                "specversion": "1.0",
+                "id": f"{window.key}|r{window.revision}",
+                "source": "/tradepulse/customs",
+                "type": INDICATOR_TYPE,
+                "time": "2025-03-01T09:00:05+08:00",
+                "subject": window.key,
+                "data": data,
+            }
+        )
+    return out
+
+
+def case_examples() -> list[dict[str, Any]]:
+    out = []
+    for data in model_examples(CaseRecord):
+        record = CaseRecord.model_validate(data, strict=False)
+        out.append(
+            {
+                "specversion": "1.0",
+                "id": f"{record.case_id}|r{record.revision}",
+                "source": f"/tradepulse/{record.service}",
+                "type": CASE_TYPE,
+                "time": max(data["milestones"].values()),
+                "subject": record.case_id,
+                "datacontenttype": "application/json",
+                "data": data,
+            }
+        )
+    return out
+
+
+def _asyncapi(services: Services) -> dict[str, Any]:
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for name, catalogs in services.items():
+        (domain,) = catalogs  # one input topic per service so far
+        refs = {}
+        for type_name in domain.events:
+            mid = type_name.replace(".", "_")
+            messages[mid] = {
+                "name": type_name,
+                "title": type_name,
+                "contentType": "application/cloudevents+json",
+                "summary": f"CloudEvent {type_name}; binary mode (ce_* headers) is accepted too.",
+                "payload": {"$ref": f"./{type_name}.json"},
+            }
+            refs[mid] = {"$ref": f"#/components/messages/{mid}"}
+        channels[name] = {
+            "address": domain.topic,
+            "description": f"Input events of the {name} domain (subject: the case id).",
+            "messages": refs,
+        }
+        channels[f"{name}_dlq"] = {
+            "address": dlq_topic(domain.topic),
+            "description": (
+                "Records of the input topic that could not be taken, unchanged, with headers "
+                "dlq_reason, dlq_detail, dlq_topic, dlq_partition, dlq_offset."
+            ),
+            "messages": {"deadLetter": {"$ref": "#/components/messages/deadLetter"}},
+        }
+        channels[f"{name}_indicators"] = {
+            "address": indicator_topic(name),
+            "description": "Log-compacted indicator window revisions; key = CloudEvent subject.",
+            "messages": {"indicatorWindow": {"$ref": "#/components/messages/indicatorWindow"}},
+        }
+        channels[f"{name}_cases"] = {
+            "address": case_topic(name),
+            "description": "Log-compacted current state of every case; key = case id = CloudEvent subject.",
+            "messages": {"caseUpdated": {"$ref": "#/components/messages/caseUpdated"}},
+        }
+        service = f"tradepulse worker {name}"
+        operations[f"{name}_receiveEvents"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{name}"},
+            "summary": f"{service} consumes every event type of {domain.topic}.",
+        }
+        operations[f"{name}_sendDeadLetters"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{name}_dlq"},
+            "summary": f"{service} dead-letters records it cannot take.",
+        }
+        operations[f"{name}_sendIndicators"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{name}_indicators"},
+            "summary": f"{service} publishes indicator revisions.",
+        }
+        operations[f"{name}_sendCases"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{name}_cases"},
+            "summary": f"{service} publishes the state of every case it changed, once per batch.",
+        }
+    messages["deadLetter"] = {
+        "name": "deadLetter",
+        "contentType": "application/octet-stream",
+        "summary": "The original record value and headers, plus the dead-letter headers.",
+        "headers": {
+            "type": "object",
+            "required": ["dlq_reason", "dlq_detail", "dlq_topic", "dlq_partition", "dlq_offset"],
+            "properties": {
+                "dlq_reason": {
+                    "type": "string",
+                    "enum": [
+                        "invalid_json",
+                        "invalid_envelope",
+                        "unknown_type",
+                        "invalid_data",
+                        "processing_error",
+                    ],
+                },
+                "dlq_detail": {"type": "string"},
+                "dlq_topic": {"type": "string"},
+                "dlq_partition": {"type": "string"},
+                "dlq_offset": {"type": "string"},
+            },
+        },
+    }
+    messages["indicatorWindow"] = {
+        "name": INDICATOR_TYPE,
+        "contentType": "application/cloudevents+json",
+        "payload": {"$ref": "./indicator.window.json"},
+    }
+    messages["caseUpdated"] = {
+        "name": CASE_TYPE,
+        "contentType": "application/cloudevents+json",
+        "payload": {"$ref": "./case.updated.json"},
+    }
+    return {
+        "asyncapi": "3.0.0",
+        "id": "urn:tradepulse",
+        "info": {
+            "title": "TradePulse",
+            "version": "1.0.0",
+            "description": (
+                "Live trade-facilitation indicators from customs, export refund, CIPS and CBEC "
+                "events. Generated from the pydantic models by `tradepulse schemas export`."
+            ),
+        },
+        "defaultContentType": "application/cloudevents+json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
+def generate(services: Services) -> dict[str, str]:
+    """File name -> text of every file in ``schemas/``."""
+    files: dict[str, str] = {}
+    for catalogs in services.values():
+        for catalog in catalogs:
+            for type_name, spec in catalog.events.items():
+                schema = _schema(spec.model, type_name, event_examples(spec))
+                files[f"{type_name}.json"] = json.dumps(schema, indent=2, sort_keys=False) + "\n"
+    files["indicator.window.json"] = (
+        json.dumps(_schema(IndicatorEvent, "indicator.window", indicator_examples()), indent=2) + "\n"
+    )
+    files["case.updated.json"] = (
+        json.dumps(_schema(CaseEvent, "case.updated", case_examples()), indent=2) + "\n"
+    )
+    files["asyncapi.yaml"] = yaml.safe_dump(
+        _asyncapi(services), sort_keys=False, allow_unicode=True, width=100
+    )
+    return files
+
+
+def write(services: Services, directory: Path = SCHEMA_DIR) -> list[str]:
+    """Write every generated file and remove stale ones; returns the names written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = generate(services)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    for stale in {p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}} - set(files):
+        (directory / stale).unlink()
+    return sorted(files)
+
+
+def check(services: Services, directory: Path = SCHEMA_DIR) -> list[str]:
+    """Names of files that are missing, stale or differ from what the models generate."""
+    files = generate(services)
+    present = (
+        {p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}}
+        if directory.exists()
+        else set()
+    )
+    drift = [n for n, t in files.items() if not (directory / n).exists() or (directory / n).read_text() != t]
+    drift += sorted(present - set(files))
+    return sorted(drift)

@@ -1,0 +1,186 @@
+"""What a domain gives the engine: one :class:`Domain` value.
+
+A domain is its input topic's event catalog, its case types (pure folds, :class:`Case`), how an
+event finds its case (``route``), its indicators, its settings and an observer for its metrics.
+The engine does the rest: partitions, lateness, windows, state, corrections, outputs and commit
+order (docs/design.md). A case type may receive *messages* from other cases; that is how a join
+works (customs: an arrival, keyed by bill of lading, reaches the declarations that name the bill).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Literal, NamedTuple, Self, cast
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.contract.catalog import Catalog
+from services.contract.envelope import Event
+from services.engine.windows import Contribution, IndicatorSpec
+
+__all__ = ["NO_MESSAGES", "Case", "Domain", "EngineSettings", "Message", "Observer", "Status", "by_subject"]
+
+Status = Literal["open", "completed"]
+
+
+class Message(NamedTuple):
+    """A change one case sends another: delivered (through the internal ``links`` topic) to the
+    case ``key`` of kind ``kind``, which folds ``body`` (a frozen dataclass of the domain's
+    ``messages``) with :meth:`Case.receive`."""
+
+    kind: str
+    key: str
+    body: Any
+
+
+NO_MESSAGES: tuple[Message, ...] = ()
+
+
+class Case:
+    """Base of case types: frozen dataclasses built from registers (services.engine.registers),
+    whose first field is the case's key, so that ``CaseType(key)`` is a case of which nothing is
+    known yet.
+
+    Every method is pure. :meth:`apply` and :meth:`receive` return the case itself when nothing
+    changed; the engine then does nothing more. The defaults suit a case without measures, links
+    or backlog.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def empty(cls, key: str) -> Self:
+        """The case of which nothing is known yet."""
+        case: Self = cast(Any, cls)(key)
+        return case
+
+    def apply(self, event: Event) -> Self:
+        """The case after one of its events."""
+        raise NotImplementedError
+
+    def receive(self, message: Any) -> Self:
+        """The case after a message from another case."""
+        msg = f"{type(self).__name__} takes no message {type(message).__name__}"
+        raise TypeError(msg)
+
+    def measures(self, context: Any) -> Sequence[Contribution]:
+        """Every measure the case has completed, from its state alone (``context``: the domain's
+        configuration, e.g. the working-day calendar)."""
+        return ()
+
+    def messages(self, before: Self) -> Sequence[Message]:
+        """What the change from ``before`` to this case tells other cases."""
+        return NO_MESSAGES
+
+    @property
+    def milestones(self) -> Mapping[str, float]:
+        """Milestone name to the earliest event time of it (the case record's milestones)."""
+        return {}
+
+    @property
+    def group(self) -> str:
+        """The label of the open-cases gauge (``ie_flag``, ``mgmt_category``, ...)."""
+        return "all"
+
+    @property
+    def open(self) -> bool:
+        """Part of the backlog the open-cases gauge counts."""
+        return False
+
+    @property
+    def completed(self) -> bool:
+        """Every measure is known: nothing later can change it but a correction. Completed cases are
+        dropped once their windows leave the retention; others after the case expiry."""
+        return False
+
+    @property
+    def status(self) -> Status:
+        return "completed" if self.completed else "open"
+
+    def attributes(self) -> Mapping[str, Any]:
+        """Dimensions and links for the case record (docs/contract.md section 7); never personal data."""
+        return {}
+
+
+class Observer:
+    """Domain metrics, as an observer of changes the engine made (the defaults observe nothing).
+
+    ``kind`` is the case kind's name; ``added`` the contributions a change gave the case that it
+    did not have before (histograms observe each measure once)."""
+
+    def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
+        """A case changed (``before`` is a new, empty case when it was not known yet)."""
+
+    def expired(self, kind: str, case: Any) -> None:
+        """An unfinished case was dropped after the case expiry."""
+
+    def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
+        """Open cases of this worker, by group, after every change of them."""
+
+    def housekeeping(self, kind: str, cases: Iterable[Any], newest_event_s: float) -> None:
+        """Called every housekeeping interval with every case of the kind on this worker."""
+
+
+class EngineSettings(BaseSettings):
+    """Settings of the engine, per domain: each domain subclasses it with its prefix
+    (``TRADEPULSE_CUSTOMS_``, ...) and its defaults, in one place."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    out_of_orderness_s: Annotated[float, Field(ge=0)] = 600.0
+    grace_s: Annotated[float, Field(ge=0)] = 3600.0
+    indicator_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    partials_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    idle_after_s: Annotated[float, Field(gt=0)] = 60.0
+    window_retention_s: Annotated[float, Field(gt=0)] = 35 * 86400.0
+    case_expiry_s: Annotated[float, Field(gt=0)] = 90 * 86400.0
+    housekeeping_interval_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+def _no_context(settings: Any) -> None:
+    return None
+
+
+def by_subject(kind: str) -> Callable[[Event], tuple[str, str]]:
+    """The route of a domain with one case kind: every event belongs to the case its ``subject`` names."""
+
+    def route(event: Event) -> tuple[str, str]:
+        return kind, event.subject
+
+    return route
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """One service, declared once.
+
+    ``kinds`` maps each case kind's name to its type; the first is the domain's own case (the one
+    with measures and a case record). ``route`` names the (kind, key) an input event belongs to.
+    """
+
+    name: str
+    catalog: Catalog
+    kinds: Mapping[str, type[Case]]
+    route: Callable[[Event], tuple[str, str]]
+    indicators: Sequence[IndicatorSpec]
+    settings: type[EngineSettings]
+    port: int
+    messages: Sequence[type] = ()
+    context: Callable[[Any], Any] = _no_context
+    observer: Callable[[Any], Observer] = field(default=lambda settings: Observer())
+    """Builds the domain's metrics observer from its settings."""
+
+    @property
+    def topic(self) -> str:
+        return self.catalog.topic
+
+    @property
+    def primary(self) -> str:
+        """The kind of the domain's own cases (the first of ``kinds``)."""
+        return next(iter(self.kinds))
+
+    def specs(self, settings: EngineSettings) -> dict[str, IndicatorSpec]:
+        """The indicators with the grace of ``settings``."""
+        return {s.name: replace(s, grace_s=settings.grace_s) for s in self.indicators}

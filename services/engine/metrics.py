@@ -1,0 +1,128 @@
+"""The engine's own metrics, and the indicator values as gauges (docs/contract.md section 5).
+
+Dashboards and SLA alerts must show the same number as the indicator records, so stage two
+mirrors what it publishes: for each indicator one gauge ``tradepulse_indicator_<id>_<unit>`` with
+labels ``window`` (``PT1H``, ``P1D``), ``phase`` (``current``: the latest window of the series;
+``final``: the latest final one), ``stat`` (the record's fields, and ``window_start``) and the
+indicator's dimensions (``all`` in the rollup). A series whose dimension values fall outside the
+indicator's closed label sets is not mirrored (its records are), so the number of series stays
+bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter, Gauge
+
+from services.contract.records import IndicatorWindow
+from services.engine.windows import Dims, IndicatorSpec, WindowKey
+
+__all__ = ["INDICATOR_RECORDS", "LATE_EVENTS", "IndicatorGauges", "gauge_name"]
+
+LATE_EVENTS = Counter(
+    "tradepulse_late_events_total", "Events that reached a window after it was final.", ["topic"]
+)
+INDICATOR_RECORDS = Counter(
+    "tradepulse_indicator_records_total", "Indicator revisions published.", ["service", "final"]
+)
+
+UNIT_SUFFIX = {
+    "seconds": "seconds",
+    "working_days": "workdays",
+    "ratio": "ratio",
+    "cny": "cny",
+    "count": "count",
+}
+STATS = {
+    "duration": ("count", "mean", "min", "max", "p50", "p90", "p95", "p99", "window_start"),
+    "ratio": ("count", "numerator", "denominator", "value", "window_start"),
+    "amount": ("count", "sum", "window_start"),
+}
+ROLLUP = "all"
+_GAUGES: dict[str, Gauge] = {}  # one per indicator per process (engines come and go in tests)
+
+
+def gauge_name(spec: IndicatorSpec) -> str:
+    return f"tradepulse_indicator_{spec.name.replace('.', '_')}_{UNIT_SUFFIX[spec.unit]}"
+
+
+def _gauge(spec: IndicatorSpec) -> Gauge:
+    name = gauge_name(spec)
+    if name not in _GAUGES:
+        _GAUGES[name] = Gauge(
+            name,
+            f"Indicator {spec.name} ({spec.unit}) of the latest (phase=current) and the latest final "
+            "(phase=final) window, as published on the indicator topic.",
+            ["window", "phase", "stat", *spec.dimensions],
+        )
+    return _GAUGES[name]
+
+
+@dataclass(slots=True)
+class _Series:
+    current_start: int = -1
+    final_start: int = -1
+
+
+@dataclass(slots=True)
+class IndicatorGauges:
+    """Mirrors the records stage two publishes; series of revoked partitions are removed."""
+
+    specs: Mapping[str, IndicatorSpec]
+    series: dict[tuple[str, str, Dims], _Series] = field(default_factory=dict)
+    owner: dict[tuple[str, str, Dims], int] = field(default_factory=dict)
+
+    def published(self, partition: int, key: WindowKey, record: IndicatorWindow) -> None:
+        spec = self.specs[key.indicator]
+        labels = self._labels(spec, key.dims)
+        if labels is None:
+            return
+        s = self.series.setdefault(key.series, _Series())
+        self.owner[key.series] = partition
+        phases = []
+        if key.start >= s.current_start:
+            s.current_start = key.start
+            phases.append("current")
+        if record.final and key.start >= s.final_start:
+            s.final_start = key.start
+            phases.append("final")
+        gauge = _gauge(spec)
+        values = {**record.model_dump(), "window_start": key.start}
+        for phase in phases:
+            for stat in STATS[spec.kind]:
+                value = values[stat]
+                child = gauge.labels(key.window, phase, stat, *labels)
+                child.set(float("nan") if value is None else float(value))
+
+    def forget(self, partitions: set[int]) -> None:
+        """Remove the series a revoked stage-two partition owned (its new owner exports them)."""
+        for series in [s for s, p in self.owner.items() if p in partitions]:
+            indicator, window, dims = series
+            spec = self.specs[indicator]
+            labels = self._labels(spec, dims)
+            state = self.series.pop(series, None)
+            del self.owner[series]
+            if labels is None or state is None:
+                continue
+            gauge = _gauge(spec)
+            for phase, start in (("current", state.current_start), ("final", state.final_start)):
+                if start >= 0:
+                    for stat in STATS[spec.kind]:
+                        gauge.remove(window, phase, stat, *labels)
+
+    @staticmethod
+    def _labels(spec: IndicatorSpec, dims: Dims) -> list[str] | None:
+        values = dict(dims)
+        labels = []
+        for name in spec.dimensions:
+            if not values:
+                labels.append(ROLLUP)
+                continue
+            value = values.get(name)
+            allowed = spec.labels.get(name)
+            if value is None or allowed is None or value not in allowed:
+                return None
+            labels.append(value)
+        return labels

@@ -1,0 +1,267 @@
+"""One domain's engine on one worker: stage one (cases), the links between partitions, stage two
+(indicators), and what they write.
+
+- An input event goes to its case's partition: at home it is folded (:class:`CaseEngine`);
+  elsewhere (a record not keyed by its ``subject``) it is forwarded through the internal ``links``
+  topic with its original coordinates, and without personal data.
+- Messages between cases (a join) travel the same way, bundled per target partition.
+- About once a second each partition hands its changed aggregates to stage two (``partials``
+  topic); stage two merges them and publishes indicator records on a timer.
+- A change that cannot be applied becomes a :class:`DeadLetter` of the input record that caused
+  it, wherever that record was read.
+
+Nothing here reads or writes Kafka: the commit path (services.runtime.commit) hands records in and
+writes what :meth:`Pipeline.stage` returns. Tests drive the same code in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from services.contract.codec import DecodeError, DlqReason, decode
+from services.contract.envelope import Event
+from services.contract.records import CASE_TYPE, INDICATOR_TYPE
+from services.contract.topics import partition_for
+from services.engine.cases import CaseEngine, TooLate
+from services.engine.domain import Domain, EngineSettings, Message, Observer
+from services.engine.merge import StageTwo, stage_two_partition
+from services.engine.metrics import INDICATOR_RECORDS, LATE_EVENTS, IndicatorGauges
+from services.engine.records import DeadLetter, Origin, Out, RawRecord
+from services.engine.registers import from_json, to_json
+from services.engine.state import StateStore
+from services.engine.windows import SHANGHAI
+
+__all__ = ["Pipeline", "Topics"]
+
+log = logging.getLogger(__name__)
+
+STRUCTURED = [("content-type", b"application/cloudevents+json")]
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The physical names of the topics a pipeline writes."""
+
+    links: str
+    partials: str
+    indicators: str
+    dlq: str
+    cases: str
+
+
+class Pipeline:
+    """The engine of one domain on this worker."""
+
+    def __init__(
+        self,
+        domain: Domain,
+        *,
+        settings: EngineSettings,
+        context: Any,
+        store: StateStore,
+        partitions: int,
+        topics: Topics,
+        observer: Observer | None = None,
+    ) -> None:
+        self.domain = domain
+        self.partitions = partitions
+        self.topics = topics
+        late = LATE_EVENTS.labels(topic=domain.topic)
+        self.cases = CaseEngine(
+            domain,
+            settings=settings,
+            context=context,
+            store=store,
+            observer=observer or domain.observer(settings),
+            late_events=late.inc,
+        )
+        self.stage_two = StageTwo(store, self.cases.specs, settings.idle_after_s)
+        self.gauges = IndicatorGauges(self.cases.specs)
+        self._published = {
+            f: INDICATOR_RECORDS.labels(service=domain.name, final=f) for f in ("true", "false")
+        }
+        self._messages = {t.__name__: t for t in domain.messages}
+        self._links: dict[tuple[int, int], list[bytes]] = {}  # (target, source) -> items
+        self._outputs: list[Out] = []
+        self._dead: list[DeadLetter] = []
+
+    # -- what the agents hand in --------------------------------------------------------------
+
+    def take_event(self, record: RawRecord, event: Event) -> None:
+        """A new, valid input event read from ``record``."""
+        kind, key = self.domain.route(event)
+        home = partition_for(key, self.partitions)
+        if home != record.partition:  # not keyed by its subject: to its case's partition
+            item = {"t": "e", "o": list(record.origin), "ce": event.without_personal_data()}
+            self._link(home, record.partition, orjson.dumps(item))
+            return
+        try:
+            sent = self.cases.apply_event(record.partition, kind, key, event)
+        except Exception as exc:  # one bad event must not stop the stream
+            self._refuse(record.partition, record.origin, event, exc, record=record)
+            return
+        self._send(record.partition, sent, event.time_s, record.origin)
+
+    def take_links(self, record: RawRecord) -> None:
+        """A bundle of forwarded events and messages for cases of ``record.partition``."""
+        p = record.partition
+        for item in orjson.loads(record.value or b"[]"):
+            origin = Origin(*item["o"])
+            if item["t"] == "e":
+                copy = orjson.dumps(item["ce"])
+                try:
+                    event = decode(copy, STRUCTURED, catalog=self.domain.catalog, max_bytes=len(copy))
+                    kind, key = self.domain.route(event)
+                    sent = self.cases.apply_event(p, kind, key, event)
+                except Exception as exc:
+                    self._refuse(p, origin, None, exc, copy=copy)
+                    continue
+                self._send(p, sent, event.time_s, origin)
+            else:
+                message = Message(item["k"], item["key"], from_json(self._messages[item["m"]], item["b"]))
+                try:
+                    sent = self.cases.apply_message(p, message, item["at"])
+                except Exception as exc:
+                    self._refuse(p, origin, None, exc)
+                    continue
+                self._send(p, sent, item["at"], origin)
+
+    def take_partials(self, record: RawRecord) -> None:
+        self.stage_two.on_partials(record.partition, record.value or b"{}")
+
+    # -- timers -------------------------------------------------------------------------------
+
+    def emit_partials(self) -> None:
+        """Hand each owned partition's changed aggregates and watermark to every stage-two
+        partition (whole aggregates: stage two replaces them)."""
+        for p, watermark, changed in self.cases.partials():
+            bundles: dict[int, dict[str, Any]] = {q: {} for q in range(self.partitions)}
+            for key, agg in changed.items():
+                bundles[stage_two_partition(key, self.partitions)][key.text] = agg.to_json()
+            for q, aggs in bundles.items():
+                value = orjson.dumps({"src": p, "wm": watermark, "aggs": aggs})
+                self._outputs.append(Out(self.topics.partials, str(p).encode(), value, q, source=p))
+
+    def publish(self) -> None:
+        """Indicator records of every changed or newly final window."""
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        for pub in self.stage_two.due():
+            key, record = pub.key, pub.record
+            text = key.text
+            event = {
+                "specversion": "1.0",
+                "id": f"{text}|r{record.revision}",
+                "source": f"/tradepulse/{self.domain.name}",
+                "type": INDICATOR_TYPE,
+                "time": now,
+                "subject": text,
+                "datacontenttype": "application/json",
+                "data": record.model_dump(mode="json", exclude_none=True),
+            }
+            self._outputs.append(
+                Out(self.topics.indicators, text.encode(), orjson.dumps(event), source=pub.partition)
+            )
+            self.gauges.published(pub.partition, key, record)
+            self._published["true" if record.final else "false"].inc()
+
+    def housekeeping(self) -> None:
+        self.cases.expire()
+
+    # -- commit support -----------------------------------------------------------------------
+
+    def take_dead_letters(self) -> list[DeadLetter]:
+        """Records refused since the last call."""
+        dead, self._dead = self._dead, []
+        return dead
+
+    def stage(self, partitions: set[int]) -> None:
+        """Put the changed state of ``partitions`` into the store, and every pending output with it
+        (in one step: the store writes them before that state)."""
+        self.cases.stage(partitions)
+        outputs, self._outputs = self._outputs, []
+        outputs.extend(self._case_records())
+        for (target, source), items in self._links.items():
+            bundle = b"[" + b",".join(items) + b"]"
+            outputs.append(Out(self.topics.links, str(target).encode(), bundle, target, source=source))
+        self._links = {}
+        self.cases.store.add_outputs(outputs)
+
+    def _case_records(self) -> list[Out]:
+        """The latest state of every case of the domain's own kind changed since the last call."""
+        latest = {(c.partition, c.key): c for c in self.cases.take_changes()}
+        kinds = {s.name: s.kind for s in self.cases.specs.values()}
+        out = []
+        for (p, key), change in latest.items():
+            entry, case = change.entry, change.entry.case
+            data = {
+                "service": self.domain.name,
+                "case_id": key,
+                "status": change.status or case.status,
+                "milestones": {name: _iso(at) for name, at in sorted(case.milestones.items())},
+                "measures": {
+                    c.measure: c.amount if kinds[c.indicator] == "amount" else c.value
+                    for c, _ in entry.applied
+                },
+                "attributes": dict(case.attributes()),
+                "revision": entry.revision,
+            }
+            record = {
+                "specversion": "1.0",
+                "id": f"{key}|r{entry.revision}",
+                "source": f"/tradepulse/{self.domain.name}",
+                "type": CASE_TYPE,
+                "time": _iso(entry.last_s),
+                "subject": key,
+                "datacontenttype": "application/json",
+                "data": data,
+            }
+            out.append(Out(self.topics.cases, key.encode(), orjson.dumps(record), source=p))
+        return out
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions taken away: their caches and pending outputs go (the new owner redoes them)."""
+        self.cases.forget(partitions)
+        self.stage_two.forget(partitions)
+        self.gauges.forget(partitions)
+        self._outputs = [o for o in self._outputs if o.source not in partitions]
+        self._links = {k: v for k, v in self._links.items() if k[1] not in partitions}
+        self._dead = [d for d in self._dead if d.partition not in partitions]
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _link(self, target: int, source: int, item: bytes) -> None:
+        self._links.setdefault((target, source), []).append(item)
+
+    def _send(self, source: int, messages: Sequence[Message], at_s: float, origin: Origin) -> None:
+        for m in messages:
+            item = {"t": "m", "o": list(origin), "at": at_s, "k": m.kind, "key": m.key,
+                    "m": type(m.body).__name__, "b": to_json(m.body)}  # fmt: skip
+            self._link(partition_for(m.key, self.partitions), source, orjson.dumps(item))
+
+    def _refuse(
+        self,
+        partition: int,
+        origin: Origin,
+        event: Event | None,
+        exc: Exception,
+        *,
+        record: RawRecord | None = None,
+        copy: bytes | None = None,
+    ) -> None:
+        if isinstance(exc, TooLate | DecodeError):
+            detail = str(exc)
+        else:
+            what = f"{event.type} {event.id}: " if event is not None else ""
+            detail = f"{what}{type(exc).__name__}: {exc}"
+            log.error("processing error", exc_info=exc, extra={"origin": list(origin)})
+        self._dead.append(DeadLetter(origin, DlqReason.PROCESSING_ERROR, detail, partition, record, copy))
+
+
+def _iso(at_s: float) -> str:
+    return datetime.fromtimestamp(at_s, SHANGHAI).isoformat(timespec="milliseconds")

@@ -1,0 +1,240 @@
+"""The building blocks of cases: immutable registers whose merge is order- and duplicate-insensitive,
+and the JSON form of any case, derived from its fields.
+
+A case is a frozen dataclass made of these. Folding an event into it returns a new case (or the
+same object when nothing changed, which is how the engine knows there is nothing to do). Because
+every register keeps the *earliest* thing it was offered (ties broken by event id), any order and
+any number of repetitions of the same events give the same case: that is what makes duplicates,
+redelivery and shuffled input harmless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from typing import Any, Generic, NoReturn, Self, TypeVar, cast
+
+__all__ = ["EarliestWins", "FrozenDict", "Milestones", "evolve", "from_json", "to_json"]
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class EarliestWins(Generic[T]):
+    """A value that the earliest event offering one decides: the smallest (time, event id) wins."""
+
+    value: T | None = None
+    at_s: float = math.inf
+    by: str = ""
+
+    def offer(self, value: T, at_s: float, by: str) -> EarliestWins[T]:
+        """This register, or a new one holding ``value`` if (``at_s``, ``by``) comes first."""
+        if at_s < self.at_s or (at_s == self.at_s and by < self.by):
+            return EarliestWins(value, at_s, by)
+        return self
+
+    @property
+    def known(self) -> bool:
+        return self.at_s != math.inf
+
+
+class FrozenDict(dict[K, V]):
+    """A dict that cannot be changed in place: :meth:`set` returns a new one (or itself when the
+    value is already there). A dict subclass, so reads run at dict speed and orjson writes it."""
+
+    __slots__ = ()
+
+    def set(self, key: K, value: V) -> Self:
+        if key in self and self[key] == value:
+            return self
+        return type(self)({**self, key: value})
+
+    def without(self, key: K) -> Self:
+        if key not in self:
+            return self
+        return type(self)({k: v for k, v in self.items() if k != key})
+
+    def __hash__(self) -> int:  # type: ignore[override]  # immutable, so hashable (a field default)
+        return hash(frozenset(self.items()))
+
+    def _immutable(self, *args: Any, **kwargs: Any) -> NoReturn:
+        msg = f"{type(self).__name__} cannot be changed in place; use set() or without()"
+        raise TypeError(msg)
+
+    __setitem__ = __delitem__ = _immutable
+    update = pop = popitem = clear = setdefault = _immutable
+    __ior__ = _immutable
+
+
+class Milestones(FrozenDict[str, float]):
+    """Milestone name to the earliest event time seen for it."""
+
+    __slots__ = ()
+
+    def earliest(self, name: str, at_s: float) -> Milestones:
+        """These milestones, or new ones where ``name`` happened at ``at_s`` if that is earlier."""
+        old = self.get(name)
+        if old is not None and old <= at_s:
+            return self
+        return Milestones({**self, name: at_s})
+
+
+D = TypeVar("D")
+
+
+def evolve(case: D, **changes: Any) -> D:
+    """``dataclasses.replace`` that returns ``case`` itself when every change is the value it
+    already holds (the same object): a fold that changed nothing hands back its input, and the
+    engine skips it without comparing fields."""
+    for name, value in changes.items():
+        if getattr(case, name) is not value:
+            return dataclasses.replace(case, **changes)  # type: ignore[type-var]
+    return case
+
+
+# -- JSON form ------------------------------------------------------------------------------------
+
+
+def to_json(value: Any) -> Any:
+    """The JSON form of a case or any of its parts. Dataclass fields holding their default are left
+    out (small records, and a field added later reads back as its default); an empty register is
+    left out likewise; a known one is ``[time, event id, value]``."""
+    return _encode_any(value)
+
+
+def _encode_any(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, EarliestWins):
+        return [value.at_s, value.by, _encode_any(value.value)] if value.known else None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _encoder(type(value))(value)
+    if isinstance(value, Mapping):
+        return {str(k): _encode_any(v) for k, v in value.items()}
+    if isinstance(value, frozenset | set):
+        return sorted(_encode_any(v) for v in value)
+    if isinstance(value, tuple | list):
+        return [_encode_any(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    msg = f"no JSON form for {type(value).__name__}"
+    raise TypeError(msg)
+
+
+@cache
+def _encoder(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """A dataclass's encoder, compiled once from its fields: (name, default, encode) each."""
+    hints = typing.get_type_hints(cls)
+    plan = []
+    for f in _fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = _NO_DEFAULT
+        plan.append((f.name, default, _field_encoder(hints[f.name])))
+
+    def encode(value: Any) -> dict[str, Any]:
+        out = {}
+        for name, default, enc in plan:
+            v = getattr(value, name)
+            if v is default or (default is not _NO_DEFAULT and v == default):
+                continue
+            out[name] = enc(v)
+        return out
+
+    return encode
+
+
+_NO_DEFAULT = object()
+
+
+def _field_encoder(tp: Any) -> Callable[[Any], Any]:
+    if tp in (str, int, float, bool) or typing.get_origin(tp) is typing.Literal or tp is Milestones:
+        return _identity  # orjson writes them, Milestones (a dict of floats) included
+    return _encode_any
+
+
+def from_json(cls: type[D], doc: Any) -> D:
+    """The value of type ``cls`` whose :func:`to_json` form is ``doc``."""
+    decoded: D = _decoder(cast(Any, cls))(doc)
+    return decoded
+
+
+@cache
+def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(cls)
+
+
+def _is_default(f: dataclasses.Field[Any], value: Any) -> bool:
+    if f.default is not dataclasses.MISSING:
+        return bool(value == f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return bool(value == f.default_factory())
+    return False
+
+
+Decoder = Callable[[Any], Any]
+
+
+@cache
+def _decoder(tp: Any) -> Decoder:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp in (str, int, bool, Any, type(None)) or origin is typing.Literal:
+        return _identity
+    if tp is float:
+        return float
+    if tp is Decimal:
+        return lambda doc: Decimal(str(doc))
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            decode = _decoder(inner[0])
+            return lambda doc: None if doc is None else decode(doc)
+        return _identity  # a union of JSON primitives
+    if origin is EarliestWins:
+        value = _decoder(args[0])
+        return lambda doc: (
+            EarliestWins() if doc is None else EarliestWins(value(doc[2]), float(doc[0]), doc[1])
+        )
+    if tp is Milestones:
+        return lambda doc: Milestones({k: float(v) for k, v in (doc or {}).items()})
+    if isinstance(origin, type) and issubclass(origin, Mapping):
+        key, value = _decoder(args[0]), _decoder(args[1])
+        return lambda doc: FrozenDict({key(k): value(v) for k, v in (doc or {}).items()})
+    if origin in (frozenset, set):
+        item = _decoder(args[0])
+        return lambda doc: frozenset(item(v) for v in doc or ())
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = _decoder(args[0])
+            return lambda doc: tuple(item(v) for v in doc or ())
+        items = [_decoder(a) for a in args]
+        return lambda doc: tuple(d(v) for d, v in zip(items, doc, strict=True))
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _dataclass_decoder(tp)
+    msg = f"no JSON form for {tp!r}"
+    raise TypeError(msg)
+
+
+def _dataclass_decoder(cls: type) -> Decoder:
+    hints = typing.get_type_hints(cls)
+    fields = [(f.name, _decoder(hints[f.name])) for f in _fields(cls) if f.init]
+
+    def decode(doc: Mapping[str, Any]) -> Any:
+        return cls(**{name: d(doc[name]) for name, d in fields if name in doc})
+
+    return decode
+
+
+def _identity(doc: Any) -> Any:
+    return doc

@@ -1,0 +1,178 @@
+"""The intake every input record crosses: decode, refuse, deduplicate (docs/contract.md sections 1-3).
+
+:func:`screen` is pure and does the per-record work; :class:`Intake` binds it to durable
+deduplication state. Deduplication remembers two kinds of keys per input partition: the
+(``source``, ``id``) of every event taken, and the coordinates of every record refused. Both are
+written with the batch's state, after its effects and its dead letters (the commit path), so after
+a crash a redelivered event is not taken twice and a redelivered bad record is not dead-lettered
+twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.contract.catalog import Catalog
+from services.contract.codec import DecodeError, DlqReason, decode
+from services.contract.envelope import Event
+from services.engine.records import Origin, RawRecord
+from services.engine.state import StateStore
+from services.runtime.dedup import Chunk, DedupIndex, digest
+from services.runtime.metrics import DEDUP_KEYS, EVENTS_ACCEPTED, EVENTS_CONSUMED, EVENTS_DUPLICATE
+
+__all__ = ["DEDUP_KIND", "Intake", "Rejected", "Screened", "screen"]
+
+DEDUP_KIND = "dedup"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record for the dead-letter topic, with why."""
+
+    record: RawRecord
+    reason: DlqReason
+    detail: str
+
+
+@dataclass(slots=True)
+class Screened:
+    """The outcome of screening one batch."""
+
+    accepted: list[tuple[RawRecord, Event]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def screen(
+    records: Iterable[RawRecord],
+    index_for: Callable[[int], DedupIndex],
+    *,
+    catalog: Catalog,
+    max_bytes: int,
+    now_s: float,
+    max_skew_s: float,
+) -> Screened:
+    """Decode each record against ``catalog``, refuse events stamped further ahead of ``now_s``
+    than ``max_skew_s`` (docs/contract.md section 1: one bad clock upstream must not move a
+    watermark for everybody), and drop (source, id) seen before."""
+    out = Screened()
+    accept = out.accepted.append
+    reject = out.rejected.append
+    not_after_s = now_s + max_skew_s
+    for record in records:
+        try:
+            event = decode(record.value, record.headers, catalog=catalog, max_bytes=max_bytes)
+            if event.time_s > not_after_s:
+                raise DecodeError(DlqReason.INVALID_ENVELOPE, _future(event, now_s, max_skew_s))
+        except DecodeError as exc:
+            reject(Rejected(record, exc.reason, exc.detail))
+            continue
+        if index_for(record.partition).add(digest(event.source, event.id)):
+            accept((record, event))
+        else:
+            out.duplicates += 1
+    return out
+
+
+def _future(event: Event, now_s: float, max_skew_s: float) -> str:
+    ahead_s = event.time_s - now_s
+    now = datetime.fromtimestamp(now_s, event.time.tzinfo).isoformat(timespec="seconds")
+    return (
+        f"time: {event.time.isoformat()} is {ahead_s:,.0f} s ahead of this service's clock ({now}); "
+        f"the limit is {max_skew_s:,.0f} s (TRADEPULSE_MAX_CLOCK_SKEW_S)"
+    )
+
+
+def refusal_key(origin: Origin) -> bytes:
+    """The deduplication key of a refused record: its coordinates (it may have no event id)."""
+    return digest("\x00refused", f"{origin.topic}\x00{origin.partition}\x00{origin.offset}")
+
+
+class Intake:
+    """Screens batches of one input topic with deduplication state that survives restarts.
+
+    ``catalog`` names the contract topic (which labels the metrics); records may come from a
+    prefixed physical topic in tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        store: StateStore,
+        horizon_s: float,
+        max_bytes: int,
+        max_skew_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.catalog = catalog
+        self.topic = catalog.topic
+        self._store = store
+        self._horizon_s = horizon_s
+        self._max_bytes = max_bytes
+        self._max_skew_s = max_skew_s
+        self._clock = clock
+        self._indexes: dict[int, DedupIndex] = {}
+        self._consumed = EVENTS_CONSUMED.labels(topic=self.topic)
+        self._duplicate = EVENTS_DUPLICATE.labels(topic=self.topic)
+        self._accepted = EVENTS_ACCEPTED.labels(topic=self.topic)
+        self._keys = DEDUP_KEYS.labels(topic=self.topic)
+
+    def index_for(self, partition: int) -> DedupIndex:
+        """The partition's index, rebuilt from the recovered state the first time it is needed."""
+        index = self._indexes.get(partition)
+        if index is None:
+            now = self._clock()
+            chunks = [Chunk.decode(n, v) for n, v in self._store.items(partition, DEDUP_KIND)]
+            index = DedupIndex.restore(self._horizon_s, chunks, now)
+            for name in index.stale_names(chunks, now):
+                self._store.delete(partition, DEDUP_KIND, name)
+            self._indexes[partition] = index
+        return index
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop in-memory indexes of revoked partitions; they are rebuilt if assigned again."""
+        for p in partitions:
+            self._indexes.pop(p, None)
+
+    def take(self, records: Sequence[RawRecord]) -> Screened:
+        """Screen one batch; the caller dead-letters what was rejected and applies what was taken."""
+        self._consumed.inc(len(records))
+        result = screen(
+            records,
+            self.index_for,
+            catalog=self.catalog,
+            max_bytes=self._max_bytes,
+            now_s=self._clock(),
+            max_skew_s=self._max_skew_s,
+        )
+        if result.duplicates:
+            self._duplicate.inc(result.duplicates)
+        self._accepted.inc(len(result.accepted))
+        return result
+
+    def first_refusal(self, partition: int, origin: Origin) -> bool:
+        """True the first time the record at ``origin`` is refused while processing ``partition``;
+        False when it was refused before (and its dead letter written) by an earlier delivery."""
+        return self.index_for(partition).add(refusal_key(origin))
+
+    def checkpoint(self, partitions: Iterable[int]) -> None:
+        """Stage keys added since the last checkpoint, and deletions of expired chunks, in the store.
+
+        The caller stages the batch's effects and dead letters in the same step and flushes the
+        store once per batch, which writes these keys last, and only then acknowledges the batch.
+        """
+        now = self._clock()
+        for p in partitions:
+            if not self._store.owns(p):
+                continue
+            index = self.index_for(p)
+            chunk = index.cut(now)
+            if chunk is not None:
+                self._store.put(p, DEDUP_KIND, chunk.name, chunk.encode())
+            for name in index.expire(now):
+                self._store.delete(p, DEDUP_KIND, name)
+        self._keys.set(sum(len(i) for i in self._indexes.values()))

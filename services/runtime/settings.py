@@ -1,0 +1,71 @@
+"""Typed settings, read from the environment once, at start-up.
+
+Every variable is listed in the README's configuration table; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["LOCAL_DATABASE_URL", "LOCAL_KAFKA", "Settings", "load_settings"]
+
+LOCAL_KAFKA = "127.0.0.1:19092"
+LOCAL_DATABASE_URL = "postgresql://tradepulse@127.0.0.1:15432/tradepulse"
+
+
+class Settings(BaseSettings):
+    """TradePulse settings. ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` keep their common
+    names; everything else carries the ``TRADEPULSE_`` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADEPULSE_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: Annotated[
+        str, Field(validation_alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
+    ] = LOCAL_KAFKA
+    database_url: Annotated[SecretStr, Field(validation_alias="DATABASE_URL")] = SecretStr(LOCAL_DATABASE_URL)
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]*$")] = ""
+    topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 4
+    topic_replication: Annotated[int, Field(ge=1, le=16)] = 1
+    dedup_horizon_s: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
+    max_record_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 262_144
+    max_clock_skew_s: Annotated[float, Field(ge=0)] = 300.0
+    batch_max_events: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    batch_within_s: Annotated[float, Field(gt=0, le=10)] = 0.2
+    commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    gc_gen0_threshold: Annotated[int, Field(ge=100, le=10_000_000)] = 50_000
+    web_host: str = "127.0.0.1"
+    web_port: Annotated[int | None, Field(ge=0, le=65535)] = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+    startup_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    stop_timeout_s: Annotated[float, Field(gt=0, le=300)] = 8.0
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _hosts_have_ports(cls, value: str) -> str:
+        for host in value.split(","):
+            name, _, port = host.strip().removeprefix("kafka://").rpartition(":")
+            if not name or not port.isdigit():
+                msg = f"expected host:port[,host:port...], got {value!r}"
+                raise ValueError(msg)
+        return value
+
+    def topic(self, name: str) -> str:
+        """The physical topic name: the contract name behind the optional test prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    def bootstrap_list(self) -> list[str]:
+        """Bootstrap servers as ``host:port`` strings."""
+        return [h.strip().removeprefix("kafka://") for h in self.kafka_bootstrap_servers.split(",")]
+
+    def port_for(self, default: int) -> int:
+        """The web (metrics, health) port: ``TRADEPULSE_WEB_PORT``, else the service's own."""
+        return self.web_port if self.web_port is not None else default
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment; raises pydantic's ValidationError naming the variable."""
+    return Settings()

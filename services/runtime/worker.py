@@ -1,0 +1,339 @@
+"""A service's worker: one Faust app, three agents on one commit path, timers, web endpoints.
+
+Faust owns what it is good at: group membership, partition assignment, rebalances, flow control,
+offset commits. Everything between taking a batch and acknowledging it is the commit path's
+(services.runtime.commit); the agents here are plumbing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import EventT
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.contract.codec import header_pairs
+from services.contract.topics import case_topic, dlq_topic, indicator_topic
+from services.engine.domain import Domain, EngineSettings
+from services.engine.pipeline import Pipeline, Topics
+from services.engine.records import RawRecord
+from services.engine.state import KafkaStateStore
+from services.runtime.batches import batches
+from services.runtime.commit import CommitPath, Source
+from services.runtime.fetch import RecordFetcher
+from services.runtime.intake import Intake
+from services.runtime.kafka_admin import TopicSpec, ensure_topics
+from services.runtime.metrics import CONSUMER_LAG
+from services.runtime.settings import Settings
+
+__all__ = ["ServiceWorker", "StopDeadline", "Worker", "build_worker", "create_app", "tune_gc"]
+
+log = logging.getLogger(__name__)
+
+
+class StopDeadline:
+    """Ends the process when a graceful stop overruns ``timeout_s``.
+
+    A worker whose broker has gone away cannot leave its group or commit; Faust's consumer thread
+    then waits out its own 60 s shutdown timeout, past the 10 s an orchestrator grants before it
+    kills. Exiting at the deadline loses nothing: offsets are only ever committed for batches whose
+    effects were written (the commit path), so what was not committed is processed again by the
+    partitions' next owner, exactly as after a crash.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._timer: threading.Timer | None = None
+
+    def arm(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self.timeout_s, self._give_up)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _give_up(self) -> None:
+        log.error(
+            "stop overran its deadline; exiting without committing (uncommitted input is processed "
+            "again after the restart). Is the Kafka broker reachable?",
+            extra={"deadline_s": self.timeout_s, "fix": "TRADEPULSE_STOP_TIMEOUT_S sets the deadline"},
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(1)
+
+
+class ServiceWorker(faust.Worker):
+    """Faust's worker with a deadline on stopping (:class:`StopDeadline`)."""
+
+    def __init__(self, *args: Any, stop_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = StopDeadline(stop_timeout_s)
+
+    def _on_sigterm(self) -> None:
+        self.deadline.arm()
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        self.deadline.arm()
+        super()._on_sigint()
+
+
+def tune_gc(gen0_threshold: int) -> None:
+    """Collect cyclic garbage less often than Python's default (every 700 allocations).
+
+    A worker allocates a few dozen objects per event and keeps many long-lived ones (cases,
+    aggregates): with the default, collections took about a quarter of the service logic's time
+    (docs/performance.md). Objects alive at start-up are frozen out of every later collection.
+    """
+    gc.freeze()
+    gc.set_threshold(gen0_threshold, 10, 10)
+
+
+def create_app(settings: Settings, *, service: str, port: int) -> faust.App:
+    """A Faust app with every option explicit (Faust reads no environment of its own here)."""
+    return faust.App(
+        f"{settings.topic_prefix}tradepulse-{service}",
+        broker=[f"kafka://{h}" for h in settings.bootstrap_list()],
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        topic_disable_leader=True,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval_s,
+        producer_acks=-1,
+        stream_wait_empty=True,  # a rebalance waits for the batch in hand to be acknowledged
+        stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.port_for(port),
+        web_in_thread=False,
+    )
+
+
+def _raw(event: EventT[Any]) -> RawRecord:
+    m = event.message
+    timestamp_ms = int(m.timestamp * 1000) if m.timestamp else None
+    return RawRecord(m.topic, m.partition, m.offset, m.key, m.value, header_pairs(m.headers), timestamp_ms)
+
+
+@dataclass(slots=True)
+class Worker:
+    """The assembled service, for the CLI and for tests."""
+
+    app: faust.App
+    settings: Settings
+    domain: Domain
+    engine: EngineSettings
+    store: KafkaStateStore
+    pipeline: Pipeline
+    commit: CommitPath
+    topics: list[TopicSpec]
+
+    async def preflight(self) -> None:
+        """Fail fast, with the fix in the message, when the broker or the topics are wrong; learn
+        the partition counts of the topics written by key."""
+        counts = await ensure_topics(
+            self.settings.bootstrap_list(),
+            self.topics,
+            replication=self.settings.topic_replication,
+            timeout_s=self.settings.startup_timeout_s,
+        )
+        self.store.partition_counts.update(counts)
+
+
+def build_worker(settings: Settings, domain: Domain) -> Worker:
+    """Wire one domain: its topics, state store, engine, commit path, agents, timers and pages."""
+    name, partitions = domain.name, settings.topic_partitions
+    engine = domain.settings()
+    context = domain.context(engine)
+    app = create_app(settings, service=name, port=domain.port)
+
+    def topic(physical: str) -> Any:
+        return app.topic(
+            physical, partitions=partitions, key_type=bytes, value_type=bytes,
+            key_serializer="raw", value_serializer="raw", internal=False,
+        )  # fmt: skip
+
+    input_name = settings.topic(domain.topic)
+    internal = {kind: settings.topic(f"tradepulse-{name}-{kind}") for kind in ("links", "partials", "state")}
+    names = Topics(
+        links=internal["links"],
+        partials=internal["partials"],
+        indicators=settings.topic(indicator_topic(name)),
+        dlq=settings.topic(dlq_topic(domain.topic)),
+        cases=settings.topic(case_topic(name)),
+    )
+    fetch = RecordFetcher(settings.bootstrap_list())
+
+    async def flush_producer() -> None:
+        await app.producer.flush()
+
+    store = KafkaStateStore(
+        topic=internal["state"], bootstrap=settings.bootstrap_list(), before_restore=flush_producer
+    )
+    intake = Intake(
+        catalog=domain.catalog,
+        store=store,
+        horizon_s=settings.dedup_horizon_s,
+        max_bytes=settings.max_record_bytes,
+        max_skew_s=settings.max_clock_skew_s,
+    )
+    pipeline = Pipeline(
+        domain, settings=engine, context=context, store=store, partitions=partitions, topics=names
+    )
+    commit = CommitPath(intake=intake, pipeline=pipeline, store=store, fetch=fetch, dlq=names.dlq)
+    store.on_revoke(intake.forget)
+    store.on_revoke(pipeline.forget)
+
+    sources = {
+        Source.INPUT: topic(input_name),
+        Source.LINKS: topic(names.links),
+        Source.PARTIALS: topic(names.partials),
+    }
+    next_offset: dict[int, int] = {}
+    for source, t in sources.items():
+        _agent(
+            app,
+            t,
+            source,
+            commit,
+            settings,
+            f"{name}-{source.value}",
+            next_offset if source is Source.INPUT else None,
+        )
+
+    _timer(app, engine.partials_interval_s, pipeline.emit_partials, commit, name="partials")
+    _timer(app, engine.indicator_interval_s, pipeline.publish, commit, name="publish")
+    _timer(app, engine.housekeeping_interval_s, pipeline.housekeeping, commit, name="housekeeping")
+    _report_lag(app, input_name, domain.topic, next_offset)
+    _ownership(app, store, input_name)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def _close(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await store.close()
+        await fetch.close()
+
+    _add_pages(app, name)
+    topics = [
+        TopicSpec(input_name, partitions),
+        TopicSpec(names.links, partitions),
+        TopicSpec(names.partials, partitions),
+        TopicSpec(internal["state"], partitions, compacted=True),
+        TopicSpec(names.dlq, partitions, must_match_partitions=False),
+        TopicSpec(names.indicators, partitions, compacted=True, must_match_partitions=False),
+        TopicSpec(names.cases, partitions, compacted=True, must_match_partitions=False),
+    ]
+    return Worker(app, settings, domain, engine, store, pipeline, commit, topics)
+
+
+def _agent(
+    app: faust.App,
+    topic: Any,
+    source: Source,
+    commit: CommitPath,
+    settings: Settings,
+    name: str,
+    next_offset: dict[int, int] | None,
+) -> None:
+    """The one agent loop: take a batch, run it through the commit path, which acknowledges it."""
+
+    async def loop(stream: Any) -> None:
+        async for events in batches(stream, settings.batch_max_events, settings.batch_within_s):
+            records = [_raw(e) for e in events]
+
+            async def ack(events: Sequence[EventT[Any]] = events) -> None:
+                for e in events:
+                    await stream.ack(e)
+
+            await commit.run(source, records, ack)
+            if next_offset is not None:
+                for r in records:
+                    if r.offset >= next_offset.get(r.partition, 0):
+                        next_offset[r.partition] = r.offset + 1
+
+    app.agent(topic, name=name)(loop)
+
+
+def _timer(
+    app: faust.App, interval_s: float, work: Callable[[], None], commit: CommitPath, *, name: str
+) -> None:
+    """Run ``work`` every ``interval_s`` through the commit path."""
+
+    async def tick() -> None:
+        if app.should_stop:
+            return
+        try:
+            await commit.tick(work)
+        except Exception:
+            if not app.should_stop:
+                raise
+            log.info("timer cut short by shutdown", extra={"timer": name})  # its work is redone after restart
+
+    tick.__name__ = tick.__qualname__ = f"{commit.pipeline.domain.name}_{name}"
+    app.timer(interval_s)(tick)
+
+
+def _report_lag(app: faust.App, physical: str, contract: str, next_offset: dict[int, int]) -> None:
+    """Consumer lag per owned input partition, for the lag alert."""
+
+    async def report() -> None:
+        if app.should_stop or app.consumer is None:
+            return
+        for tp in app.consumer.assignment():
+            if tp.topic != physical:
+                continue
+            highwater = app.consumer.highwater(tp)
+            if highwater is not None and tp.partition in next_offset:
+                lag = max(0, highwater - next_offset[tp.partition])
+                CONSUMER_LAG.labels(topic=contract, partition=str(tp.partition)).set(lag)
+
+    app.timer(5.0)(report)
+
+
+def _ownership(app: faust.App, store: KafkaStateStore, input_name: str) -> None:
+    """Partitions of the input topic are the unit of ownership; state follows them."""
+
+    def mine(tps: Any) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == input_name}
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types handlers with VarArg
+    async def _on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        store.revoked(mine(args[0] if args else kwargs.get("revoked", ())))
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned = mine(args[0] if args else kwargs.get("assigned", ()))
+        store.revoked(store.owned() - assigned)
+        await store.assigned(assigned)
+
+
+def _add_pages(app: faust.App, service: str) -> None:
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        body = await asyncio.to_thread(generate_latest)
+        return web.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        """Liveness: the process serves requests and the app has not crashed."""
+        ok = not app.crashed
+        return web.json({"service": service, "status": "ok" if ok else "crashed"}, status=200 if ok else 500)
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        """Readiness: partitions assigned and no rebalance or recovery under way."""
+        assigned = sorted(str(tp) for tp in app.consumer.assignment()) if app.consumer else []
+        is_ready = bool(assigned) and not app.rebalancing
+        body = {"service": service, "ready": is_ready, "assigned": assigned}
+        return web.json(body, status=200 if is_ready else 503)
