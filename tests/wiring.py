@@ -82,6 +82,7 @@ class Wiring:
     async def take(self, records: Sequence[RawRecord]) -> None:
         """One input batch through the commit path, then everything it set moving."""
         await self.commit.run(Source.INPUT, records, self._ack(len(records)))
+        await self.commit.flusher.drain()
         await self.settle()
 
     async def settle(self) -> None:
@@ -90,13 +91,20 @@ class Wiring:
         while links := self._undelivered(TOPICS.links):
             for record in links:
                 await self.commit.run(Source.LINKS, [record], self._ack(1))
-        await self.commit.tick(self.pipeline.emit_partials)
+            await self.commit.flusher.drain()
+        await self.tick(self.pipeline.emit_partials)
         for record in self._undelivered(TOPICS.partials):
             await self.commit.run(Source.PARTIALS, [record], self._ack(1))
+        await self.commit.flusher.drain()
+
+    async def tick(self, work: Any) -> None:
+        """A timer's work through the commit path, flushed."""
+        await self.commit.tick(work)
+        await self.commit.flusher.drain()
 
     async def publish(self) -> dict[str, dict[str, Any]]:
         """Publish due records; returns the latest data of every indicator key written so far."""
-        await self.commit.tick(self.pipeline.publish)
+        await self.tick(self.pipeline.publish)
         return self.latest()
 
     def run(self, events: Iterable[dict[str, Any]], *, batch: int = 1) -> dict[str, dict[str, Any]]:

@@ -39,7 +39,7 @@ CASES_EXPIRED = Counter(
 
 class CbecMetrics(Observer):
     def __init__(self, settings: EngineSettings) -> None:
-        pass
+        self._open = {m: OPEN_ORDERS.labels(supervision_mode=m) for m in MODES}
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         assert isinstance(after, Order)
@@ -61,5 +61,5 @@ class CbecMetrics(Observer):
         CASES_EXPIRED.labels(supervision_mode=case.group).inc()
 
     def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
-        for mode in MODES:
-            OPEN_ORDERS.labels(supervision_mode=mode).set(by_group.get(mode, 0))
+        for mode, gauge in self._open.items():
+            gauge.set(by_group.get(mode, 0))

@@ -41,7 +41,7 @@ CASES_EXPIRED = Counter(
 
 class CipsMetrics(Observer):
     def __init__(self, settings: EngineSettings) -> None:
-        pass
+        self._open = {m: OPEN_PAYMENTS.labels(msg_type=m) for m in MSG_TYPES}
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         assert isinstance(after, Payment)
@@ -64,8 +64,8 @@ class CipsMetrics(Observer):
         CASES_EXPIRED.labels(msg_type=case.msg_type).inc()
 
     def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
-        for msg_type in MSG_TYPES:
-            OPEN_PAYMENTS.labels(msg_type=msg_type).set(by_group.get(msg_type, 0))
+        for msg_type, gauge in self._open.items():
+            gauge.set(by_group.get(msg_type, 0))
 
     def housekeeping(self, kind: str, cases: Iterable[Any], newest_event_s: float) -> None:
         oldest = max((newest_event_s - p.milestones["initiated"] for p in cases if p.open), default=0.0)

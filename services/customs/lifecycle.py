@@ -142,6 +142,8 @@ class Declaration(Case):
         return evolve(self, milestones=self.milestones.earliest("arrived", message.at_s))
 
     def messages(self, before: Declaration) -> Sequence[Message]:
+        if self.lodging is before.lodging:
+            return NO_MESSAGES
         bill = self.bill_no
         if bill and bill != before.bill_no:
             return (Message("bill", bill, Named(self.entry_id)),)

@@ -68,9 +68,17 @@ def _stage(stage: str, ie_flag: str) -> Any:
     return STAGE_SECONDS.labels(stage=label_or_other(stage, frozenset(STAGES)), ie_flag=ie_flag)
 
 
+@lru_cache(maxsize=256)
+def _risk(ie_flag: str, credit_class: str, channel: str) -> Any:
+    return RISK_DECISIONS.labels(
+        ie_flag=ie_flag, credit_class=label_or_other(credit_class, CREDIT_CLASSES), channel=channel
+    )
+
+
 class CustomsMetrics(Observer):
     def __init__(self, settings: CustomsSettings) -> None:
         RELEASE_P90_THRESHOLD.set(settings.release_p90_threshold_s)
+        self._open = {ie: OPEN_DECLARATIONS.labels(ie_flag=ie) for ie in ("I", "E")}
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         if not isinstance(after, Declaration):
@@ -81,12 +89,10 @@ class CustomsMetrics(Observer):
                 _release(dims["ie_flag"], dims["customs_code"], dims["transport_mode"]).observe(c.value)
             elif c.indicator == "customs.stage_time":
                 _stage(dims["stage"], dims["ie_flag"]).observe(c.value)
-        if not before.channel.known and after.channel.known:
+        if after.channel is not before.channel and not before.channel.known:
             lodging = after.lodging.value
-            credit = label_or_other(lodging.credit_class if lodging else "unknown", CREDIT_CLASSES)
-            RISK_DECISIONS.labels(
-                ie_flag=after.ie_flag, credit_class=credit, channel=after.channel.value
-            ).inc()
+            credit = lodging.credit_class if lodging else "unknown"
+            _risk(after.ie_flag, credit, after.channel.value or "unknown").inc()
 
     def expired(self, kind: str, case: Any) -> None:
         if isinstance(case, Declaration):
@@ -94,5 +100,5 @@ class CustomsMetrics(Observer):
 
     def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
         if kind == "declaration":
-            for ie in ("I", "E"):
-                OPEN_DECLARATIONS.labels(ie_flag=ie).set(by_group.get(ie, 0))
+            for ie, gauge in self._open.items():
+                gauge.set(by_group.get(ie, 0))

@@ -91,6 +91,8 @@ class CaseEngine:
         self.clock = clock
         self.states: dict[int, PartitionState] = {}
         self.changes: list[Change] = []  # of the domain's own cases, since the last stage()
+        self.open_totals: dict[str, Counter[str]] = {kind: Counter() for kind in self.kinds}
+        self._open_moved = False  # the open-cases gauges are told once per batch (stage), not per change
 
     # -- state per partition ------------------------------------------------------------------
 
@@ -100,6 +102,9 @@ class CaseEngine:
         if st is None:
             st = self._restore(p)
             self.states[p] = st
+            for kind, counts in st.open_by.items():
+                self.open_totals[kind].update(counts)
+            self._report_open()
         return st
 
     def _restore(self, p: int) -> PartitionState:
@@ -132,7 +137,10 @@ class CaseEngine:
     def forget(self, partitions: set[int]) -> None:
         """Drop revoked partitions (their next owner restores them from the store)."""
         for p in partitions:
-            self.states.pop(p, None)
+            st = self.states.pop(p, None)
+            if st is not None:
+                for kind, counts in st.open_by.items():
+                    self.open_totals[kind].subtract(counts)
         self.changes = [c for c in self.changes if c.partition not in partitions]
         self._report_open()
 
@@ -171,20 +179,22 @@ class CaseEngine:
                 entry.last_s = at_s
             return NO_MESSAGES
         applied: Applied = () if entry is None else entry.applied
-        new = after.measures(self.context)
+        new = tuple(after.measures(self.context))
         added: Sequence[Contribution] = ()
         if new or applied:
             old = tuple(c for c, _ in applied)
-            if tuple(new) != old:
+            if new != old:
                 # 1. decide: refused before anything is touched
-                self._refuse_if_retired(st, key, set(new).symmetric_difference(old))
+                self._refuse_if_retired(st, key, old, new)
                 # 2. move the contributions
-                applied = st.partials.apply(applied, new)
-                late = sum(1 for c, w in applied if w and c not in old)
+                applied, late = st.partials.apply(applied, new)
                 if late:
                     self.late_events(late)  # this change reached windows after they were final
-                known = {c.measure for c in old}
-                added = [c for c in new if c.measure not in known]
+                if old:
+                    known = {(c.indicator, c.dims) for c in old}
+                    added = [c for c in new if (c.indicator, c.dims) not in known]
+                else:
+                    added = new
         # 3. commit the case
         counted = entry is not None and before.open  # a case new to the table was never counted
         if entry is None:
@@ -199,8 +209,15 @@ class CaseEngine:
         self.observer.changed(kind, before, after, added)
         return after.messages(before)
 
-    def _refuse_if_retired(self, st: PartitionState, key: str, moved: set[Contribution]) -> None:
+    def _refuse_if_retired(
+        self, st: PartitionState, key: str, old: tuple[Contribution, ...], new: tuple[Contribution, ...]
+    ) -> None:
         retention = self.settings.window_retention_s
+        # Nothing within a day of the retention horizon: nothing can be retired (the common case).
+        horizon = st.partials.watermark_s - retention - WINDOWS["P1D"]
+        if all(c.at_s >= horizon for c in old) and all(c.at_s >= horizon for c in new):
+            return
+        moved = set(new).symmetric_difference(old)
         if any(st.partials.retired(c.at_s, retention) for c in moved):
             msg = f"{key}: the change falls in a window older than the retention (window_retention_s)"
             raise TooLate(msg)
@@ -209,22 +226,26 @@ class CaseEngine:
         now = after.open
         if was == now and (not now or before.group == after.group):
             return
-        counts = st.open_by.setdefault(kind, Counter())
-        counts[before.group] -= was
-        counts[after.group] += now
-        self._report_open(kind)
+        counts, totals = st.open_by.setdefault(kind, Counter()), self.open_totals[kind]
+        if was:
+            counts[before.group] -= 1
+            totals[before.group] -= 1
+        if now:
+            counts[after.group] += 1
+            totals[after.group] += 1
+        self._open_moved = True
 
-    def _report_open(self, only: str | None = None) -> None:
-        for kind in self.kinds if only is None else (only,):
-            totals: Counter[str] = Counter()
-            for st in self.states.values():
-                totals.update(st.open_by.get(kind, {}))
+    def _report_open(self) -> None:
+        self._open_moved = False
+        for kind, totals in self.open_totals.items():
             self.observer.open_cases(kind, totals)
 
     # -- persistence and output ---------------------------------------------------------------
 
     def stage(self, partitions: set[int]) -> None:
         """Write changed cases, and window keys new to a partition, to the store."""
+        if self._open_moved:
+            self._report_open()
         for p in partitions:
             st = self.states.get(p)
             if st is None or not self.store.owns(p):
@@ -265,6 +286,7 @@ class CaseEngine:
                     elif not case.completed and entry.last_s < wm - expiry:
                         self.observer.expired(kind, case)
                         counts[case.group] -= case.open
+                        self.open_totals[kind][case.group] -= case.open
                         self._drop(st, kind, key)
                         if kind == self.primary:
                             entry.revision += 1

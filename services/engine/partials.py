@@ -59,15 +59,25 @@ class Partials:
         """True when a contribution at ``at_s`` would land in a window no longer kept."""
         return window_start(at_s, _DAY) + _DAY + retention_s < self.watermark_s
 
-    def apply(self, old: Applied, new: Sequence[Contribution]) -> Applied:
-        """Replace a case's applied contributions ``old`` by ``new``; returns what is applied now.
-        Unchanged contributions keep their lateness; only changes touch the aggregates."""
+    def apply(self, old: Applied, new: Sequence[Contribution]) -> tuple[Applied, int]:
+        """Replace a case's applied contributions ``old`` by ``new``; returns what is applied now
+        and how many of the added contributions were late. Unchanged contributions keep their
+        lateness; only changes touch the aggregates."""
         before = dict(old)
         after = set(new)
         for c, late in old:
             if c not in after:
                 self._add(c, -1, late)
-        return tuple((c, before[c] if c in before else self._add(c, 1, None)) for c in new)
+        applied = []
+        late_count = 0
+        for c in new:
+            if c in before:
+                applied.append((c, before[c]))
+            else:
+                windows = self._add(c, 1, None)
+                late_count += bool(windows)
+                applied.append((c, windows))
+        return tuple(applied), late_count
 
     def restore(self, applied: Applied) -> None:
         """Count a restored case's contributions again (after a restart)."""

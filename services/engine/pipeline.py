@@ -20,6 +20,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -106,7 +107,8 @@ class Pipeline:
         except Exception as exc:  # one bad event must not stop the stream
             self._refuse(record.partition, record.origin, event, exc, record=record)
             return
-        self._send(record.partition, sent, event.time_s, record.origin)
+        if sent:
+            self._send(record.partition, sent, event.time_s, record.origin)
 
     def take_links(self, record: RawRecord) -> None:
         """A bundle of forwarded events and messages for cases of ``record.partition``."""
@@ -203,9 +205,9 @@ class Pipeline:
                 "service": self.domain.name,
                 "case_id": key,
                 "status": change.status or case.status,
-                "milestones": {name: _iso(at) for name, at in sorted(case.milestones.items())},
+                "milestones": {name: _iso(at) for name, at in case.milestones.items()},
                 "measures": {
-                    c.measure: c.amount if kinds[c.indicator] == "amount" else c.value
+                    _measure(c.indicator, c.dims): c.amount if kinds[c.indicator] == "amount" else c.value
                     for c, _ in entry.applied
                 },
                 "attributes": dict(case.attributes()),
@@ -263,5 +265,12 @@ class Pipeline:
         self._dead.append(DeadLetter(origin, DlqReason.PROCESSING_ERROR, detail, partition, record, copy))
 
 
+@lru_cache(maxsize=4096)
+def _measure(indicator: str, dims: tuple[tuple[str, str], ...]) -> str:
+    return indicator + "|" + ",".join(f"{k}={v}" for k, v in dims)
+
+
+@lru_cache(maxsize=131_072)
 def _iso(at_s: float) -> str:
+    """RFC 3339 in Shanghai time; cached, since a case's record repeats its milestones each revision."""
     return datetime.fromtimestamp(at_s, SHANGHAI).isoformat(timespec="milliseconds")

@@ -91,13 +91,27 @@ D = TypeVar("D")
 
 
 def evolve(case: D, **changes: Any) -> D:
-    """``dataclasses.replace`` that returns ``case`` itself when every change is the value it
+    """A copy of ``case`` with ``changes``, or ``case`` itself when every change is the value it
     already holds (the same object): a fold that changed nothing hands back its input, and the
-    engine skips it without comparing fields."""
+    engine skips it without comparing fields. (``dataclasses.replace`` without the generated
+    ``__init__``: the fields were checked when the case was made; this is every event's path.)"""
     for name, value in changes.items():
         if getattr(case, name) is not value:
-            return dataclasses.replace(case, **changes)  # type: ignore[type-var]
+            cls: Any = type(case)
+            new: D = object.__new__(cls)
+            for field_name, slot in _slots(cls):
+                slot.__set__(new, changes[field_name] if field_name in changes else slot.__get__(case))
+            return new
     return case
+
+
+@cache
+def _slots(cls: type) -> tuple[tuple[str, Any], ...]:
+    """(name, slot descriptor) of every field of a frozen, slotted dataclass."""
+    if not dataclasses.is_dataclass(cls) or not hasattr(cls, "__slots__"):
+        msg = f"{cls.__name__} must be a slotted dataclass (@dataclass(frozen=True, slots=True))"
+        raise TypeError(msg)
+    return tuple((f.name, cls.__dict__[f.name]) for f in _fields(cls))
 
 
 # -- JSON form ------------------------------------------------------------------------------------
@@ -159,9 +173,30 @@ _NO_DEFAULT = object()
 
 
 def _field_encoder(tp: Any) -> Callable[[Any], Any]:
-    if tp in (str, int, float, bool) or typing.get_origin(tp) is typing.Literal or tp is Milestones:
+    """An encoder chosen once per field by its type (the generic one for anything else)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if _plain(tp):
         return _identity  # orjson writes them, Milestones (a dict of floats) included
+    if origin is EarliestWins:
+        if _plain(args[0]):
+            return lambda v: [v.at_s, v.by, v.value] if v.at_s != math.inf else None
+        inner = _field_encoder(args[0])
+        return lambda v: [v.at_s, v.by, inner(v.value)] if v.at_s != math.inf else None
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _encoder(tp)
+    if origin in (frozenset, set) and _plain(args[0]):
+        return sorted
     return _encode_any
+
+
+def _plain(tp: Any) -> bool:
+    """JSON as it is: primitives, their optional forms, and Milestones."""
+    origin = typing.get_origin(tp)
+    if tp in (str, int, float, bool, type(None)) or origin is typing.Literal or tp is Milestones:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return all(_plain(a) for a in typing.get_args(tp))
+    return False
 
 
 def from_json(cls: type[D], doc: Any) -> D:

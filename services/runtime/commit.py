@@ -11,8 +11,10 @@ same numbered steps (docs/design.md), in the spirit of quix-streams' ``Checkpoin
    delivery already dead-lettered;
 4. stage: changed state into the store, together with every output and dead letter (one step,
    no await between: whatever state is written goes with the outputs that belong to it);
-5. flush: outputs first, then state, deduplication keys last, each acknowledged by the broker;
-6. acknowledge the batch: from now on Faust may commit its offsets.
+5. flush: outputs first, then state, deduplication keys last, each acknowledged by the broker
+   (in the background, :class:`Flusher`: the agent goes on with its next batch meanwhile);
+6. acknowledge the batch once the flush that carried it is done: from now on Faust may commit
+   its offsets.
 
 A crash anywhere before step 6 redelivers the batch: deduplication drops events whose effects
 were written, and refused records whose dead letters were written; the rest is done again.
@@ -51,6 +53,74 @@ class Source(Enum):
     PARTIALS = "partials"
 
 
+Ack = Callable[[], Awaitable[None]]
+
+
+class Flusher:
+    """Step 5 in the background: one flush at a time of whatever is staged, then the
+    acknowledgements of every batch that flush carried (step 6).
+
+    The agents go on processing their next batch while a flush waits for the broker, so the round
+    trips overlap with work instead of adding to it; at most ``in_flight`` batches wait for their
+    flush (back-pressure), and none is acknowledged before the flush that carried its state and
+    outputs is done. A flush that fails (the broker is away) keeps what it had staged and is
+    retried; nothing is acknowledged meanwhile.
+    """
+
+    def __init__(self, store: StateStore, *, in_flight: int = 2) -> None:
+        self._store = store
+        self._in_flight = in_flight
+        self._staged: list[tuple[Ack | None, int]] = []  # staged since the last flush began
+        self._flushing: list[tuple[Ack | None, int]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._progress = asyncio.Event()
+        self.acknowledged = 0
+
+    async def submit(self, ack: Ack | None, count: int = 0) -> None:
+        """A unit was staged: acknowledge it (``count`` input records) after its flush; return once
+        there is room for another."""
+        self._staged.append((ack, count))
+        if self._task is None or self._task.done():
+            self._progress = asyncio.Event()  # of the running loop
+            self._task = asyncio.create_task(self._run(), name="commit-flush")
+        while len(self._staged) + len(self._flushing) > self._in_flight and not self._task.done():
+            self._progress.clear()
+            await self._progress.wait()
+        if self._task.done() and (exc := self._task.exception()) is not None:
+            raise exc
+
+    async def drain(self) -> None:
+        """Wait until everything staged so far is flushed and acknowledged."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        while self._staged:
+            # what is staged now goes with this flush: swapped with no await before the store's own
+            self._flushing, self._staged = self._staged, []
+            await self._flush()
+            for ack, count in self._flushing:
+                if ack is not None:
+                    await ack()
+                    self.acknowledged += count
+            self._flushing = []
+            self._progress.set()
+
+    async def _flush(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._store.flush()
+                return
+            except KafkaError as exc:
+                log.warning(
+                    "flush failed; retrying",
+                    extra={"error": f"{type(exc).__name__}: {exc}", "retry_s": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
 @dataclass(slots=True)
 class CommitPath:
     """Steps 1-6 for one service on one worker."""
@@ -60,15 +130,15 @@ class CommitPath:
     store: StateStore
     fetch: Fetch
     dlq: str  # the physical dead-letter topic of the input topic
+    flusher: Flusher = field(init=False, repr=False)
     _processed: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.flusher = Flusher(self.store)
         self._processed = EVENTS_PROCESSED.labels(topic=self.intake.topic)
 
-    async def run(
-        self, source: Source, records: Sequence[RawRecord], ack: Callable[[], Awaitable[None]]
-    ) -> None:
-        """One batch of one agent, from taking it to acknowledging it."""
+    async def run(self, source: Source, records: Sequence[RawRecord], ack: Ack) -> None:
+        """One batch of one agent, from taking it to staging it; it is acknowledged once flushed."""
         # 1. owned partitions, state restored
         owned = await self.store.wait_ready({r.partition for r in records})
         mine = [r for r in records if r.partition in owned]
@@ -88,19 +158,27 @@ class CommitPath:
         else:
             for record in mine:
                 self.pipeline.take_partials(record)
-        # 3.-5.
-        await self._commit({r.partition for r in mine}, dead)
-        # 6. acknowledge
-        await ack()
+        # 3.-4.
+        await self._stage({r.partition for r in mine}, dead)
+        # 5.-6. flush, then acknowledge (in the background)
         if source is Source.INPUT:
-            self._processed.inc(len(mine))
+            processed, count = self._processed, len(mine)
+
+            async def acknowledge() -> None:
+                await ack()
+                processed.inc(count)
+
+            await self.flusher.submit(acknowledge, count)
+        else:
+            await self.flusher.submit(ack)
 
     async def tick(self, work: Callable[[], None]) -> None:
-        """A timer's work (steps 2-5 over every owned partition; there is nothing to acknowledge)."""
+        """A timer's work: steps 2-5 over every owned partition (there is nothing to acknowledge)."""
         work()
-        await self._commit(self.store.owned(), [])
+        await self._stage(self.store.owned(), [])
+        await self.flusher.submit(None)
 
-    async def _commit(self, partitions: set[int], dead: list[DeadLetter]) -> None:
+    async def _stage(self, partitions: set[int], dead: list[DeadLetter]) -> None:
         # 3. resolve dead letters (may await: reading originals back)
         letters = await self._resolve([*dead, *self.pipeline.take_dead_letters()])
         # 4. stage (no await): refusals remembered, effects, outputs and letters together
@@ -120,19 +198,6 @@ class CommitPath:
         }
         self.pipeline.stage(touched)
         self.intake.checkpoint(touched)
-        # 5. flush (retried while the broker is away: what is staged stays staged)
-        delay = 0.5
-        while True:
-            try:
-                await self.store.flush()
-                return
-            except KafkaError as exc:
-                log.warning(
-                    "flush failed; retrying",
-                    extra={"error": f"{type(exc).__name__}: {exc}", "retry_s": delay},
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def _resolve(self, dead: list[DeadLetter]) -> list[tuple[DeadLetter, RawRecord]]:
         out = []

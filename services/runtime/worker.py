@@ -221,8 +221,11 @@ def build_worker(settings: Settings, domain: Domain) -> Worker:
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        await store.close()
-        await fetch.close()
+        try:  # what is staged is written and acknowledged, if the broker lets it (the deadline bounds it)
+            await commit.flusher.drain()
+        finally:
+            await store.close()
+            await fetch.close()
 
     _add_pages(app, name)
     topics = [

@@ -67,6 +67,7 @@ class RefundMetrics(Observer):
         TARGET_AVERAGE.labels(scope="overall").set(settings.target_avg_wd_overall)
         self.context = context
         self._warned: set[int] = set()
+        self._open = {c: OPEN_REFUNDS.labels(mgmt_category=c) for c in CATEGORIES}
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         assert isinstance(after, Refund)
@@ -86,8 +87,8 @@ class RefundMetrics(Observer):
         CASES_EXPIRED.labels(mgmt_category=case.group).inc()
 
     def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
-        for category in CATEGORIES:
-            OPEN_REFUNDS.labels(mgmt_category=category).set(by_group.get(category, 0))
+        for category, gauge in self._open.items():
+            gauge.set(by_group.get(category, 0))
 
     def housekeeping(self, kind: str, cases: Iterable[Any], newest_event_s: float) -> None:
         """The backlog by age, and refunds waiting for a year of calendar data (logged once per year)."""

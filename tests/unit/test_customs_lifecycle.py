@@ -154,6 +154,6 @@ def test_unfinished_declarations_expire_into_a_counter() -> None:
     w = Wiring(DOMAIN, partitions=1, settings=CustomsSettings(case_expiry_s=90 * 86400))
     before = expired()
     w.run([stuck, later])
-    asyncio.run(w.commit.tick(w.pipeline.housekeeping))
+    asyncio.run(w.tick(w.pipeline.housekeeping))
     assert expired() == before + 1
     assert {key for _, key, _ in w.pipeline.cases.cases("declaration")} == {later_data["entry_id"]}

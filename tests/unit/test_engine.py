@@ -148,7 +148,7 @@ def test_unfinished_cases_expire_and_finished_ones_leave_with_their_windows() ->
            event("toy.parcel.sent", "done", "2025-01-01T08:00:00+08:00", 1, depot="north"),
            event("toy.parcel.delivered", "done", "2025-01-01T09:00:00+08:00", 2),
            event("toy.parcel.sent", "fresh", "2025-03-01T08:00:00+08:00", 1, depot="north")])  # fmt: skip
-    asyncio.run(w.commit.tick(w.pipeline.housekeeping))
+    asyncio.run(w.tick(w.pipeline.housekeeping))
     observer = w.pipeline.cases.observer
     assert isinstance(observer, Seen)
     assert [c.parcel_id for c in observer.expired_cases] == ["stuck"]

@@ -68,8 +68,8 @@ def test_each_contribution_reaches_both_windows_and_the_rollup() -> None:
 
 def test_replacing_a_contribution_corrects_instead_of_double_counting() -> None:
     partials = Partials(SPECS)
-    applied = partials.apply((), [_c(10.0)])
-    applied = partials.apply(applied, [_c(30.0)])
+    applied, _ = partials.apply((), [_c(10.0)])
+    partials.apply(applied, [_c(30.0)])
     for agg in partials.aggs.values():
         assert agg.count == 1
         assert agg.fields()["mean"] == 30.0
@@ -77,7 +77,7 @@ def test_replacing_a_contribution_corrects_instead_of_double_counting() -> None:
 
 def test_a_correction_can_move_a_case_to_another_window() -> None:
     partials = Partials(SPECS)
-    applied = partials.apply((), [_c(10.0, at="2025-03-01T08:30:00+08:00")])
+    applied, _ = partials.apply((), [_c(10.0, at="2025-03-01T08:30:00+08:00")])
     partials.apply(applied, [_c(10.0, at="2025-03-01T09:30:00+08:00")])
     hour8 = WindowKey("t.duration", "PT1H", int(_ts("2025-03-01T08:00:00+08:00")), ())
     hour9 = WindowKey("t.duration", "PT1H", int(_ts("2025-03-01T09:00:00+08:00")), ())
@@ -147,8 +147,9 @@ def test_every_aggregation_round_trips_through_json(agg_type: type[Aggregation])
 def test_contribution_after_the_window_closed_is_late_and_kept() -> None:
     partials = Partials(SPECS, out_of_orderness_s=0)
     partials.observe(_ts("2025-03-01T12:00:00+08:00"))
-    applied = partials.apply((), [_c(5.0, at="2025-03-01T08:30:00+08:00")])
+    applied, late = partials.apply((), [_c(5.0, at="2025-03-01T08:30:00+08:00")])
     assert applied[0][1] == ("PT1H",)
+    assert late == 1
     hour = WindowKey("t.duration", "PT1H", int(_ts("2025-03-01T08:00:00+08:00")), ())
     assert partials.aggs[hour].late == 1
     assert partials.aggs[hour].count == 1
@@ -156,7 +157,7 @@ def test_contribution_after_the_window_closed_is_late_and_kept() -> None:
 
 def test_restore_rebuilds_the_same_aggregates() -> None:
     live = Partials(SPECS)
-    a = live.apply((), [_c(5.0), _c(7.0, d="b")])
+    a, _ = live.apply((), [_c(5.0), _c(7.0, d="b")])
     rebuilt = Partials(SPECS)
     rebuilt.restore(a)
     assert {k: v.to_json() for k, v in rebuilt.aggs.items()} == {k: v.to_json() for k, v in live.aggs.items()}
