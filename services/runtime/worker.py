@@ -17,22 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import EventT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.contract.codec import header_pairs
 from services.contract.topics import case_topic, dlq_topic, indicator_topic
 from services.engine.domain import Domain, EngineSettings
 from services.engine.pipeline import Pipeline, Topics
-from services.engine.records import RawRecord
 from services.engine.state import KafkaStateStore
-from services.runtime.batches import batches
 from services.runtime.commit import CommitPath, Source
 from services.runtime.fetch import RecordFetcher
 from services.runtime.intake import Intake
 from services.runtime.kafka_admin import TopicSpec, ensure_topics
 from services.runtime.metrics import CONSUMER_LAG
 from services.runtime.settings import Settings
+from services.runtime.transport import SCHEME, RecordBatch, record_batches
 
 __all__ = ["ServiceWorker", "StopDeadline", "Worker", "build_worker", "create_app", "tune_gc"]
 
@@ -97,11 +94,13 @@ def tune_gc(gen0_threshold: int) -> None:
     gc.set_threshold(gen0_threshold, 10, 10)
 
 
-def create_app(settings: Settings, *, service: str, port: int) -> faust.App:
-    """A Faust app with every option explicit (Faust reads no environment of its own here)."""
+def create_app(settings: Settings, *, service: str, port: int, scheme: str = SCHEME) -> faust.App:
+    """A Faust app with every option explicit (Faust reads no environment of its own here). The
+    broker URL's scheme selects the transport: TradePulse's batch transport, unless a benchmark
+    asks for Faust's own (``kafka``)."""
     return faust.App(
         f"{settings.topic_prefix}tradepulse-{service}",
-        broker=[f"kafka://{h}" for h in settings.bootstrap_list()],
+        broker=[f"{scheme}://{h}" for h in settings.bootstrap_list()],
         store="memory://",
         autodiscover=False,
         topic_partitions=settings.topic_partitions,
@@ -119,12 +118,6 @@ def create_app(settings: Settings, *, service: str, port: int) -> faust.App:
         web_port=settings.port_for(port),
         web_in_thread=False,
     )
-
-
-def _raw(event: EventT[Any]) -> RawRecord:
-    m = event.message
-    timestamp_ms = int(m.timestamp * 1000) if m.timestamp else None
-    return RawRecord(m.topic, m.partition, m.offset, m.key, m.value, header_pairs(m.headers), timestamp_ms)
 
 
 @dataclass(slots=True)
@@ -252,18 +245,18 @@ def _agent(
     """The one agent loop: take a batch, run it through the commit path, which acknowledges it."""
 
     async def loop(stream: Any) -> None:
-        async for events in batches(stream, settings.batch_max_events, settings.batch_within_s):
-            records = [_raw(e) for e in events]
+        async for taken in record_batches(stream, settings.batch_max_events, settings.batch_within_s):
+            records = [r for batch in taken for r in batch.raw()]
 
-            async def ack(events: Sequence[EventT[Any]] = events) -> None:
-                for e in events:
-                    await stream.ack(e)
+            async def ack(taken: Sequence[RecordBatch] = taken) -> None:
+                for batch in taken:
+                    batch.ack()
 
             await commit.run(source, records, ack)
             if next_offset is not None:
-                for r in records:
-                    if r.offset >= next_offset.get(r.partition, 0):
-                        next_offset[r.partition] = r.offset + 1
+                for batch in taken:
+                    if batch.offset >= next_offset.get(batch.partition, 0):
+                        next_offset[batch.partition] = batch.offset + 1
 
     app.agent(topic, name=name)(loop)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import faust
 
-from services.runtime.batches import batches
 from services.runtime.settings import load_settings
+from services.runtime.transport import record_batches
 from services.runtime.worker import create_app, tune_gc
 
 
@@ -24,7 +24,8 @@ def main() -> None:
     mode = sys.argv[3] if len(sys.argv) > 3 else "iterate"
     contract_topic = sys.argv[4] if len(sys.argv) > 4 else "customs.events.v1"
     settings = load_settings()
-    app = create_app(settings, service="bench", port=0)
+    # the plain baseline runs on Faust's own transport, the other on TradePulse's batch transport
+    app = create_app(settings, service="bench", port=0, scheme="kafka" if mode == "iterate" else "tradepulse")
     topic = app.topic(
         settings.topic(contract_topic),
         key_type=bytes,
@@ -47,11 +48,11 @@ def main() -> None:
         if mode == "iterate":  # the plain Faust baseline
             async for _ in stream:
                 seen(1)
-        else:  # the shape of TradePulse's agents, doing nothing: batches, manual acks
-            async for events in batches(stream, settings.batch_max_events, settings.batch_within_s):
-                seen(len(events))
-                for e in events:
-                    await stream.ack(e)
+        else:  # the shape of TradePulse's agents, doing nothing: record batches, acknowledged
+            async for taken in record_batches(stream, settings.batch_max_events, settings.batch_within_s):
+                seen(sum(len(b) for b in taken))
+                for b in taken:
+                    b.ack()
 
     tune_gc(settings.gc_gen0_threshold)  # the same process settings as a real worker
     faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()

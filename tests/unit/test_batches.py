@@ -1,8 +1,7 @@
-"""Batches taken from an agent's channel queue (services/runtime/batches.py).
-
-The channel here is a stand-in with the two things :func:`batches` uses of a Faust channel
-iterator: ``queue`` and ``__anext__``; the real one is exercised by every integration test.
-"""
+"""The agent side of the batch transport (services/runtime/transport.py): how record batches taken
+from an agent's queue are grouped. The channel and app here are stand-ins with only what
+:func:`record_batches` reads; the transport itself runs against the real broker in
+tests/integration/test_transport.py."""
 
 from __future__ import annotations
 
@@ -10,12 +9,14 @@ import asyncio
 import gc
 import time
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.types import TP
 
-from services.runtime import batches as batches_module
-from services.runtime.batches import batches
+from services.runtime import transport
+from services.runtime.transport import RecordBatch, record_batches
 from services.runtime.worker import tune_gc
 
 
@@ -36,60 +37,86 @@ class _Channel:
 class _Stream:
     def __init__(self) -> None:
         self.channel = _Channel()
+        self.tracked: list[RecordBatch] = []
+        self.flow = True
+        self.app = SimpleNamespace(
+            consumer=SimpleNamespace(track_message=self.tracked.append),
+            flow_control=SimpleNamespace(is_active=lambda: self.flow),
+            consumer_generation_id=1,
+        )
+
+    def put(self, n: int, *, generation: int = 1) -> RecordBatch:
+        records = [SimpleNamespace(offset=i) for i in range(n)]
+        batch = RecordBatch(TP("t", 0), records, generation, None)  # type: ignore[arg-type]
+        self.channel.queue.put_nowait(batch)
+        return batch
 
 
-async def _first(it: AsyncIterator[list[Any]]) -> list[Any]:
+async def _first(it: AsyncIterator[list[RecordBatch]]) -> list[RecordBatch]:
     return await asyncio.wait_for(it.__anext__(), timeout=5)
 
 
-async def test_a_batch_is_cut_at_max_events_and_the_rest_follows() -> None:
+async def test_batches_are_grouped_up_to_max_records_and_the_rest_follows() -> None:
     stream = _Stream()
-    for i in range(7):
-        stream.channel.queue.put_nowait(i)
-    it = batches(stream, 3, within_s=0.5)
+    a, b, c = stream.put(2), stream.put(2), stream.put(2)
+    it = record_batches(stream, 3, within_s=0.5)
     started = time.monotonic()
-    assert await _first(it) == [0, 1, 2]
-    assert await _first(it) == [3, 4, 5]
-    assert time.monotonic() - started < 0.4  # full batches do not wait for within_s
-    stream.channel.queue.put_nowait(7)
-    assert await _first(it) == [6, 7]
+    assert await _first(it) == [a, b]  # a group is closed once it holds max_records
+    assert time.monotonic() - started < 0.4  # a full group does not wait for within_s
+    d = stream.put(1)
+    assert await _first(it) == [c, d]
+    assert stream.tracked == [a, b, c, d]  # each is tracked (rebalances wait for it) when taken
 
 
-async def test_a_batch_closes_when_the_source_goes_quiet() -> None:
+async def test_a_group_closes_when_the_source_goes_quiet() -> None:
     stream = _Stream()
-    stream.channel.queue.put_nowait("a")
-    it = batches(stream, 100, within_s=30.0)
+    a = stream.put(1)
+    it = record_batches(stream, 100, within_s=30.0)
     started = time.monotonic()
-    assert await _first(it) == ["a"]  # not held for within_s: nothing else was coming
+    assert await _first(it) == [a]  # not held for within_s: nothing else was coming
     assert time.monotonic() - started < 1.0
 
 
 async def _trickle(stream: _Stream, every_s: float, n: int) -> None:
-    for i in range(n):
+    for _ in range(n):
         await asyncio.sleep(every_s)
-        stream.channel.queue.put_nowait(i)
+        stream.put(1)
 
 
 async def test_a_steady_stream_is_cut_after_within_s(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batches_module, "QUIET_S", 0.1)  # wide enough for a busy test machine
+    monkeypatch.setattr(transport, "QUIET_S", 0.1)  # wide enough for a busy test machine
     stream = _Stream()
-    stream.channel.queue.put_nowait("first")
-    task = asyncio.create_task(_trickle(stream, 0.01, 100))  # an event every 10 ms for 1 s
-    it = batches(stream, 1000, within_s=0.3)
+    stream.put(1)
+    task = asyncio.create_task(_trickle(stream, 0.01, 100))  # a batch every 10 ms for 1 s
+    it = record_batches(stream, 1000, within_s=0.3)
     started = time.monotonic()
-    batch = await _first(it)
+    taken = await _first(it)
     elapsed = time.monotonic() - started
     task.cancel()
-    assert batch[0] == "first"
-    assert len(batch) > 5, "events that kept coming joined the batch"
-    assert 0.25 <= elapsed < 0.9, "the batch left at within_s, not when the events stopped"
+    assert len(taken) > 5, "batches that kept coming joined the group"
+    assert 0.25 <= elapsed < 0.9, "the group left at within_s, not when the batches stopped"
 
 
-async def test_a_closed_channel_ends_the_batches() -> None:
+async def test_batches_of_an_old_generation_or_while_flow_is_stopped_are_dropped_untracked() -> None:
+    stream = _Stream()
+    stream.put(1, generation=0)
+    current = stream.put(1)
+    it = record_batches(stream, 10, within_s=0.05)
+    assert await _first(it) == [current]
+    stream.flow = False  # a rebalance under way
+    stream.put(1)
+    pending = asyncio.ensure_future(_first(it))
+    await asyncio.sleep(0.05)  # taken and dropped
+    stream.flow = True
+    later = stream.put(1)
+    assert await pending == [later]
+    assert stream.tracked == [current, later]
+
+
+async def test_a_closed_channel_ends_the_groups() -> None:
     stream = _Stream()
     stream.channel.closed = True
-    it = batches(stream, 10, within_s=0.01)
-    assert [b async for b in it] == []
+    assert [g async for g in record_batches(stream, 10, within_s=0.01)] == []
 
 
 class _ClosingQueue(asyncio.Queue[Any]):
@@ -103,21 +130,20 @@ class _ClosingQueue(asyncio.Queue[Any]):
         return super().get_nowait()
 
 
-async def test_events_taken_before_the_channel_closes_are_still_handed_out(
+async def test_batches_taken_before_the_channel_closes_are_still_handed_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(batches_module, "QUIET_S", 0.2)  # the batch is still open when it closes
+    monkeypatch.setattr(transport, "QUIET_S", 0.2)  # the group is still open when it closes
     stream = _Stream()
     queue = stream.channel.queue = _ClosingQueue()
-    for i in range(3):
-        queue.put_nowait(i)
-    it = batches(stream, 10, within_s=5.0)
+    a, b = stream.put(1), stream.put(1)
+    it = record_batches(stream, 10, within_s=5.0)
     first = asyncio.ensure_future(_first(it))
-    await asyncio.sleep(0.02)  # the batch holds 0, 1, 2 and waits for more
-    queue.put_nowait(3)
+    await asyncio.sleep(0.02)  # the group holds a and b and waits for more
+    stream.put(1)
     queue.closing = True
-    assert await first == [0, 1, 2]
-    assert [b async for b in it] == []
+    assert await first == [a, b]
+    assert [g async for g in it] == []
 
 
 def test_tune_gc_sets_the_young_generation_threshold() -> None:
