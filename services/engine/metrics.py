@@ -74,6 +74,10 @@ class IndicatorGauges:
     series: dict[tuple[str, str, Dims], _Series] = field(default_factory=dict)
     owner: dict[tuple[str, str, Dims], int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for spec in self.specs.values():  # on /metrics from the start, before any record
+            _gauge(spec)
+
     def published(self, partition: int, key: WindowKey, record: IndicatorWindow) -> None:
         spec = self.specs[key.indicator]
         labels = self._labels(spec, key.dims)

@@ -109,6 +109,10 @@ def create_app(settings: Settings, *, service: str, port: int, scheme: str = SCH
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
+        # a worker that died is noticed after this long, and its partitions move (Faust: 60 s);
+        # heartbeats come from the consumer thread, so busy processing does not delay them
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         producer_acks=-1,
         stream_wait_empty=True,  # a rebalance waits for the batch in hand to be acknowledged
         stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),

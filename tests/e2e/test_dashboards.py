@@ -18,7 +18,7 @@ import yaml
 
 from services.devstack.probe import web_get
 from services.devstack.process import free_port
-from services.tools.simulate import Faults, perturb
+from services.tools.simulate import Faults, happened, perturb
 from tests.integration.harness import StartWorker, eventually, produce
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,10 +71,11 @@ async def test_every_dashboard_and_rule_expression_returns_data(
     if prometheus is None:
         pytest.fail("prometheus not found: apt-get install -y prometheus (.ci/run does)")
     workers = {s: start_worker(s, **FAST) for s in SERVICES}
-    start = time.time() - 2 * 86400
+    # KPI panels show complete (final) days and hours: cases of the last few weeks, in the past
+    start = time.time() - 20 * 86400
     for service in SERVICES:
         module = __import__(f"services.{service}.simulator", fromlist=["simulate"])
-        events = module.simulate(cases=150, seed=5, start_s=start, span_s=86400)
+        events, _ = happened(module.simulate(cases=150, seed=5, start_s=start, span_s=10 * 86400))
         records = perturb(events, Faults(duplicates=0.05, invalid=0.03, late=0.02), random.Random(5))
         await produce(kafka_bootstrap, f"{prefix}{service}.events.v1", records)
     for service in SERVICES:

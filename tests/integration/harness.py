@@ -106,6 +106,12 @@ class WorkerProcess:
             time.sleep(0.1)
         assert got == value, f"{name}{labels} = {got}, expected {value}\n{tail(self.log, 20)}"
 
+    def kill(self) -> None:
+        """SIGKILL: the process dies where it stands, as in a crash."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
     def stop(self, timeout_s: float = 30.0) -> int:
         """SIGTERM, as an orchestrator does; returns the exit code."""
         assert self.proc is not None

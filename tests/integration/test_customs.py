@@ -4,8 +4,14 @@ batch computation; also across a restart, and with two workers."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 from datetime import datetime
+from typing import Any
 
+import pytest
+
+from services.customs.domain import DOMAIN as CUSTOMS_DOMAIN
 from services.customs.simulator import simulate
 from tests.batch_customs import batch, compare
 from tests.factories import accepted_event, structured
@@ -88,3 +94,46 @@ async def test_records_written_by_the_cloudevents_sdk_are_all_taken(
     assert worker.metric("tradepulse_events_invalid_total", topic=TOPIC) == 0
     assert worker.metric("tradepulse_events_accepted_total", topic=TOPIC) == len(events)
     assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+
+
+async def test_the_indicator_gauges_show_the_numbers_of_the_indicator_records(
+    kafka_bootstrap: str, prefix: str, start_worker: StartWorker
+) -> None:
+    """One number per KPI: /metrics mirrors the latest and the latest final window of each series."""
+    (worker,), _ = await batch_equality(CUSTOMS, kafka_bootstrap, prefix, start_worker, cases=300, seed=16)
+    records = await CUSTOMS.latest(kafka_bootstrap, prefix)
+    await asyncio.sleep(1.5)  # the last revisions' gauges are set as they are published
+    by_series: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[dict[str, Any]]] = {}
+    for data in records.values():
+        series = (data["indicator"], data["window"], tuple(sorted(data["dimensions"].items())))
+        by_series.setdefault(series, []).append(data)
+    samples = worker.metrics()
+    checked = 0
+    for (indicator, window, dims), datas in by_series.items():
+        name = f"tradepulse_indicator_{indicator.replace('.', '_')}_seconds"
+        if not indicator.endswith("_time"):
+            name = f"tradepulse_indicator_{indicator.replace('.', '_')}_ratio"
+        spec = next(s for s in CUSTOMS_DOMAIN.indicators if s.name == indicator)
+        labels = {d: dict(dims).get(d, "all") for d in spec.dimensions}
+        finals = [d for d in datas if d["final"]]
+        for phase, chosen in (("current", datas), ("final", finals)):
+            if not chosen:
+                continue
+            want = max(chosen, key=lambda d: d["window_start"])
+            stats = ("count", "mean", "p90") if spec.kind == "duration" else ("count", "value")
+            for stat in stats:
+                key = (
+                    name,
+                    tuple(sorted({"window": window, "phase": phase, "stat": stat, **labels}.items())),
+                )
+                expected = want.get(stat)  # a window whose cases all moved away has no mean or value
+                got = samples[key]
+                assert math.isnan(got) if expected is None else got == pytest.approx(expected), (key, want)
+            start = datetime.fromisoformat(want["window_start"]).timestamp()
+            start_key = (
+                name,
+                tuple(sorted({"window": window, "phase": phase, "stat": "window_start", **labels}.items())),
+            )
+            assert samples[start_key] == start
+            checked += 1
+    assert checked > 50
