@@ -5,10 +5,10 @@ the domains."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import create_model
+from pydantic import Field, TypeAdapter, create_model
 
 from services.contract.envelope import CloudEvent
 from services.contract.fields import DataModel
@@ -33,13 +33,18 @@ class Catalog:
 
     topic: str
     events: Mapping[str, EventSpec]
+    validator: TypeAdapter[CloudEvent] = field(compare=False, repr=False)
+    """Validates a whole event (attributes and typed ``data``) in one call, choosing the model by
+    ``type``: the codec's fast path, half the cost of validating envelope and data apart."""
 
     @classmethod
     def of(cls, topic: str, events: Mapping[str, type[DataModel]]) -> Catalog:
         specs = {
             name: EventSpec(name, topic, model, _event_model(name, model)) for name, model in events.items()
         }
-        return cls(topic, specs)
+        models = tuple(spec.model for spec in specs.values())
+        tagged: Any = models[0] if len(models) == 1 else Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+        return cls(topic, specs, TypeAdapter(tagged))
 
     def __contains__(self, type_name: object) -> bool:
         return type_name in self.events

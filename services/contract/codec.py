@@ -116,6 +116,9 @@ def decode(
     Structured mode: ``content-type: application/cloudevents+json``, or no ``ce_specversion`` header
     and a JSON object with ``specversion`` as the value. Binary mode: ``ce_*`` headers (at least
     ``ce_specversion``) and the ``data`` object as the value.
+
+    A valid event takes one validation of the whole event (:attr:`Catalog.validator`); anything
+    that does not pass is decoded again step by step, which names the reason and the field.
     """
     if value is None:
         raise DecodeError(DlqReason.INVALID_JSON, "record has no value (tombstone)")
@@ -124,7 +127,46 @@ def decode(
         raise DecodeError(DlqReason.INVALID_ENVELOPE, msg)
     hmap = _header_map(headers)
     content_type = hmap.get("content-type", b"").decode("latin-1").strip()
-    if content_type.lower().startswith(STRUCTURED):
+    structured = content_type.lower().startswith(STRUCTURED)
+    event = _valid(value, hmap, content_type, structured, catalog)
+    if event is None:
+        event = _checked(value, hmap, content_type, structured, catalog)
+    if (expected := event.data.subject) != event.subject:
+        msg = f"subject: {event.subject!r} differs from the entity id {expected!r} in data"
+        raise DecodeError(DlqReason.INVALID_ENVELOPE, msg)
+    return event
+
+
+def _valid(
+    value: bytes, hmap: dict[str, bytes], content_type: str, structured: bool, catalog: Catalog
+) -> Event | None:
+    """The event if the record is a valid one, else None; never more lenient than :func:`_checked`
+    (same JSON parser, same models, the same attribute rules)."""
+    try:
+        if structured or "ce_specversion" not in hmap:
+            doc = orjson.loads(value)
+            if not isinstance(doc, dict):
+                return None
+            if not structured and content_type and doc.get("datacontenttype") is None:
+                doc["datacontenttype"] = content_type
+        else:
+            doc = {name[3:]: raw.decode("utf-8") for name, raw in hmap.items() if name.startswith("ce_")}
+            if "data" in doc:  # a ce_data header is an unknown attribute
+                return None
+            if content_type:
+                doc.setdefault("datacontenttype", content_type)
+            doc["data"] = orjson.loads(value)
+        model = catalog.validator.validate_python(doc)
+    except (orjson.JSONDecodeError, UnicodeDecodeError, ValidationError):
+        return None
+    return Event(**model.__dict__, time_s=model.time.timestamp())
+
+
+def _checked(
+    value: bytes, hmap: dict[str, bytes], content_type: str, structured: bool, catalog: Catalog
+) -> Event:
+    """Decode step by step, raising the first refusal as a :class:`DecodeError`."""
+    if structured:
         attrs, data = _structured(_loads(value, "structured-mode value"), None)
     elif "ce_specversion" in hmap:
         attrs = _attributes_from_headers(hmap)
@@ -167,9 +209,6 @@ def _build(attrs: dict[str, Any], data: dict[str, Any], catalog: Catalog) -> Eve
         payload: DataModel = spec.data_model.model_validate(data)
     except ValidationError as exc:
         raise DecodeError(DlqReason.INVALID_DATA, _describe(exc, "data.")) from None
-    if (expected := payload.subject) != envelope.subject:
-        msg = f"subject: {envelope.subject!r} differs from the entity id {expected!r} in data"
-        raise DecodeError(DlqReason.INVALID_ENVELOPE, msg)
     return Event(**envelope.__dict__, data=payload, time_s=envelope.time.timestamp())
 
 

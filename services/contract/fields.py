@@ -43,14 +43,10 @@ def _parse_rfc3339(value: Any) -> datetime:
     if not isinstance(value, str) or not _RFC3339.match(value):
         msg = "expected an RFC 3339 timestamp with offset, e.g. 2025-03-01T08:30:00+08:00"
         raise ValueError(msg)
-    text = value.replace("t", "T").replace("z", "Z")
-    # Python's fromisoformat takes at most 6 fractional digits; CloudEvents producers may send 9.
-    head, sep, tail = text.partition(".")
-    if sep:
-        digits = len(tail) - len(tail.lstrip("0123456789"))
-        text = head + "." + tail[: min(digits, 6)] + tail[digits:]
     try:
-        return datetime.fromisoformat(text)
+        # Since Python 3.11 fromisoformat takes RFC 3339 with "Z" and truncates fractions past 6
+        # digits (CloudEvents producers may send 9); the pattern above has let through nothing else.
+        return datetime.fromisoformat(value.upper())
     except ValueError as exc:
         msg = f"not a valid date or time: {exc}"
         raise ValueError(msg) from None

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from services.contract.codec import DecodeError, DlqReason, decode
+from services.contract.codec import DecodeError, DlqReason, _checked, _valid, decode
 from services.contract.envelope import Envelope
 from services.customs.events import CATALOG, DeclarationAccepted, DeclarationLodged
 from tests.factories import TOPIC, accepted_event, binary, lodged_event, structured
@@ -224,3 +224,45 @@ def test_json_object_without_specversion_and_without_ce_headers_is_refused() -> 
     assert err.reason is DlqReason.INVALID_ENVELOPE
     assert "specversion" in err.detail
     assert "neither a structured-mode nor a binary-mode" in err.detail
+
+
+def _both_paths(headers: list[tuple[str, bytes]], value: bytes) -> tuple[Any, Any]:
+    """What the one-pass validation and the step-by-step decode make of one record."""
+    hmap = {k.lower(): v for k, v in headers}
+    content_type = hmap.get("content-type", b"").decode("latin-1").strip()
+    structured_ct = content_type.lower().startswith("application/cloudevents")
+    fast = _valid(value, hmap, content_type, structured_ct, CATALOG)
+    try:
+        checked: Any = _checked(value, hmap, content_type, structured_ct, CATALOG)
+    except DecodeError as exc:
+        checked = exc.reason
+    return fast, checked
+
+
+EDGE_RECORDS = {
+    "structured": structured(lodged_event()),
+    "binary": binary(lodged_event()),
+    "sniffed with null datacontenttype": (
+        [("content-type", b"application/json")],
+        orjson.dumps({**accepted_event(), "datacontenttype": None}),
+    ),
+    "null extension attribute": structured({**accepted_event(), "comexampleext": None}),
+    "ce_data header": ([*binary(accepted_event())[0], ("ce_data", b"{}")], binary(accepted_event())[1]),
+    "NaN in an ignored data field": (
+        structured(accepted_event())[0],
+        structured(accepted_event())[1].replace(b'"data":{', b'"data":{"x":NaN,'),
+    ),
+    "header that is not UTF-8": ([*binary(accepted_event())[0], ("ce_traceparent", b"\xff")], b"{}"),
+    "unknown type": structured(accepted_event(type="customs.unknown")),
+}
+
+
+@pytest.mark.parametrize("case", list(EDGE_RECORDS))
+def test_one_pass_validation_takes_exactly_what_the_checked_decode_takes(case: str) -> None:
+    fast, checked = _both_paths(*EDGE_RECORDS[case])
+    if isinstance(checked, DlqReason):
+        assert fast is None, f"one pass took a record the checked decode refuses as {checked}"
+    else:
+        assert fast is None or fast == checked
+    if case in ("structured", "binary"):
+        assert fast is not None, "a valid record must not need the slow path"
