@@ -1,8 +1,8 @@
 """Stage two: merge the partitions' partial aggregates into indicator records.
 
-About once a second every input partition sends each stage-two partition one bundle: its
-watermark and, for each window key of that stage-two partition it touched, its *whole* current
-aggregate. A key's partial from a partition replaces that partition's previous one (so
+Every partials interval (0.25 s by default) every input partition sends each stage-two partition
+one bundle: its watermark and, for each window key of that stage-two partition it touched, its
+*whole* current aggregate. A key's partial from a partition replaces that partition's previous one (so
 redelivery never double counts), the merge of all partitions' partials is the indicator, and a
 record is published when the merge changed (at most once per interval) or the window became
 final. Final: the slowest active partition's watermark passed the window's end plus the

@@ -34,6 +34,7 @@ from services.registry import DOMAINS
 from services.runtime.kafka_admin import require_broker
 from services.tools.bench_latency import latency_run
 from services.tools.bench_memory import bytes_per_open_order
+from services.tools.bench_quix import quix_available
 from services.tools.simulate import Record
 
 __all__ = ["run_bench"]
@@ -100,19 +101,28 @@ async def _raw(bootstrap: str, topic: str, n: int, contract_topic: str = TOPIC) 
 def _faust_empty(
     bootstrap: str, prefix: str, n: int, partitions: int, mode: str = "iterate", topic: str = TOPIC
 ) -> float:
-    out = Path(tempfile.mkstemp(suffix=".json")[1])
     env = {
-        **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "TRADEPULSE_TOPIC_PREFIX": prefix,
         "TRADEPULSE_TOPIC_PARTITIONS": str(partitions),
         "TRADEPULSE_WEB_PORT": str(free_port()),
         "TRADEPULSE_LOG_LEVEL": "warning",
     }
+    return _measured_by("services.tools.bench_agent", [str(n)], [mode, topic], env)
+
+
+def _quix(bootstrap: str, n: int, topic: str) -> float:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    return _measured_by("services.tools.bench_quix", [str(n)], [topic], env)
+
+
+def _measured_by(module: str, head: list[str], tail: list[str], env: dict[str, str]) -> float:
+    """Run ``python -m module *head OUT *tail`` and read the events/s it writes to OUT."""
+    out = Path(tempfile.mkstemp(suffix=".json")[1])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.tools.bench_agent", str(n), str(out), mode, topic],
+        [sys.executable, "-m", module, *head, str(out), *tail],
         cwd=REPO,
-        env=env,
+        env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -120,7 +130,7 @@ def _faust_empty(
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not out.read_text():
             if proc.poll() is not None:
-                msg = f"bench agent exited with {proc.returncode}"
+                msg = f"{module} exited with {proc.returncode}"
                 raise RuntimeError(msg)
             time.sleep(0.2)
         result = json.loads(out.read_text())
@@ -139,7 +149,6 @@ def _env(bootstrap: str, prefix: str, partitions: int, port: int) -> dict[str, s
         "TRADEPULSE_TOPIC_PARTITIONS": str(partitions),
         "TRADEPULSE_WEB_PORT": str(port),
         "TRADEPULSE_LOG_LEVEL": "warning",
-        "TRADEPULSE_CUSTOMS_INDICATOR_INTERVAL_S": "1",
     }
 
 
@@ -201,6 +210,8 @@ def _variant(name: str, bootstrap: str, partitions: int, records: list[Record], 
         return _faust_empty(bootstrap, prefix, len(records), partitions, topic=topic)
     if name == "faust_batch_agent":
         return _faust_empty(bootstrap, prefix, len(records), partitions, "batch", topic)
+    if name == "quix_streams":
+        return _quix(bootstrap, len(records), prefix + topic)
     return _worker(bootstrap, prefix, len(records), partitions, target)
 
 
@@ -240,7 +251,11 @@ def run_bench(
         bootstrap = node.bootstrap
     records = _customs_records(events, seed, target)
     pipeline = f"{target}_pipeline"
-    names = ("raw_aiokafka_decode", "faust_empty_agent", "faust_batch_agent", pipeline)
+    names = ["raw_aiokafka_decode", "faust_empty_agent", "faust_batch_agent", pipeline]
+    if quix_available():
+        names.append("quix_streams")
+    else:
+        print("quix_streams left out: install the bench extra, pip install -e '.[bench]'", flush=True)
     runs: dict[str, list[float]] = {name: [] for name in names}
     try:
         for round_no in range(1, rounds + 1):
@@ -253,7 +268,6 @@ def run_bench(
         if node is not None:
             node.stop()
     results = {name: statistics.median(xs) for name, xs in runs.items()}
-    per_round_c_over_b = [c / b for c, b in zip(runs[pipeline], runs["faust_empty_agent"], strict=True)]
     report = {
         "benchmark": target,
         "events": len(records),
@@ -264,11 +278,15 @@ def run_bench(
         "events_per_s_per_worker": round(results[pipeline], 1),
         "ratio_c_over_a": round(results[pipeline] / results["raw_aiokafka_decode"], 3),
         "ratio_c_over_b": round(results[pipeline] / results["faust_empty_agent"], 3),
-        "ratio_c_over_b_by_round": [round(x, 3) for x in per_round_c_over_b],
+        "ratio_c_over_b_by_round": _by_round(runs, pipeline, "faust_empty_agent"),
+        "ratio_over_quix": _ratio(results, pipeline, "quix_streams"),
+        "ratio_over_quix_by_round": _by_round(runs, pipeline, "quix_streams"),
         "bytes_per_open_order": bytes_per_open_order() if target == "cbec" else None,
         "latency": {
             "offered_events_per_s": rate,
-            "indicator_interval_s": 1.0,
+            # the worker's settings: the defaults unless the environment overrides them
+            "partials_interval_s": DOMAINS["customs"].settings().partials_interval_s,
+            "indicator_interval_s": DOMAINS["customs"].settings().indicator_interval_s,
             "probes": len(latencies),
             "p50_s": _round(_percentile(latencies, 0.5)),
             "p99_s": _round(_percentile(latencies, 0.99)),
@@ -285,6 +303,16 @@ def run_bench(
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return report
+
+
+def _ratio(results: dict[str, float], top: str, bottom: str) -> float | None:
+    return round(results[top] / results[bottom], 3) if bottom in results else None
+
+
+def _by_round(runs: dict[str, list[float]], top: str, bottom: str) -> list[float] | None:
+    if bottom not in runs:
+        return None
+    return [round(c / b, 3) for c, b in zip(runs[top], runs[bottom], strict=True)]
 
 
 def _round(x: float | None) -> float | None:

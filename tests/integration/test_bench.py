@@ -1,4 +1,5 @@
-"""`tradepulse bench customs` end to end on the real broker, small: every variant runs, the JSON
+"""`tradepulse bench customs` end to end on the real broker, small: every variant (the Quix Streams
+peer too) runs, the JSON
 carries what docs/performance.md quotes. (Speed itself is never asserted: machines are noisy.)"""
 
 from __future__ import annotations
@@ -20,12 +21,21 @@ def test_the_customs_benchmark_writes_every_figure(
     run_bench(events=6000, partitions=4, out=out, rate=100.0, latency_s=4.0, rounds=1)
     report = json.loads(out.read_text())
     rates = report["events_per_s"]
-    assert set(rates) == {"raw_aiokafka_decode", "faust_empty_agent", "faust_batch_agent", "customs_pipeline"}
+    assert set(rates) == {
+        "raw_aiokafka_decode",
+        "faust_empty_agent",
+        "faust_batch_agent",
+        "customs_pipeline",
+        "quix_streams",
+    }
     assert all(rate > 0 for rate in rates.values()), rates
     assert report["events"] == 6000
     assert report["ratio_c_over_b"] == pytest.approx(
         rates["customs_pipeline"] / rates["faust_empty_agent"], rel=1e-2
     )
     assert report["ratio_c_over_b_by_round"] == [report["ratio_c_over_b"]]
+    over_quix = rates["customs_pipeline"] / rates["quix_streams"]
+    assert report["ratio_over_quix"] == pytest.approx(over_quix, rel=1e-2)
+    assert report["latency"]["indicator_interval_s"] == 0.25  # the defaults: the latency the user gets
     assert report["latency"]["probes"] > 0
     assert 0 < report["latency"]["p50_s"] <= report["latency"]["p99_s"]
