@@ -60,30 +60,35 @@ class Flusher:
     """Step 5 in the background: one flush at a time of whatever is staged, then the
     acknowledgements of every batch that flush carried (step 6).
 
-    The agents go on processing their next batch while a flush waits for the broker, so the round
-    trips overlap with work instead of adding to it; at most ``in_flight`` batches wait for their
-    flush (back-pressure), and none is acknowledged before the flush that carried its state and
-    outputs is done. A flush that fails (the broker is away) keeps what it had staged and is
-    retried; nothing is acknowledged meanwhile.
+    A submitter goes on as soon as the flush that carries its unit has *started*: an agent then
+    processes its next batch while the broker acknowledges the last one, so round trips overlap
+    with work, and each submitter has at most one unit staged behind the running flush
+    (back-pressure). Every flush takes every staged unit, so no submitter waits behind another:
+    under load a timer's partials or indicator records leave within two flushes. (A shared count
+    of units in flight let the input agent, which always had its next batch ready, take every
+    free slot: the partials timer waited 11 s.) Nothing is acknowledged before the flush that
+    carried its state and outputs is done. A flush that fails (the broker is away) keeps what it
+    had staged and is retried; nothing is acknowledged meanwhile.
     """
 
-    def __init__(self, store: StateStore, *, in_flight: int = 2) -> None:
+    def __init__(self, store: StateStore) -> None:
         self._store = store
-        self._in_flight = in_flight
         self._staged: list[tuple[Ack | None, int]] = []  # staged since the last flush began
         self._flushing: list[tuple[Ack | None, int]] = []
+        self._started = 0  # flushes begun: the next one carries generation _started + 1
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Event()
         self.acknowledged = 0
 
     async def submit(self, ack: Ack | None, count: int = 0) -> None:
         """A unit was staged: acknowledge it (``count`` input records) after its flush; return once
-        there is room for another."""
+        that flush has begun."""
         self._staged.append((ack, count))
+        carried_by = self._started + 1
         if self._task is None or self._task.done():
             self._progress = asyncio.Event()  # of the running loop
             self._task = asyncio.create_task(self._run(), name="commit-flush")
-        while len(self._staged) + len(self._flushing) > self._in_flight and not self._task.done():
+        while self._started < carried_by and not self._task.done():
             self._progress.clear()
             await self._progress.wait()
         if self._task.done() and (exc := self._task.exception()) is not None:
@@ -98,13 +103,14 @@ class Flusher:
         while self._staged:
             # what is staged now goes with this flush: swapped with no await before the store's own
             self._flushing, self._staged = self._staged, []
+            self._started += 1
+            self._progress.set()
             await self._flush()
             for ack, count in self._flushing:
                 if ack is not None:
                     await ack()
                     self.acknowledged += count
             self._flushing = []
-            self._progress.set()
 
     async def _flush(self) -> None:
         delay = 0.5
