@@ -91,6 +91,7 @@ class Pipeline:
         self._links: dict[tuple[int, int], list[bytes]] = {}  # (target, source) -> items
         self._outputs: list[Out] = []
         self._dead: list[DeadLetter] = []
+        self._sent_watermark: dict[int, float] = {}  # the last watermark each partition handed on
 
     # -- what the agents hand in --------------------------------------------------------------
 
@@ -140,15 +141,22 @@ class Pipeline:
     # -- timers -------------------------------------------------------------------------------
 
     def emit_partials(self) -> None:
-        """Hand each owned partition's changed aggregates and watermark to every stage-two
-        partition (whole aggregates: stage two replaces them)."""
+        """Hand each owned partition's changed aggregates, and its watermark when it moved, to the
+        stage-two partitions (whole aggregates: stage two replaces them). Nothing is sent when
+        nothing changed: an unmoved watermark tells stage two nothing, and a steady trickle of
+        empty bundles would keep the partials topic from ever being caught up."""
         for p, watermark, changed in self.cases.partials():
+            moved = watermark != self._sent_watermark.get(p)
+            if not moved and not changed:
+                continue
+            self._sent_watermark[p] = watermark
             bundles: dict[int, dict[str, Any]] = {q: {} for q in range(self.partitions)}
             for key, agg in changed.items():
                 bundles[stage_two_partition(key, self.partitions)][key.text] = agg.to_json()
             for q, aggs in bundles.items():
-                value = orjson.dumps({"src": p, "wm": watermark, "aggs": aggs})
-                self._outputs.append(Out(self.topics.partials, str(p).encode(), value, q, source=p))
+                if aggs or moved:
+                    value = orjson.dumps({"src": p, "wm": watermark, "aggs": aggs})
+                    self._outputs.append(Out(self.topics.partials, str(p).encode(), value, q, source=p))
 
     def publish(self) -> None:
         """Indicator records of every changed or newly final window."""
@@ -234,6 +242,8 @@ class Pipeline:
         self._outputs = [o for o in self._outputs if o.source not in partitions]
         self._links = {k: v for k, v in self._links.items() if k[1] not in partitions}
         self._dead = [d for d in self._dead if d.partition not in partitions]
+        for p in partitions:
+            self._sent_watermark.pop(p, None)
 
     # -- internals ----------------------------------------------------------------------------
 

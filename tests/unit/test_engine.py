@@ -181,3 +181,23 @@ def test_gauges_show_the_numbers_of_the_records() -> None:
         )
         == start
     )
+
+
+def test_partials_are_handed_on_only_when_something_changed() -> None:
+    """An unchanged aggregate and an unmoved watermark tell stage two nothing; a steady trickle of
+    empty bundles kept the partials topic from ever being caught up."""
+    wiring = Wiring(TOY)
+
+    async def go() -> tuple[int, int, int]:
+        await wiring.take(wiring.event_records(_corpus()))
+        after_corpus = len(wiring.written(TOPICS.partials))
+        await wiring.tick(wiring.pipeline.emit_partials)
+        idle = len(wiring.written(TOPICS.partials))
+        later = event("toy.parcel.sent", "p99", "2025-03-02T08:00:00+08:00", 1, depot="north")
+        await wiring.take(wiring.event_records([later]))
+        return after_corpus, idle, len(wiring.written(TOPICS.partials))
+
+    after_corpus, idle, moved = asyncio.run(go())
+    assert after_corpus > 0
+    assert idle == after_corpus, "a tick with nothing new wrote bundles"
+    assert moved > idle  # a new event moves the watermark: every stage-two partition hears of it
