@@ -15,8 +15,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from services.customs.lifecycle import CREDIT_CLASSES, CUSTOMS_CODES, STAGES, TRANSPORT_MODES, Declaration
 from services.customs.settings import CustomsSettings
 from services.engine.domain import Observer
+from services.engine.metrics import label_or_other
 from services.engine.windows import Contribution
-from services.runtime.metrics import label_or_other
 
 RELEASE_BUCKETS_S = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 345600, 604800)
 STAGE_BUCKETS_S = (1, 10, 60, 300, 900, 3600, 7200, 14400, 43200, 86400, 172800, 345600, 604800)

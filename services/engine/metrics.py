@@ -19,7 +19,7 @@ from prometheus_client import Counter, Gauge
 from services.contract.records import IndicatorWindow
 from services.engine.windows import Dims, IndicatorSpec, WindowKey
 
-__all__ = ["INDICATOR_RECORDS", "LATE_EVENTS", "IndicatorGauges", "gauge_name"]
+__all__ = ["INDICATOR_RECORDS", "LATE_EVENTS", "IndicatorGauges", "gauge_name", "label_or_other"]
 
 LATE_EVENTS = Counter(
     "tradepulse_late_events_total", "Events that reached a window after it was final.", ["topic"]
@@ -42,6 +42,11 @@ STATS = {
 }
 ROLLUP = "all"
 _GAUGES: dict[str, Gauge] = {}  # one per indicator per process (engines come and go in tests)
+
+
+def label_or_other(value: str, allowed: frozenset[str]) -> str:
+    """Keep label values in a closed set: anything unknown becomes ``other`` (for domain metrics)."""
+    return value if value in allowed else "other"
 
 
 def gauge_name(spec: IndicatorSpec) -> str:

@@ -17,7 +17,6 @@ __all__ = [
     "EVENTS_DUPLICATE",
     "EVENTS_INVALID",
     "EVENTS_PROCESSED",
-    "label_or_other",
 ]
 
 EVENTS_CONSUMED = Counter("tradepulse_events_consumed_total", "Records read from an input topic.", ["topic"])
@@ -49,8 +48,3 @@ CONSUMER_LAG = Gauge(
 DEDUP_KEYS = Gauge(
     "tradepulse_dedup_keys", "(source, id) keys held for deduplication on this worker.", ["topic"]
 )
-
-
-def label_or_other(value: str, allowed: frozenset[str]) -> str:
-    """Keep label values in a closed set: anything unknown becomes ``other``."""
-    return value if value in allowed else "other"
