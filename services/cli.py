@@ -16,16 +16,26 @@ SERVICES = tuple(DOMAINS)
 
 
 def _settings_or_exit() -> object:
+    """Settings, or exit 2 with one line per bad variable (a secret's value is never echoed)."""
+    from services.runtime.security import SECRET_VARIABLES, ConfigError
     from services.runtime.settings import load_settings
 
     try:
         return load_settings()
+    except ConfigError as exc:
+        print(f"tradepulse: bad configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ValidationError as exc:
         lines = []
         for err in exc.errors(include_url=False):
-            name = str(err["loc"][0]) if err["loc"] else "?"
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if not err["loc"]:  # a rule across settings: its message names them
+                lines.append(f"  {message}")
+                continue
+            name = str(err["loc"][0])
             env = name if name.isupper() else f"TRADEPULSE_{name.upper()}"
-            lines.append(f"  {env}: {err['msg']} (got {err.get('input')!r})")
+            shown = "" if env in SECRET_VARIABLES else f" (got {err.get('input')!r})"
+            lines.append(f"  {env}: {message}{shown}")
         print("tradepulse: bad configuration:\n" + "\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -166,6 +176,24 @@ def cmd_history(args: argparse.Namespace) -> int:
     return run_history(settings)
 
 
+def cmd_acls(args: argparse.Namespace) -> int:
+    from services.runtime.settings import Settings
+    from services.tools.acls import print_acls
+
+    settings = _settings_or_exit()
+    assert isinstance(settings, Settings)
+    return print_acls(args.process, args.principal, settings)
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from services.runtime.settings import Settings
+    from services.tools.acls import print_topics
+
+    settings = _settings_or_exit()
+    assert isinstance(settings, Settings)
+    return print_topics(args.service, settings)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -229,6 +257,15 @@ def parser() -> argparse.ArgumentParser:
 
     h = sub.add_parser("history", help="write indicator revisions and completed cases to PostgreSQL")
     h.set_defaults(func=cmd_history, long_running=True)
+
+    a = sub.add_parser("acls", help="print the kafka-acls commands that grant one process what it needs")
+    a.add_argument("process", choices=[*SERVICES, "history", "producer"])
+    a.add_argument("--principal", required=True, help="e.g. User:tradepulse-customs")
+    a.set_defaults(func=cmd_acls)
+
+    t = sub.add_parser("topics", help="print the kafka-topics commands that create a service's topics")
+    t.add_argument("service", choices=SERVICES)
+    t.set_defaults(func=cmd_topics)
 
     b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
     b.add_argument("target", choices=["customs", "cbec"])

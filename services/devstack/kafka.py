@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import subprocess
 import time
@@ -15,6 +16,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from services.devstack.process import (
     MissingTool,
@@ -27,7 +29,7 @@ from services.devstack.process import (
     tail,
 )
 
-__all__ = ["KafkaNode", "ensure_jars", "kafka_version"]
+__all__ = ["KafkaNode", "SaslSsl", "ensure_jars", "kafka_version"]
 
 REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "deploy" / "kafka" / "pom.xml"
@@ -76,7 +78,8 @@ def ensure_jars(*, quiet: bool = True) -> Path:
     """The folder of Kafka's jars, fetched with Maven on first use."""
     libs = CACHE / kafka_version() / "libs"
     marker = libs / ".complete"
-    if marker.exists():
+    wanted = hashlib.sha256(POM.read_bytes()).hexdigest()[:16]  # a changed pom fetches again
+    if marker.exists() and marker.read_text() == wanted:
         return libs
     require("java", JAVA_FIX)
     mvn = require("mvn", MAVEN_FIX)
@@ -104,8 +107,24 @@ def ensure_jars(*, quiet: bool = True) -> Path:
     if not any(libs.glob("kafka_2.13-*.jar")):
         msg = f"Maven finished but {libs} holds no kafka_2.13 jar"
         raise MissingTool(msg)
-    marker.write_text(kafka_version())
+    marker.write_text(wanted)
     return libs
+
+
+@dataclass(frozen=True, slots=True)
+class SaslSsl:
+    """A secured node: one SASL_SSL listener (SCRAM-SHA-512 users created when the storage is
+    formatted, a PEM server certificate), ACLs enforced by the StandardAuthorizer with nothing
+    allowed unless granted. ``admin`` is the super user (and the broker's own inter-broker login).
+
+    The KRaft controller listener stays PLAINTEXT on the loopback address, and its principal
+    (ANONYMOUS) is a super user too: KRaft authorizes the broker's registration there, and SCRAM
+    is not available on controller listeners. Clients cannot reach data through it."""
+
+    keystore_pem: Path  # PKCS#8 private key followed by the certificate chain
+    ca_pem: Path
+    users: dict[str, str]  # name -> password; must include admin
+    admin: str = "admin"
 
 
 @dataclass(slots=True)
@@ -116,11 +135,27 @@ class KafkaNode:
     port: int = 19092
     controller_port: int = 19093
     heap: str = "512m"
+    secure: SaslSsl | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka options of the super user (readiness probe, topic and ACL set-up)."""
+        if self.secure is None:
+            return {"bootstrap_servers": self.bootstrap}
+        import ssl
+
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": "SASL_SSL",
+            "ssl_context": ssl.create_default_context(cafile=str(self.secure.ca_pem)),
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": self.secure.admin,
+            "sasl_plain_password": self.secure.users[self.secure.admin],
+        }
 
     @property
     def pidfile(self) -> Path:
@@ -132,17 +167,19 @@ class KafkaNode:
 
     def _properties(self) -> str:
         data = self.home / "data"
+        name = "PLAINTEXT" if self.secure is None else "SASL_SSL"
         return "\n".join(
             [
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                f"listeners={name}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners={name}://127.0.0.1:{self.port},"
                 f"CONTROLLER://127.0.0.1:{self.controller_port}",
                 "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"inter.broker.listener.name={name}",
+                f"listener.security.protocol.map=CONTROLLER:PLAINTEXT,{name}:{name}",
+                *self._security_properties(),
                 f"log.dirs={data}",
                 "num.partitions=1",
                 "auto.create.topics.enable=false",
@@ -157,6 +194,36 @@ class KafkaNode:
                 "",
             ]
         )
+
+    def _security_properties(self) -> list[str]:
+        sec = self.secure
+        if sec is None:
+            return []
+        login = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{sec.admin}" password="{sec.users[sec.admin]}";'
+        )
+        return [
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={login}",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={sec.keystore_pem}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={sec.ca_pem}",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users=User:{sec.admin};User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found=false",
+        ]
+
+    def _scram_users(self) -> list[str]:
+        """``--add-scram`` arguments of the storage format (SCRAM credentials live in KRaft metadata)."""
+        if self.secure is None:
+            return []
+        out = []
+        for user, password in self.secure.users.items():
+            out += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
+        return out
 
     def running(self) -> bool:
         pid = read_pid(self.pidfile)
@@ -195,6 +262,7 @@ class KafkaNode:
                     _cluster_id(),
                     "-c",
                     str(props),
+                    *self._scram_users(),
                 ],
                 capture_output=True,
                 text=True,
@@ -229,12 +297,38 @@ class KafkaNode:
             if proc.poll() is not None:
                 msg = f"Kafka exited with {proc.returncode}; last log lines:\n{tail(self.logfile)}"
                 raise StackError(msg)
-            if port_open("127.0.0.1", self.port) and kafka_answers(self.bootstrap):
+            if port_open("127.0.0.1", self.port) and kafka_answers(self.client_options()):
                 return
             time.sleep(0.3)
         self.stop()
         msg = f"Kafka did not answer within {timeout_s:.0f}s; last log lines:\n{tail(self.logfile)}"
         raise StackError(msg)
+
+    def acl(self, *arguments: str) -> None:
+        """Run ``kafka-acls`` (org.apache.kafka.tools.AclCommand) as the super user."""
+        if self.secure is None:
+            msg = "ACLs need a secured node (KafkaNode(secure=SaslSsl(...)))"
+            raise StackError(msg)
+        sec = self.secure
+        config = self.home / "admin.properties"
+        config.write_text(
+            "security.protocol=SASL_SSL\n"
+            "sasl.mechanism=SCRAM-SHA-512\n"
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{sec.admin}" password="{sec.users[sec.admin]}";\n'
+            "ssl.truststore.type=PEM\n"
+            f"ssl.truststore.location={sec.ca_pem}\n"
+        )
+        config.chmod(0o600)
+        java = require("java", JAVA_FIX)
+        done = subprocess.run(
+            [java, "-Xmx256m", "-cp", f"{ensure_jars()}/*", "org.apache.kafka.tools.AclCommand",
+             "--bootstrap-server", self.bootstrap, "--command-config", str(config), *arguments],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            msg = f"kafka-acls {' '.join(arguments[:6])}... failed:\n{done.stdout}{done.stderr}"
+            raise StackError(msg)
 
     def version_line(self) -> str:
         """The version of the Kafka jars this node runs, read from the jar itself."""

@@ -23,14 +23,25 @@ PG_FIX = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class PgTls:
+    """A cluster that takes TLS connections only, with a password (scram-sha-256)."""
+
+    cert_pem: Path
+    key_pem: Path
+    password: str
+
+
 @dataclass(slots=True)
 class PostgresCluster:
-    """One cluster with one database and one trusted local user, both named ``tradepulse``."""
+    """One cluster with one database and one local user, both named ``tradepulse``: trusted, or
+    (``tls``) over TLS with a password only."""
 
     home: Path
     port: int = 15432
     user: str = "tradepulse"
     database: str = "tradepulse"
+    tls: PgTls | None = None
 
     @property
     def datadir(self) -> Path:
@@ -42,7 +53,9 @@ class PostgresCluster:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+        if self.tls is None:
+            return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+        return f"postgresql://{self.user}:{self.tls.password}@127.0.0.1:{self.port}/{self.database}"
 
     def _bin(self, name: str) -> str:
         path = PG_BIN / name
@@ -112,6 +125,8 @@ class PostgresCluster:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.home} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
+        if self.tls is not None:
+            opts += " " + self._tls_setup(self.tls)
         done = self._run(
             [pg_ctl, "-D", str(self.datadir), "-l", str(self.logfile), "-o", opts, "-w", "-t", "60", "start"],
             check=False,
@@ -122,10 +137,27 @@ class PostgresCluster:
         exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname='{self.database}'", "-tA")
         if exists.stdout.strip() != "1":
             self._psql(f'CREATE DATABASE "{self.database}"')
+        if self.tls is not None:
+            self._psql(f"ALTER USER \"{self.user}\" PASSWORD '{self.tls.password}'")
+
+    def _tls_setup(self, tls: PgTls) -> str:
+        """Server certificate into the data folder; TCP connections only with TLS and a password
+        (the local socket stays trusted, for set-up). Returns the server options."""
+        for source, name in ((tls.cert_pem, "server.crt"), (tls.key_pem, "server.key")):
+            target = self.datadir / name
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+        (self.datadir / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+            "hostnossl all all 127.0.0.1/32 reject\n"
+        )
+        self._own()
+        return "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
 
     def _psql(self, sql: str, *flags: str) -> subprocess.CompletedProcess[str]:
         psql = str(PG_BIN / "psql") if (PG_BIN / "psql").exists() else shutil.which("psql") or "psql"
-        conn = ["-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", "postgres"]
+        conn = ["-h", str(self.home), "-p", str(self.port), "-U", self.user, "-d", "postgres"]  # socket
         return self._run([psql, *conn, *flags, "-c", sql])
 
     def stop(self) -> None:

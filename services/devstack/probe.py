@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
 __all__ = ["kafka_answers", "kafka_cluster_info", "web_get", "web_ready"]
 
 
-async def _cluster(bootstrap: str) -> dict[str, object]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+Client = str | Mapping[str, Any]  # a bootstrap address, or aiokafka options (a secured node)
+
+
+async def _cluster(client: Client) -> dict[str, object]:
+    options = {"bootstrap_servers": client} if isinstance(client, str) else dict(client)
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=3000)
     try:
         await asyncio.wait_for(admin.start(), timeout=4)
         desc = await admin.describe_cluster()
@@ -20,18 +26,18 @@ async def _cluster(bootstrap: str) -> dict[str, object]:
         await admin.close()
 
 
-def kafka_answers(bootstrap: str) -> bool:
+def kafka_answers(client: Client) -> bool:
     """True when the broker answers a metadata request."""
     try:
-        asyncio.run(_cluster(bootstrap))
+        asyncio.run(_cluster(client))
     except Exception:  # any failure means "not yet"
         return False
     return True
 
 
-def kafka_cluster_info(bootstrap: str) -> dict[str, object]:
+def kafka_cluster_info(client: Client) -> dict[str, object]:
     """The broker's cluster description (id, controller, brokers)."""
-    return asyncio.run(_cluster(bootstrap))
+    return asyncio.run(_cluster(client))
 
 
 def web_get(port: int, path: str) -> tuple[int, str]:

@@ -5,10 +5,12 @@ Every variable is listed in the README's configuration table; a test keeps the t
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from services.runtime.security import FileSecretsSettings, KafkaSecurity
 
 __all__ = ["LOCAL_DATABASE_URL", "LOCAL_KAFKA", "Settings", "load_settings"]
 
@@ -16,11 +18,14 @@ LOCAL_KAFKA = "127.0.0.1:19092"
 LOCAL_DATABASE_URL = "postgresql://tradepulse@127.0.0.1:15432/tradepulse"
 
 
-class Settings(BaseSettings):
-    """TradePulse settings. ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` keep their common
-    names; everything else carries the ``TRADEPULSE_`` prefix."""
+class Settings(FileSecretsSettings):
+    """TradePulse settings. ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL`` and the ``KAFKA_*``
+    security settings keep their common names; everything else carries the ``TRADEPULSE_`` prefix.
+    ``DATABASE_URL`` may come from a file (``DATABASE_URL_FILE``)."""
 
-    model_config = SettingsConfigDict(env_prefix="TRADEPULSE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="TRADEPULSE_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     kafka_bootstrap_servers: Annotated[
         str, Field(validation_alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
@@ -43,6 +48,8 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     startup_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     stop_timeout_s: Annotated[float, Field(gt=0, le=300)] = 8.0
+    create_topics: bool = True
+    kafka: Annotated[KafkaSecurity, Field(default_factory=KafkaSecurity, exclude=True)]
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
@@ -61,6 +68,10 @@ class Settings(BaseSettings):
     def bootstrap_list(self) -> list[str]:
         """Bootstrap servers as ``host:port`` strings."""
         return [h.strip().removeprefix("kafka://") for h in self.kafka_bootstrap_servers.split(",")]
+
+    def kafka_client(self) -> dict[str, Any]:
+        """Keyword arguments of every aiokafka client: the bootstrap servers and the security."""
+        return {"bootstrap_servers": self.bootstrap_list(), **self.kafka.aiokafka()}
 
     def port_for(self, default: int) -> int:
         """The web (metrics, health) port: ``TRADEPULSE_WEB_PORT``, else the service's own."""

@@ -26,7 +26,7 @@ from services.engine.state import KafkaStateStore
 from services.runtime.commit import CommitPath, Source
 from services.runtime.fetch import RecordFetcher
 from services.runtime.intake import Intake
-from services.runtime.kafka_admin import TopicSpec, ensure_topics
+from services.runtime.kafka_admin import READ, READ_WRITE, WRITE, Access, TopicSpec, ensure_topics
 from services.runtime.metrics import CONSUMER_LAG
 from services.runtime.settings import Settings
 from services.runtime.transport import SCHEME, RecordBatch, record_batches
@@ -99,7 +99,7 @@ def create_app(settings: Settings, *, service: str, port: int, scheme: str = SCH
     broker URL's scheme selects the transport: TradePulse's batch transport, unless a benchmark
     asks for Faust's own (``kafka``)."""
     return faust.App(
-        f"{settings.topic_prefix}tradepulse-{service}",
+        app_id(settings, service),
         broker=[f"{scheme}://{h}" for h in settings.bootstrap_list()],
         store="memory://",
         autodiscover=False,
@@ -121,6 +121,7 @@ def create_app(settings: Settings, *, service: str, port: int, scheme: str = SCH
         web_host=settings.web_host,
         web_port=settings.port_for(port),
         web_in_thread=False,
+        broker_credentials=settings.kafka.faust(),
     )
 
 
@@ -136,17 +137,74 @@ class Worker:
     pipeline: Pipeline
     commit: CommitPath
     topics: list[TopicSpec]
+    access: Access
 
     async def preflight(self) -> None:
-        """Fail fast, with the fix in the message, when the broker or the topics are wrong; learn
-        the partition counts of the topics written by key."""
+        """Fail fast, with the fix in the message, when the broker, the credentials, the topics or
+        the permissions are wrong; learn the partition counts of the topics written by key."""
         counts = await ensure_topics(
-            self.settings.bootstrap_list(),
+            self.settings.kafka_client(),
             self.topics,
             replication=self.settings.topic_replication,
             timeout_s=self.settings.startup_timeout_s,
+            create=self.settings.create_topics,
+            access=self.access,
         )
         self.store.partition_counts.update(counts)
+
+
+def _topics(settings: Settings, domain: Domain) -> tuple[str, Topics, str]:
+    """The physical names of a domain's topics: input, outputs and internal ones, state."""
+    name = domain.name
+    internal = {kind: settings.topic(f"tradepulse-{name}-{kind}") for kind in ("links", "partials", "state")}
+    names = Topics(
+        links=internal["links"],
+        partials=internal["partials"],
+        indicators=settings.topic(indicator_topic(name)),
+        dlq=settings.topic(dlq_topic(domain.topic)),
+        cases=settings.topic(case_topic(name)),
+    )
+    return settings.topic(domain.topic), names, internal["state"]
+
+
+def worker_topics(settings: Settings, domain: Domain) -> list[TopicSpec]:
+    """The topics ``tradepulse worker <domain>`` uses, as it creates them (or an administrator
+    must, with TRADEPULSE_CREATE_TOPICS=false)."""
+    input_name, names, state = _topics(settings, domain)
+    partitions = settings.topic_partitions
+    return [
+        TopicSpec(input_name, partitions),
+        TopicSpec(names.links, partitions),
+        TopicSpec(names.partials, partitions),
+        TopicSpec(state, partitions, compacted=True),
+        TopicSpec(names.dlq, partitions, must_match_partitions=False),
+        TopicSpec(names.indicators, partitions, compacted=True, must_match_partitions=False),
+        TopicSpec(names.cases, partitions, compacted=True, must_match_partitions=False),
+    ]
+
+
+def worker_access(settings: Settings, domain: Domain) -> Access:
+    """Everything ``tradepulse worker <domain>`` does on the cluster (docs/security.md)."""
+    input_name, names, state = _topics(settings, domain)
+    return Access(
+        topics={
+            input_name: READ,
+            names.links: READ_WRITE,
+            names.partials: READ_WRITE,
+            state: READ_WRITE,
+            names.dlq: WRITE,
+            names.indicators: WRITE,
+            names.cases: WRITE,
+        },
+        group=app_id(settings, domain.name),
+        create=settings.create_topics,
+        principal=settings.kafka.principal(),
+    )
+
+
+def app_id(settings: Settings, service: str) -> str:
+    """The Faust app id, which is the worker's consumer group."""
+    return f"{settings.topic_prefix}tradepulse-{service}"
 
 
 def build_worker(settings: Settings, domain: Domain) -> Worker:
@@ -162,22 +220,18 @@ def build_worker(settings: Settings, domain: Domain) -> Worker:
             key_serializer="raw", value_serializer="raw", internal=False,
         )  # fmt: skip
 
-    input_name = settings.topic(domain.topic)
-    internal = {kind: settings.topic(f"tradepulse-{name}-{kind}") for kind in ("links", "partials", "state")}
-    names = Topics(
-        links=internal["links"],
-        partials=internal["partials"],
-        indicators=settings.topic(indicator_topic(name)),
-        dlq=settings.topic(dlq_topic(domain.topic)),
-        cases=settings.topic(case_topic(name)),
-    )
-    fetch = RecordFetcher(settings.bootstrap_list())
+    input_name, names, state_topic = _topics(settings, domain)
+    security = settings.kafka.aiokafka()
+    fetch = RecordFetcher(settings.bootstrap_list(), client=security)
 
     async def flush_producer() -> None:
         await app.producer.flush()
 
     store = KafkaStateStore(
-        topic=internal["state"], bootstrap=settings.bootstrap_list(), before_restore=flush_producer
+        topic=state_topic,
+        bootstrap=settings.bootstrap_list(),
+        before_restore=flush_producer,
+        client=security,
     )
     intake = Intake(
         catalog=domain.catalog,
@@ -225,16 +279,10 @@ def build_worker(settings: Settings, domain: Domain) -> Worker:
             await fetch.close()
 
     _add_pages(app, name)
-    topics = [
-        TopicSpec(input_name, partitions),
-        TopicSpec(names.links, partitions),
-        TopicSpec(names.partials, partitions),
-        TopicSpec(internal["state"], partitions, compacted=True),
-        TopicSpec(names.dlq, partitions, must_match_partitions=False),
-        TopicSpec(names.indicators, partitions, compacted=True, must_match_partitions=False),
-        TopicSpec(names.cases, partitions, compacted=True, must_match_partitions=False),
-    ]
-    return Worker(app, settings, domain, engine, store, pipeline, commit, topics)
+    return Worker(
+        app, settings, domain, engine, store, pipeline, commit,
+        worker_topics(settings, domain), worker_access(settings, domain),
+    )  # fmt: skip
 
 
 def _agent(

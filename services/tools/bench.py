@@ -32,6 +32,7 @@ from services.devstack.probe import web_get
 from services.devstack.process import free_port
 from services.registry import DOMAINS
 from services.runtime.kafka_admin import require_broker
+from services.runtime.security import KafkaSecurity
 from services.tools.bench_latency import latency_run
 from services.tools.bench_memory import bytes_per_open_order
 from services.tools.bench_quix import quix_available
@@ -57,13 +58,13 @@ def _customs_records(n: int, seed: int, target: str = "customs") -> list[Record]
 
 
 async def _prepare(bootstrap: str, topic: str, partitions: int, records: list[Record]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, partitions, 1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(**kafka_client(bootstrap), linger_ms=20, max_batch_size=256 * 1024)
     await producer.start()
     try:
         futures = [await producer.send(topic, v, key=k, headers=h) for k, v, h in records]
@@ -75,7 +76,7 @@ async def _prepare(bootstrap: str, topic: str, partitions: int, records: list[Re
 async def _raw(bootstrap: str, topic: str, n: int, contract_topic: str = TOPIC) -> float:
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka_client(bootstrap),
         group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -96,6 +97,12 @@ async def _raw(bootstrap: str, topic: str, n: int, contract_topic: str = TOPIC) 
         return n / (time.perf_counter() - started)
     finally:
         await consumer.stop()
+
+
+def kafka_client(bootstrap: str) -> dict[str, Any]:
+    """aiokafka options for the benchmark's own clients: the KAFKA_* security settings apply to
+    an external cluster as to every other process (the workers it starts inherit them)."""
+    return {"bootstrap_servers": bootstrap, **KafkaSecurity().aiokafka()}
 
 
 def _faust_empty(
@@ -239,7 +246,7 @@ def run_bench(
     node = None
     if external:
         bootstrap = external
-        asyncio.run(require_broker([external], timeout_s=10))
+        asyncio.run(require_broker(kafka_client(external), timeout_s=10))
     else:
         node = KafkaNode(
             Path(tempfile.mkdtemp(prefix="tradepulse-bench-")),

@@ -76,15 +76,15 @@ async def _latency(bootstrap: str, prefix: str, rate: float, seconds: float, see
     base = hour + 600.0
     dims = (("customs_code", "9999"), ("ie_flag", "E"), ("transport_mode", "5"))
     key = WindowKey("customs.release_time", "PT1H", hour, dims).text
-    from services.tools.bench import _customs_records
+    from services.tools.bench import _customs_records, kafka_client
 
     load = _customs_records(int(rate * seconds) + 1, seed)
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_client(bootstrap), linger_ms=5)
     consumer = AIOKafkaConsumer(
         prefix + "indicators.customs.v1",
-        bootstrap_servers=bootstrap,
+        **kafka_client(bootstrap),
         auto_offset_reset="latest",
         group_id=f"bench-lat-{uuid.uuid4().hex[:6]}",
     )

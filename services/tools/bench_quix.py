@@ -46,6 +46,31 @@ def _attributes(value: bytes, headers: Any) -> dict[str, Any]:
     return event
 
 
+def _connection(bootstrap: str) -> Any:
+    """The KAFKA_* security settings in librdkafka's terms (Quix runs on librdkafka)."""
+    from quixstreams.kafka.configuration import ConnectionConfig
+
+    from services.runtime.security import KafkaSecurity
+
+    sec = KafkaSecurity()
+    options: dict[str, Any] = {"bootstrap_servers": bootstrap, "security_protocol": sec.protocol.lower()}
+    if sec.sasl:
+        options |= {
+            "sasl_mechanism": sec.sasl_mechanism,
+            "sasl_username": sec.sasl_username,
+            "sasl_password": sec.sasl_password,
+        }
+    if sec.tls:
+        files = {"ssl_ca_location": sec.ssl_cafile, "ssl_certificate_location": sec.ssl_certfile}
+        options |= {k: str(v) for k, v in files.items() if v is not None}
+        if sec.ssl_keyfile is not None:
+            options["ssl_key_location"] = str(sec.ssl_keyfile)
+            options["ssl_key_password"] = sec.ssl_key_password
+        if not sec.ssl_check_hostname:
+            options["ssl_endpoint_identification_algorithm"] = "none"
+    return ConnectionConfig(**options)
+
+
 def run_quix(n: int, out: Path, topic_name: str) -> None:
     from quixstreams import Application, State
     from quixstreams.models import TimestampType
@@ -61,7 +86,7 @@ def run_quix(n: int, out: Path, topic_name: str) -> None:
         return int(value["time_ms"])
 
     app = Application(
-        broker_address=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        broker_address=_connection(os.environ["KAFKA_BOOTSTRAP_SERVERS"]),
         consumer_group=f"bench-quix-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         state_dir=tempfile.mkdtemp(prefix="tradepulse-quix-"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import time
 from typing import Any
 
@@ -22,7 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from services.contract.topics import case_topic, indicator_topic
 from services.registry import DOMAINS
 from services.runtime.db import migrate, redact_dsn, upsert_cases, upsert_indicators
-from services.runtime.kafka_admin import StartupError, require_broker
+from services.runtime.kafka_admin import READ, Access, StartupError, require_access
 from services.runtime.settings import Settings
 
 __all__ = ["HistoryStore", "run_history"]
@@ -35,6 +36,26 @@ OUTAGE_ERRORS = (
     ConnectionError,
     asyncio.TimeoutError,
 )
+
+
+def _misconfigured(exc: BaseException, where: str) -> str | None:
+    """The fix for a connection that can never succeed as configured (None: maybe an outage)."""
+    text = str(exc)
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return f"PostgreSQL at {where} refused the password: check the password in DATABASE_URL"
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        if "no encryption" in text:
+            return (
+                f"PostgreSQL at {where} accepts TLS connections only: add sslmode=verify-full and "
+                "sslrootcert=<CA file> to DATABASE_URL"
+            )
+        return f"PostgreSQL at {where} refused the connection ({text.split(chr(10))[0]}): check DATABASE_URL"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the certificate of PostgreSQL at {where} is not trusted ({exc.verify_message}): set "
+            "sslrootcert in DATABASE_URL to the CA that signed it"
+        )
+    return None
 
 
 class HistoryStore(faust.Service):
@@ -58,6 +79,9 @@ class HistoryStore(faust.Service):
             except OUTAGE_ERRORS as exc:
                 self.pool = None
                 why = " ".join(f"{type(exc).__name__}: {exc}".split())
+                fatal = _misconfigured(exc, redact_dsn(self.dsn))
+                if fatal is not None and deadline is not None:  # waiting would not help
+                    raise StartupError(fatal) from None
                 if deadline is not None and time.monotonic() + delay > deadline:
                     msg = (
                         f"PostgreSQL at {redact_dsn(self.dsn)} is unreachable ({why}). Start the local "
@@ -99,11 +123,13 @@ class HistoryStore(faust.Service):
 async def _run(settings: Settings, stop: asyncio.Event) -> None:
     topics = [settings.topic(indicator_topic(name)) for name in DOMAINS]
     topics += [settings.topic(case_topic(name)) for name in DOMAINS]
-    await require_broker(settings.bootstrap_list(), timeout_s=settings.startup_timeout_s)
+    group = settings.topic("tradepulse-history")
+    access = Access(dict.fromkeys(topics, READ), group=group, principal=settings.kafka.principal())
+    await require_access(settings.kafka_client(), access, timeout_s=settings.startup_timeout_s)
     store = HistoryStore(settings.database_url.get_secret_value())
+    await store.connect(give_up_after_s=settings.startup_timeout_s)  # a bad DATABASE_URL stops here
     await store.start()
     try:
-        await store.connect(give_up_after_s=settings.startup_timeout_s)
         await _consume(settings, topics, store, stop)
     finally:
         await store.stop()
@@ -111,7 +137,7 @@ async def _run(settings: Settings, stop: asyncio.Event) -> None:
 
 async def _consume(settings: Settings, topics: list[str], store: HistoryStore, stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_list(),
+        **settings.kafka_client(),
         group_id=settings.topic("tradepulse-history"),
         enable_auto_commit=False,
         auto_offset_reset="earliest",

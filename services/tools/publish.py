@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.runtime.kafka_admin import require_topic
+from services.runtime.kafka_admin import READ, WRITE, Access, require_access, require_topic
+from services.runtime.permissions import Operation
 from services.runtime.settings import Settings
 
 __all__ = ["existing_topic", "publish_file", "tail_topic"]
@@ -43,8 +44,8 @@ def _encode(item: Any, *, binary: bool) -> tuple[bytes | None, bytes, list[tuple
 
 async def publish_file(settings: Settings, topic: str, path: str, *, binary: bool) -> int:
     """Send each event of the file; prints partition and offset of each."""
-    await existing_topic(settings, topic)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list(), acks="all")
+    await existing_topic(settings, topic, WRITE)
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all")
     await producer.start()
     try:
         for item in _read_events(path):
@@ -59,9 +60,9 @@ async def publish_file(settings: Settings, topic: str, path: str, *, binary: boo
 async def tail_topic(settings: Settings, topic: str, *, limit: int, timeout_s: float) -> int:
     """Print the last ``limit`` records of a topic: key, headers, value."""
     name = settings.topic(topic)
-    count = await existing_topic(settings, topic)
+    count = await existing_topic(settings, topic, READ)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_list(),
+        **settings.kafka_client(),
         group_id=None,
         client_id=f"tradepulse-tail-{uuid.uuid4().hex[:6]}",
         enable_auto_commit=False,
@@ -103,17 +104,21 @@ async def tail_topic(settings: Settings, topic: str, *, limit: int, timeout_s: f
     return 0
 
 
-async def existing_topic(settings: Settings, topic: str) -> int:
+async def existing_topic(settings: Settings, topic: str, ops: frozenset[Operation]) -> int:
     """The partition count of a topic the tools read or write; StartupError naming the fix if the
-    broker is unreachable or the topic does not exist."""
+    broker is unreachable, the topic does not exist, or ``ops`` are not granted on it."""
     parts = topic.split(".")
     service = parts[1] if parts[0] in ("indicators", "cases") and len(parts) > 1 else parts[0]
-    return await require_topic(
-        settings.bootstrap_list(),
-        settings.topic(topic),
+    client, name = settings.kafka_client(), settings.topic(topic)
+    count = await require_topic(
+        client,
+        name,
         timeout_s=settings.startup_timeout_s,
         fix=f"start its service (`tradepulse worker {service}` creates its topics) or create it",
     )
+    access = Access({name: ops}, principal=settings.kafka.principal())
+    await require_access(client, access, timeout_s=settings.startup_timeout_s)
+    return count
 
 
 async def _behind(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:

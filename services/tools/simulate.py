@@ -102,7 +102,7 @@ async def publish(
     settings: Settings, topic: str, records: list[Record], *, rate: float, progress: bool
 ) -> None:
     """Send records at ``rate`` per second (0: as fast as possible), showing progress on stderr."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list(), acks="all", linger_ms=10)
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", linger_ms=10)
     await producer.start()
     started = last = time.monotonic()
     try:
@@ -167,6 +167,7 @@ def run_simulation(
 
 def check_topic(settings: Settings, service: str) -> None:
     """StartupError naming the fix unless the service's input topic exists (before any work)."""
+    from services.runtime.kafka_admin import WRITE
     from services.tools.publish import existing_topic
 
-    asyncio.run(existing_topic(settings, f"{service}.events.v1"))
+    asyncio.run(existing_topic(settings, f"{service}.events.v1", WRITE))

@@ -11,6 +11,7 @@ from typing import Any
 from services.tools.simulate import Faults, Record, perturb
 from tests.batch_customs import compare
 from tests.integration.harness import (
+    Client,
     StartWorker,
     WorkerProcess,
     caught_up,
@@ -52,11 +53,11 @@ class DomainCase:
     def consumed(self, workers: list[WorkerProcess]) -> float:
         return sum(w.metric("tradepulse_events_consumed_total", topic=self.topic) for w in workers)
 
-    async def settle(self, bootstrap: str, prefix: str) -> None:
+    async def settle(self, bootstrap: Client, prefix: str) -> None:
         internal = [f"{prefix}tradepulse-{self.service}-{name}" for name in ("links", "partials")]
         await caught_up(bootstrap, f"{prefix}tradepulse-{self.service}", [prefix + self.topic, *internal])
 
-    async def latest(self, bootstrap: str, prefix: str) -> dict[str, dict[str, Any]]:
+    async def latest(self, bootstrap: Client, prefix: str) -> dict[str, dict[str, Any]]:
         return await latest(bootstrap, f"{prefix}indicators.{self.service}.v1")
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,14 @@ from services.runtime.kafka_admin import partition_count
 
 REPO = Path(__file__).resolve().parents[2]
 Headers = list[tuple[str, bytes]]
+Client = str | Mapping[str, Any]  # a bootstrap address, or aiokafka options (the secured broker)
+
+
+def client_options(client: Client) -> dict[str, Any]:
+    """aiokafka keyword arguments for ``client``."""
+    return {"bootstrap_servers": client} if isinstance(client, str) else dict(client)
+
+
 StartWorker = Callable[..., "WorkerProcess"]
 
 
@@ -132,11 +140,11 @@ def new_prefix() -> str:
 
 
 async def produce(
-    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None, Headers]]
+    bootstrap: Client, topic: str, records: Iterable[tuple[bytes | None, bytes | None, Headers]]
 ) -> list[tuple[int, int]]:
     """Send (key, value, headers) records in order, wait until all are acknowledged; returns the
     (partition, offset) of each."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**client_options(bootstrap), acks="all", linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(topic, v, key=k, headers=h) for k, v, h in records]
@@ -146,13 +154,13 @@ async def produce(
 
 
 async def read_all(
-    bootstrap: str, topic: str, *, expect: int, timeout_s: float = 30.0
+    bootstrap: Client, topic: str, *, expect: int, timeout_s: float = 30.0
 ) -> list[ConsumerRecord]:
     """Every record of ``topic`` from the beginning, waiting until at least ``expect`` are there."""
     deadline = time.monotonic() + timeout_s
     count = None
     while not count and time.monotonic() < deadline:
-        count = await partition_count([bootstrap], topic, timeout_s=5)
+        count = await partition_count(client_options(bootstrap), topic, timeout_s=5)
         if not count:
             await asyncio.sleep(0.2)
     assert count, f"topic {topic} never appeared"
@@ -173,15 +181,15 @@ async def eventually(predicate: Callable[[], bool], *, timeout_s: float, every_s
     return predicate()
 
 
-async def lag(bootstrap: str, group: str, topic: str) -> int:
+async def lag(bootstrap: Client, group: str, topic: str) -> int:
     """Records of ``topic`` not yet committed by consumer ``group`` (-1 when it committed none)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    count = await partition_count([bootstrap], topic, timeout_s=5)
+    count = await partition_count(client_options(bootstrap), topic, timeout_s=5)
     assert count, f"no topic {topic}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(**client_options(bootstrap))
     await consumer.start()
     await asyncio.sleep(0)
     try:
@@ -196,7 +204,7 @@ async def lag(bootstrap: str, group: str, topic: str) -> int:
         await admin.close()
 
 
-async def caught_up(bootstrap: str, group: str, topics: list[str], *, timeout_s: float = 120) -> None:
+async def caught_up(bootstrap: Client, group: str, topics: list[str], *, timeout_s: float = 120) -> None:
     """Wait until ``group`` has committed everything in ``topics``."""
     deadline = time.monotonic() + timeout_s
     remaining: dict[str, int] = {}
@@ -209,9 +217,9 @@ async def caught_up(bootstrap: str, group: str, topics: list[str], *, timeout_s:
     raise AssertionError(msg)
 
 
-async def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> list[ConsumerRecord]:
+async def read_to_end(bootstrap: Client, topic: str, *, timeout_s: float = 60.0) -> list[ConsumerRecord]:
     """Every record of ``topic`` up to its end offsets at the time of the call."""
-    count = await partition_count([bootstrap], topic, timeout_s=5)
+    count = await partition_count(client_options(bootstrap), topic, timeout_s=5)
     assert count, f"no topic {topic}"
     out: list[ConsumerRecord] = []
     async with _from_beginning(bootstrap, topic, count) as (consumer, tps):
@@ -228,11 +236,11 @@ async def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 60.0) ->
 
 @asynccontextmanager
 async def _from_beginning(
-    bootstrap: str, topic: str, partitions: int
+    bootstrap: Client, topic: str, partitions: int
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
     """A consumer without a group, assigned every partition of ``topic`` from its beginning."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        **client_options(bootstrap), enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     await asyncio.sleep(0)  # let aiokafka's no-group routine start before any stop()
@@ -245,7 +253,7 @@ async def _from_beginning(
         await consumer.stop()
 
 
-async def latest(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:
+async def latest(bootstrap: Client, topic: str) -> dict[str, dict[str, Any]]:
     """The latest revision of every indicator key, once the topic has stopped growing."""
     seen = -1
     records: list[Any] = []

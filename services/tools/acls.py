@@ -1,0 +1,163 @@
+"""``tradepulse acls`` and ``tradepulse topics``: what an administrator grants and creates for each
+TradePulse process on a secured cluster (docs/security.md), printed as the commands of Kafka's own
+tools. The same definitions drive the start-up permission checks and the security tests."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from services.contract.topics import case_topic, indicator_topic
+from services.registry import DOMAINS
+from services.runtime.kafka_admin import READ, WRITE, Access, TopicSpec
+from services.runtime.permissions import Operation
+from services.runtime.settings import Settings
+from services.runtime.worker import worker_access, worker_topics
+
+__all__ = ["PROCESSES", "access_of", "acl_arguments", "print_acls", "print_topics"]
+
+PROCESSES = (*DOMAINS, "history", "producer")
+"""Who gets a principal: each service's workers, ``history``, and producers of input events
+(``publish``, ``simulate``, the source systems)."""
+
+
+def access_of(process: str, settings: Settings) -> Access:
+    """What ``process`` does on the cluster."""
+    if process in DOMAINS:
+        return worker_access(settings, DOMAINS[process])
+    if process == "history":
+        topics = [settings.topic(f(name)) for f in (indicator_topic, case_topic) for name in DOMAINS]
+        return Access(dict.fromkeys(topics, READ), group=settings.topic("tradepulse-history"))
+    if process == "producer":
+        return Access({settings.topic(d.topic): WRITE for d in DOMAINS.values()})
+    msg = f"unknown process {process!r}; choose from {', '.join(PROCESSES)}"
+    raise ValueError(msg)
+
+
+def acl_arguments(access: Access, principal: str) -> list[list[str]]:
+    """``kafka-acls`` arguments granting exactly ``access`` to ``principal`` (one call per
+    operation, every topic of it at once). Create only when the process creates its topics
+    (TRADEPULSE_CREATE_TOPICS, on by default)."""
+    by_op: dict[Operation, list[str]] = defaultdict(list)
+    for topic, ops in sorted(access.topics.items()):
+        for op in sorted(ops):
+            by_op[op].append(topic)
+    if access.create:
+        # CreateTopics is authorised by Create on the cluster or on the topic: grant the topics only
+        by_op[Operation.CREATE] = sorted(access.topics)
+    calls = []
+    for op, topics in sorted(by_op.items()):
+        resources = [arg for t in topics for arg in ("--topic", t)]
+        calls.append(["--add", "--allow-principal", principal, "--operation", op.label(), *resources])
+    if access.group is not None:
+        group = ["--group", access.group]
+        calls.append(["--add", "--allow-principal", principal, "--operation", "Read", *group])
+    return calls
+
+
+def print_acls(process: str, principal: str, settings: Settings) -> int:
+    for args in acl_arguments(access_of(process, settings), principal):
+        print(f"kafka-acls.sh --bootstrap-server {settings.kafka_bootstrap_servers} {' '.join(args)}")
+    return 0
+
+
+def create_arguments(spec: TopicSpec, replication: int) -> list[str]:
+    """``kafka-topics`` arguments creating ``spec`` as the worker would."""
+    args = ["--create", "--topic", spec.name, "--partitions", str(spec.partitions)]
+    args += ["--replication-factor", str(replication)]
+    if spec.compacted:
+        args += ["--config", "cleanup.policy=compact"]
+    if spec.retention_ms is not None:
+        args += ["--config", f"retention.ms={spec.retention_ms}"]
+    return args
+
+
+def print_topics(service: str, settings: Settings) -> int:
+    for spec in worker_topics(settings, DOMAINS[service]):
+        args = create_arguments(spec, settings.topic_replication)
+        print(f"kafka-topics.sh --bootstrap-server {settings.kafka_bootstrap_servers} {' '.join(args)}")
+    return 0
+
+
+def acl_table(settings: Settings) -> str:
+    """The ACL table of docs/security.md and the README, derived from :func:`access_of` (a unit test
+    keeps the documents equal to it). Services share one row, with ``<service>`` for the name."""
+    rows = ["| process | Read on topics | Write on topics | Read on group |", "|---|---|---|---|"]
+    rows.append(_row("`tradepulse worker <service>`", _service_template(settings)))
+    readers = "`tradepulse history` (every `<service>`)"
+    rows.append(_row(readers, access_of("history", settings), group_services=True))
+    producers = "producers of `<service>` (`publish`, `simulate`, source systems)"
+    rows.append(_row(producers, access_of("producer", settings), group_services=True))
+    return "\n".join(rows)
+
+
+def _service_template(settings: Settings) -> Access:
+    """The services' access with each one's name replaced by ``<service>``; all four must agree."""
+    templates = set()
+    for name in DOMAINS:
+        access = access_of(name, settings)
+        topics = tuple(sorted((t.replace(name, "<service>"), ops) for t, ops in access.topics.items()))
+        group = None if access.group is None else access.group.replace(name, "<service>")
+        templates.add((topics, group))
+    if len(templates) != 1:
+        msg = f"the services' ACLs differ in shape: {templates}"
+        raise AssertionError(msg)
+    ((topics, group),) = templates
+    return Access(dict(topics), group=group)
+
+
+def _row(process: str, access: Access, *, group_services: bool = False) -> str:
+    def names(op: Operation) -> str:
+        chosen = sorted(t for t, ops in access.topics.items() if op in ops)
+        if group_services:  # one entry per topic family instead of four per family
+            chosen = sorted({_family(t) for t in chosen})
+        return ", ".join(f"`{t}`" for t in chosen) or "none"
+
+    group = f"`{access.group}`" if access.group else "none"
+    return f"| {process} | {names(Operation.READ)} | {names(Operation.WRITE)} | {group} |"
+
+
+def _family(topic: str) -> str:
+    for name in DOMAINS:
+        topic = re.sub(rf"(^|[.-]){name}([.-]|$)", r"\1<service>\2", topic)
+    return topic
+
+
+SETUP_HEADER = """#!/bin/sh
+# Generated by `python -m services.tools.acls` from the code's ACLs and topics (docs/security.md);
+# tests/unit/test_compose.py fails when it differs. Runs once in docker-compose.secure.yml, inside
+# the broker's network namespace, through its loopback PLAINTEXT listener (a super user reachable
+# from no other container): SCRAM users from the secrets files, topics, then ACLs.
+set -eu
+BOOTSTRAP=127.0.0.1:9092
+cd /opt/kafka/bin
+"""
+
+
+def setup_script(settings: Settings) -> str:
+    """The compose set-up script: one SCRAM user per process (its password from
+    ``/run/secrets/kafka_<process>_password``), every service's topics, every process's ACLs."""
+    lines = [SETUP_HEADER.rstrip("\n")]
+    for process in PROCESSES:
+        # kafka-configs takes SCRAM credentials only as --add-config (not from --add-config-file):
+        # the password is on this one-shot container's command line, in its own PID namespace
+        secret = f"$(cat /run/secrets/kafka_{process}_password)"
+        lines.append(
+            "./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users "
+            f'--entity-name {process} --add-config "SCRAM-SHA-512=[password={secret}]"'
+        )
+    for service in DOMAINS:
+        for spec in worker_topics(settings, DOMAINS[service]):
+            args = create_arguments(spec, settings.topic_replication)
+            lines.append(f"./kafka-topics.sh --bootstrap-server $BOOTSTRAP {' '.join(args)} --if-not-exists")
+    for process in PROCESSES:
+        for args in acl_arguments(access_of(process, settings), f"User:{process}"):
+            lines.append(f"./kafka-acls.sh --bootstrap-server $BOOTSTRAP {' '.join(args)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m services.tools.acls > deploy/kafka/secure-setup.sh
+    compose = Settings.model_validate(
+        {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "topic_partitions": 8, "create_topics": False}
+    )
+    print(setup_script(compose), end="")
