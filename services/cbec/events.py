@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from services.contract.catalog import Catalog
-from services.contract.fields import CustomsCode, DataModel, IeFlag, Money, NonEmptyStr, examples
+from services.contract.fields import (
+    CustomsCode,
+    DataModel,
+    IeFlag,
+    Money,
+    NonEmptyStr,
+    Personal,
+    PersonalText,
+    Phone,
+    examples,
+    resident_id_valid,
+)
 
 ORDER: dict[str, object] = {"order_no": "SO20251111000123", "ebp_code": "4401986XYZ"}
 LIST: dict[str, object] = {**ORDER, "invt_no": "51412025I000012345"}
@@ -23,18 +34,59 @@ class OrderRef(DataModel):
         return f"{self.ebp_code}:{self.order_no}"
 
 
+def _id_type(value: object) -> object:
+    """``1`` and ``"1"`` alike: the single window's XML has it as text, JSON producers send either."""
+    return str(value) if value in (1, 2) and not isinstance(value, bool) else value
+
+
 class OrderDeclared(OrderRef):
+    """An e-commerce order. The buyer and consignee fields are personal data (contract sections 2.4
+    and 6): validated here, left out of everything past the intake, never quoted in an error."""
+
     ebc_code: NonEmptyStr
     ie_flag: IeFlag
     goods_value: Money
+    buyer_reg_no: PersonalText | None = None
+    buyer_name: PersonalText | None = None
+    buyer_id_type: Annotated[Literal["1", "2"], BeforeValidator(_id_type), Personal()] | None = None
+    buyer_id_number: PersonalText | None = None
+    buyer_phone: Phone | None = None
+    consignee_name: PersonalText | None = None
+    consignee_phone: Phone | None = None
+    consignee_address: PersonalText | None = None
     model_config = examples(
         {
             **ORDER,
             "ebc_code": "4401960ABC",
             "ie_flag": "I",
             "goods_value": {"amount": "299.00", "currency": "CNY"},
-        }
+        },
+        {
+            **ORDER,
+            "ebc_code": "4401960ABC",
+            "ie_flag": "I",
+            "goods_value": {"amount": "299.00", "currency": "CNY"},
+            "buyer_reg_no": "TESTBUYER0001",
+            "buyer_name": "Test Buyer",
+            "buyer_id_type": "1",
+            "buyer_id_number": "000000199001010018",
+            "buyer_phone": "10000000001",
+            "consignee_name": "Test Consignee",
+            "consignee_phone": "10000000002",
+            "consignee_address": "1 Example Road, Test District",
+        },
     )
+
+    @field_validator("buyer_id_number")
+    @classmethod
+    def _resident_id(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("buyer_id_type") == "1" and not resident_id_valid(value):
+            msg = (
+                "buyer_id_type 1 needs a resident identity card number: 18 characters, a birth "
+                "date, and the ISO 7064 MOD 11-2 check character"
+            )
+            raise ValueError(msg)
+        return value
 
 
 class PaymentDeclared(OrderRef):

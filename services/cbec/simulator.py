@@ -14,14 +14,33 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.contract.fields import resident_id_check
 from services.engine.windows import SHANGHAI
 
-__all__ = ["lifecycle", "simulate"]
+__all__ = ["fake_person", "lifecycle", "simulate"]
 
 IMPORT_MODES = [("1210", 0.6), ("9610", 0.4)]
 EXPORT_MODES = [("9610", 0.7), ("9710", 0.15), ("9810", 0.15)]
 PLATFORMS = ["4401986ABC", "4401986XYZ", "4403966TMA", "3301961JDC"]
 MISMATCH, INSPECTION, DETENTION, SENT_BACK, RETURN = 0.02, 0.01, 0.001, 0.0005, 0.03
+
+
+def fake_person(order_no: str) -> dict[str, str]:
+    """Buyer and consignee fields that are plainly fake but valid (contract 2.4): region 000000 in
+    the identity card number (no such region), 100 mobile prefix (none issued), test names."""
+    n = int(order_no[-8:]) if order_no[-8:].isdigit() else 0
+    birth = datetime(1970, 1, 1) + timedelta(days=n % 15000)
+    body = f"000000{birth:%Y%m%d}{n % 1000:03d}"
+    return {
+        "buyer_reg_no": f"TESTREG{n:08d}",
+        "buyer_name": f"Test Buyer {n:08d}",
+        "buyer_id_type": "1",
+        "buyer_id_number": body + resident_id_check(body),
+        "buyer_phone": f"100{n:08d}",
+        "consignee_name": f"Test Consignee {n:08d}",
+        "consignee_phone": f"100{(n * 7) % 10**8:08d}",
+        "consignee_address": f"{n % 999 + 1} Example Road, Test District {n:08d}",
+    }
 
 
 def _iso(at_s: float) -> str:
@@ -54,7 +73,8 @@ def lifecycle(rng: random.Random, start_s: float) -> list[dict[str, Any]]:
     listed = start_s + rng.uniform(60, 1800)
     decided = listed + rng.uniform(1, 60)
     fault = rng.choice(["waybill", "payment", "amount"]) if rng.random() < MISMATCH else None
-    emit("cbec.order.declared", start_s, ebc_code="4401960ABC", ie_flag=ie, goods_value=money)
+    person = fake_person(order_no) if ie == "I" else {}  # import orders name their buyer
+    emit("cbec.order.declared", start_s, ebc_code="4401960ABC", ie_flag=ie, goods_value=money, **person)
     if ie == "I":
         paid = decided + rng.uniform(1, 600) if fault == "payment" else start_s + rng.uniform(1, 60)
         amount = {"amount": f"{float(value) + 1:.2f}", "currency": "CNY"} if fault == "amount" else money
