@@ -11,14 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import yaml
 from pydantic import FilePath
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["CalendarUnknown", "WorkdayCalendar", "WorkdaySettings", "YearData"]
+__all__ = ["CalendarUnknown", "WorkdayCalendar", "WorkdaySettings", "YearData", "local_date"]
+
+_CHINA = timezone(timedelta(hours=8))  # China keeps one time zone, without daylight saving
+
+
+def local_date(at_s: float) -> date:
+    """The China (Asia/Shanghai) calendar date of an instant: working days count dates."""
+    return datetime.fromtimestamp(at_s, _CHINA).date()
 
 
 class WorkdaySettings(BaseSettings):

@@ -54,8 +54,9 @@ class Wiring:
         )
         extra = {"clock": clock} if clock is not None else {}
         self.intake = Intake(
-            catalog=domain.catalog, store=self.store, horizon_s=7 * 86400, max_bytes=1 << 20, **extra
-        )
+            catalog=domain.catalog, store=self.store, horizon_s=7 * 86400, max_bytes=1 << 20,
+            deduplicate=not domain.derived, **extra,
+        )  # fmt: skip
         self.commit = CommitPath(
             intake=self.intake, pipeline=self.pipeline, store=self.store, fetch=self._fetch, dlq=TOPICS.dlq
         )

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from services.engine.windows import SHANGHAI
+from services.simulation import Shipment, shipment
 
 __all__ = ["PORTS", "Case", "lifecycle", "simulate"]
 
@@ -57,12 +58,25 @@ def _iso(at_s: float) -> str:
     return datetime.fromtimestamp(round(at_s, 3), SHANGHAI).isoformat(timespec="milliseconds")
 
 
-def lifecycle(rng: random.Random, serial: int, start_s: float, source: str = "/singlewindow") -> Case:
-    """One declaration's events (CloudEvent dicts), in event-time order."""
+def lifecycle(
+    rng: random.Random,
+    serial: int,
+    start_s: float,
+    source: str = "/singlewindow",
+    export: Shipment | None = None,
+    ie: str | None = None,
+) -> Case:
+    """One declaration's events (CloudEvent dicts), in event-time order; ``export``: the export
+    shipment of the shared plan it declares (services/simulation.py), so that payments and refunds
+    can name it; ``ie``: import or export (drawn when not given)."""
     code, mode, _ = PORTS[[p[0] for p in PORTS].index(_pick(rng, [(p[0], p[2]) for p in PORTS]))]
-    ie = "E" if rng.random() < EXPORT_SHARE else "I"
+    drawn = "E" if rng.random() < EXPORT_SHARE else "I"
+    ie = ie or drawn
     year = datetime.fromtimestamp(start_s, SHANGHAI).year
     entry = f"{code}{year}{'1' if ie == 'I' else '0'}{serial % 10**9:09d}"
+    if export is not None:
+        ie, code, entry, start_s = "E", export.office, export.entry_id, export.lodged_s
+        mode = next(m for c, m, _ in PORTS if c == code)
     credit = _pick(rng, CREDIT)
     bill = (
         f"{'COSU' if mode == '2' else 'AWB'}{rng.randrange(10**10):010d}"
@@ -173,10 +187,17 @@ def lifecycle(rng: random.Random, serial: int, start_s: float, source: str = "/s
 
 
 def simulate(*, cases: int, seed: int, start_s: float, span_s: float) -> list[dict[str, Any]]:
-    """Every event of ``cases`` declarations lodged uniformly over ``span_s``, in event-time order."""
+    """Every event of ``cases`` declarations lodged uniformly over ``span_s``, in event-time order.
+    Exports are the shipments of the shared plan (services/simulation.py), in plan order, so that
+    the CIPS and refund simulators' payments and refunds name them."""
     rng = random.Random(seed)
     events: list[dict[str, Any]] = []
+    exports = 0
     for _ in range(cases):  # random serials: another seed gives other declarations
-        events.extend(lifecycle(rng, rng.randrange(10**9), start_s + rng.uniform(0, span_s)).events)
+        serial, lodged = rng.randrange(10**9), start_s + rng.uniform(0, span_s)
+        plan = None
+        if rng.random() < EXPORT_SHARE:
+            plan, exports = shipment(seed, exports, start_s, span_s), exports + 1
+        events.extend(lifecycle(rng, serial, lodged, export=plan, ie="E" if plan else "I").events)
     events.sort(key=lambda e: datetime.fromisoformat(e["time"]).timestamp())
     return events

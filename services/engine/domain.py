@@ -160,13 +160,19 @@ class Domain:
     """One service, declared once.
 
     ``kinds`` maps each case kind's name to its type; the first is the domain's own case (the one
-    with measures and a case record). ``route`` names the (kind, key) an input event belongs to.
+    with measures and a case record). ``route`` names the (kind, key) an input event belongs to,
+    or None for an event the domain takes no interest in (counted as accepted, then ignored).
+
+    A *derived* domain reads TradePulse's own case topics instead of producers' events: the topic of
+    its catalog and ``inputs``, all decoded with the one catalog. It skips deduplication: its input
+    records are revisions of states, which its folds take any number of times, and an upstream
+    restart may publish a revision again with more in it under the same id.
     """
 
     name: str
     catalog: Catalog
     kinds: Mapping[str, type[Case]]
-    route: Callable[[Event], tuple[str, str]]
+    route: Callable[[Event], tuple[str, str] | None]
     indicators: Sequence[IndicatorSpec]
     settings: type[EngineSettings]
     port: int
@@ -174,10 +180,18 @@ class Domain:
     context: Callable[[Any], Any] = _no_context
     observer: Callable[[Any], Observer] = field(default=lambda settings: Observer())
     """Builds the domain's metrics observer from its settings."""
+    inputs: Sequence[str] = ()
+    """More input topics, read with the same catalog (a derived domain's other case topics)."""
+    derived: bool = False
 
     @property
     def topic(self) -> str:
         return self.catalog.topic
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Every input topic: the catalog's first."""
+        return (self.catalog.topic, *self.inputs)
 
     @property
     def primary(self) -> str:

@@ -97,7 +97,10 @@ class Pipeline:
 
     def take_event(self, record: RawRecord, event: Event) -> None:
         """A new, valid input event read from ``record``."""
-        kind, key = self.domain.route(event)
+        routed = self.domain.route(event)
+        if routed is None:
+            return
+        kind, key = routed
         home = partition_for(key, self.partitions)
         if home != record.partition:  # not keyed by its subject: to its case's partition
             item = {"t": "e", "o": list(record.origin), "ce": event.without_personal_data()}
@@ -120,8 +123,9 @@ class Pipeline:
                 copy = orjson.dumps(item["ce"])
                 try:
                     event = decode(copy, STRUCTURED, catalog=self.domain.catalog, max_bytes=len(copy))
-                    kind, key = self.domain.route(event)
-                    sent = self.cases.apply_event(p, kind, key, event)
+                    routed = self.domain.route(event)
+                    assert routed is not None, "only routed events are forwarded"
+                    sent = self.cases.apply_event(p, *routed, event)
                 except Exception as exc:
                     self._refuse(p, origin, None, exc, copy=copy)
                     continue

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 from aiokafka.errors import KafkaError
 
@@ -135,13 +135,12 @@ class CommitPath:
     pipeline: Pipeline
     store: StateStore
     fetch: Fetch
-    dlq: str  # the physical dead-letter topic of the input topic
+    dlq: str  # the physical dead-letter topic of the (first) input topic
+    dlqs: Mapping[str, str] = field(default_factory=dict)  # of every input topic, when there are more
     flusher: Flusher = field(init=False, repr=False)
-    _processed: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.flusher = Flusher(self.store)
-        self._processed = EVENTS_PROCESSED.labels(topic=self.intake.topic)
 
     async def run(self, source: Source, records: Sequence[RawRecord], ack: Ack) -> None:
         """One batch of one agent, from taking it to staging it; it is acknowledged once flushed."""
@@ -168,13 +167,18 @@ class CommitPath:
         await self._stage({r.partition for r in mine}, dead)
         # 5.-6. flush, then acknowledge (in the background)
         if source is Source.INPUT:
-            processed, count = self._processed, len(mine)
+            processed = (
+                Tally(self.intake.label(r.topic) for r in mine)
+                if len(self.intake.labels) > 1
+                else {self.intake.topic: len(mine)}
+            )
 
             async def acknowledge() -> None:
                 await ack()
-                processed.inc(count)
+                for topic, n in processed.items():
+                    EVENTS_PROCESSED.labels(topic=topic).inc(n)
 
-            await self.flusher.submit(acknowledge, count)
+            await self.flusher.submit(acknowledge, len(mine))
         else:
             await self.flusher.submit(ack)
 
@@ -193,10 +197,11 @@ class CommitPath:
             if self.store.owns(letter.partition) and self.intake.first_refusal(
                 letter.partition, letter.origin
             ):
-                outputs.append(
-                    dead_letter(self.dlq, record, letter.reason, letter.detail, source=letter.partition)
-                )
-                EVENTS_INVALID.labels(topic=self.intake.topic, reason=letter.reason.value).inc()
+                dlq = self.dlqs.get(letter.origin.topic, self.dlq)
+                letter_out = dead_letter(dlq, record, letter.reason, letter.detail, source=letter.partition)
+                outputs.append(letter_out)
+                topic = self.intake.label(letter.origin.topic)
+                EVENTS_INVALID.labels(topic=topic, reason=letter.reason.value).inc()
                 _log_refusal(letter)
         self.store.add_outputs(outputs)
         touched = partitions | {

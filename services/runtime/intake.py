@@ -11,9 +11,12 @@ twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from prometheus_client import Counter
 
 from services.contract.catalog import Catalog
 from services.contract.codec import DecodeError, DlqReason, decode
@@ -54,10 +57,11 @@ def screen(
     max_bytes: int,
     now_s: float,
     max_skew_s: float,
+    deduplicate: bool = True,
 ) -> Screened:
     """Decode each record against ``catalog``, refuse events stamped further ahead of ``now_s``
     than ``max_skew_s`` (docs/contract.md section 1: one bad clock upstream must not move a
-    watermark for everybody), and drop (source, id) seen before."""
+    watermark for everybody), and drop (source, id) seen before (unless ``deduplicate`` is off)."""
     out = Screened()
     accept = out.accepted.append
     reject = out.rejected.append
@@ -70,7 +74,7 @@ def screen(
         except DecodeError as exc:
             reject(Rejected(record, exc.reason, exc.detail))
             continue
-        if index_for(record.partition).add(digest(event.source, event.id)):
+        if not deduplicate or index_for(record.partition).add(digest(event.source, event.id)):
             accept((record, event))
         else:
             out.duplicates += 1
@@ -92,10 +96,10 @@ def refusal_key(origin: Origin) -> bytes:
 
 
 class Intake:
-    """Screens batches of one input topic with deduplication state that survives restarts.
+    """Screens batches of a domain's input topics with deduplication state that survives restarts.
 
-    ``catalog`` names the contract topic (which labels the metrics); records may come from a
-    prefixed physical topic in tests.
+    ``labels`` maps physical topic names (prefixed in tests) to the contract names that label the
+    metrics; a topic not in it is labelled with the catalog's topic.
     """
 
     def __init__(
@@ -107,18 +111,19 @@ class Intake:
         max_bytes: int,
         max_skew_s: float = 300.0,
         clock: Callable[[], float] = time.time,
+        deduplicate: bool = True,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.catalog = catalog
         self.topic = catalog.topic
+        self.labels = dict(labels or {})
+        self._deduplicate = deduplicate
         self._store = store
         self._horizon_s = horizon_s
         self._max_bytes = max_bytes
         self._max_skew_s = max_skew_s
         self._clock = clock
         self._indexes: dict[int, DedupIndex] = {}
-        self._consumed = EVENTS_CONSUMED.labels(topic=self.topic)
-        self._duplicate = EVENTS_DUPLICATE.labels(topic=self.topic)
-        self._accepted = EVENTS_ACCEPTED.labels(topic=self.topic)
         self._keys = DEDUP_KEYS.labels(topic=self.topic)
 
     def index_for(self, partition: int) -> DedupIndex:
@@ -138,9 +143,13 @@ class Intake:
         for p in partitions:
             self._indexes.pop(p, None)
 
+    def label(self, physical: str) -> str:
+        """The contract name of an input topic, for metric labels."""
+        return self.labels.get(physical, self.topic)
+
     def take(self, records: Sequence[RawRecord]) -> Screened:
         """Screen one batch; the caller dead-letters what was rejected and applies what was taken."""
-        self._consumed.inc(len(records))
+        self._count(EVENTS_CONSUMED, records)
         result = screen(
             records,
             self.index_for,
@@ -148,11 +157,19 @@ class Intake:
             max_bytes=self._max_bytes,
             now_s=self._clock(),
             max_skew_s=self._max_skew_s,
+            deduplicate=self._deduplicate,
         )
-        if result.duplicates:
-            self._duplicate.inc(result.duplicates)
-        self._accepted.inc(len(result.accepted))
+        if result.duplicates:  # only domains that read one topic deduplicate
+            EVENTS_DUPLICATE.labels(topic=self.topic).inc(result.duplicates)
+        self._count(EVENTS_ACCEPTED, [r for r, _ in result.accepted])
         return result
+
+    def _count(self, metric: Counter, records: Sequence[RawRecord]) -> None:
+        if len(self.labels) <= 1:  # one input topic: one label
+            metric.labels(topic=self.topic).inc(len(records))
+            return
+        for physical, n in Tally(r.topic for r in records).items():
+            metric.labels(topic=self.label(physical)).inc(n)
 
     def first_refusal(self, partition: int, origin: Origin) -> bool:
         """True the first time the record at ``origin`` is refused while processing ``partition``;

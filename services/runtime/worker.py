@@ -167,17 +167,30 @@ def _topics(settings: Settings, domain: Domain) -> tuple[str, Topics, str]:
     return settings.topic(domain.topic), names, internal["state"]
 
 
+def _inputs(settings: Settings, domain: Domain) -> dict[str, str]:
+    """Physical name -> contract name of every input topic."""
+    return {settings.topic(t): t for t in domain.topics}
+
+
+def _dlqs(settings: Settings, domain: Domain) -> dict[str, str]:
+    """Physical input topic -> its physical dead-letter topic."""
+    return {settings.topic(t): settings.topic(dlq_topic(t)) for t in domain.topics}
+
+
 def worker_topics(settings: Settings, domain: Domain) -> list[TopicSpec]:
     """The topics ``tradepulse worker <domain>`` uses, as it creates them (or an administrator
-    must, with TRADEPULSE_CREATE_TOPICS=false)."""
-    input_name, names, state = _topics(settings, domain)
+    must, with TRADEPULSE_CREATE_TOPICS=false). A derived domain's inputs are other services' case
+    topics: compacted, as those services create them."""
+    _, names, state = _topics(settings, domain)
     partitions = settings.topic_partitions
+    inputs = [TopicSpec(t, partitions, compacted=domain.derived) for t in _inputs(settings, domain)]
+    dlqs = [TopicSpec(t, partitions, must_match_partitions=False) for t in _dlqs(settings, domain).values()]
     return [
-        TopicSpec(input_name, partitions),
+        *inputs,
         TopicSpec(names.links, partitions),
         TopicSpec(names.partials, partitions),
         TopicSpec(state, partitions, compacted=True),
-        TopicSpec(names.dlq, partitions, must_match_partitions=False),
+        *dlqs,
         TopicSpec(names.indicators, partitions, compacted=True, must_match_partitions=False),
         TopicSpec(names.cases, partitions, compacted=True, must_match_partitions=False),
     ]
@@ -185,14 +198,14 @@ def worker_topics(settings: Settings, domain: Domain) -> list[TopicSpec]:
 
 def worker_access(settings: Settings, domain: Domain) -> Access:
     """Everything ``tradepulse worker <domain>`` does on the cluster (docs/security.md)."""
-    input_name, names, state = _topics(settings, domain)
+    _, names, state = _topics(settings, domain)
     return Access(
         topics={
-            input_name: READ,
+            **dict.fromkeys(_inputs(settings, domain), READ),
             names.links: READ_WRITE,
             names.partials: READ_WRITE,
             state: READ_WRITE,
-            names.dlq: WRITE,
+            **dict.fromkeys(_dlqs(settings, domain).values(), WRITE),
             names.indicators: WRITE,
             names.cases: WRITE,
         },
@@ -214,13 +227,14 @@ def build_worker(settings: Settings, domain: Domain) -> Worker:
     context = domain.context(engine)
     app = create_app(settings, service=name, port=domain.port)
 
-    def topic(physical: str) -> Any:
+    def topic(*physical: str) -> Any:
         return app.topic(
-            physical, partitions=partitions, key_type=bytes, value_type=bytes,
+            *physical, partitions=partitions, key_type=bytes, value_type=bytes,
             key_serializer="raw", value_serializer="raw", internal=False,
         )  # fmt: skip
 
     input_name, names, state_topic = _topics(settings, domain)
+    inputs = _inputs(settings, domain)
     security = settings.kafka.aiokafka()
     fetch = RecordFetcher(settings.bootstrap_list(), client=security)
 
@@ -239,20 +253,25 @@ def build_worker(settings: Settings, domain: Domain) -> Worker:
         horizon_s=settings.dedup_horizon_s,
         max_bytes=settings.max_record_bytes,
         max_skew_s=settings.max_clock_skew_s,
+        deduplicate=not domain.derived,
+        labels=inputs,
     )
     pipeline = Pipeline(
         domain, settings=engine, context=context, store=store, partitions=partitions, topics=names
     )
-    commit = CommitPath(intake=intake, pipeline=pipeline, store=store, fetch=fetch, dlq=names.dlq)
+    commit = CommitPath(
+        intake=intake, pipeline=pipeline, store=store, fetch=fetch, dlq=names.dlq,
+        dlqs=_dlqs(settings, domain),
+    )  # fmt: skip
     store.on_revoke(intake.forget)
     store.on_revoke(pipeline.forget)
 
     sources = {
-        Source.INPUT: topic(input_name),
+        Source.INPUT: topic(*inputs),
         Source.LINKS: topic(names.links),
         Source.PARTIALS: topic(names.partials),
     }
-    next_offset: dict[int, int] = {}
+    next_offset: dict[tuple[str, int], int] = {}
     for source, t in sources.items():
         _agent(
             app,
@@ -267,7 +286,7 @@ def build_worker(settings: Settings, domain: Domain) -> Worker:
     _timer(app, engine.partials_interval_s, pipeline.emit_partials, commit, name="partials")
     _timer(app, engine.indicator_interval_s, pipeline.publish, commit, name="publish")
     _timer(app, engine.housekeeping_interval_s, pipeline.housekeeping, commit, name="housekeeping")
-    _report_lag(app, input_name, domain.topic, next_offset)
+    _report_lag(app, inputs, next_offset)
     _ownership(app, store, input_name)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
@@ -292,7 +311,7 @@ def _agent(
     commit: CommitPath,
     settings: Settings,
     name: str,
-    next_offset: dict[int, int] | None,
+    next_offset: dict[tuple[str, int], int] | None,
 ) -> None:
     """The one agent loop: take a batch, run it through the commit path, which acknowledges it."""
 
@@ -307,8 +326,9 @@ def _agent(
             await commit.run(source, records, ack)
             if next_offset is not None:
                 for batch in taken:
-                    if batch.offset >= next_offset.get(batch.partition, 0):
-                        next_offset[batch.partition] = batch.offset + 1
+                    tp = (batch.topic, batch.partition)
+                    if batch.offset >= next_offset.get(tp, 0):
+                        next_offset[tp] = batch.offset + 1
 
     app.agent(topic, name=name)(loop)
 
@@ -332,18 +352,20 @@ def _timer(
     app.timer(interval_s)(tick)
 
 
-def _report_lag(app: faust.App, physical: str, contract: str, next_offset: dict[int, int]) -> None:
+def _report_lag(app: faust.App, inputs: dict[str, str], next_offset: dict[tuple[str, int], int]) -> None:
     """Consumer lag per owned input partition, for the lag alert."""
 
     async def report() -> None:
         if app.should_stop or app.consumer is None:
             return
         for tp in app.consumer.assignment():
-            if tp.topic != physical:
+            contract = inputs.get(tp.topic)
+            taken = next_offset.get((tp.topic, tp.partition))
+            if contract is None or taken is None:
                 continue
             highwater = app.consumer.highwater(tp)
-            if highwater is not None and tp.partition in next_offset:
-                lag = max(0, highwater - next_offset[tp.partition])
+            if highwater is not None:
+                lag = max(0, highwater - taken)
                 CONSUMER_LAG.labels(topic=contract, partition=str(tp.partition)).set(lag)
 
     app.timer(5.0)(report)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 
 from services.contract.envelope import Event
 from services.engine.domain import Case
 from services.engine.registers import EarliestWins, Milestones, evolve
-from services.engine.windows import SHANGHAI, Contribution, IndicatorSpec
+from services.engine.windows import Contribution, IndicatorSpec
 from services.taxrefund.events import RefundDeclared
-from services.workdays import CalendarUnknown, WorkdayCalendar
+from services.workdays import CalendarUnknown, WorkdayCalendar, local_date
 
 __all__ = [
     "DEFAULT_LIMITS_WD",
@@ -50,11 +49,6 @@ INDICATORS = (
     IndicatorSpec("taxrefund.within_limit", "ratio", "ratio", ("mgmt_category",),
                   grace_s=86400.0, labels={"mgmt_category": CATEGORIES}),
 )  # fmt: skip
-
-
-def local_date(at_s: float) -> date:
-    """The Asia/Shanghai calendar date of an instant."""
-    return datetime.fromtimestamp(at_s, SHANGHAI).date()
 
 
 @dataclass(frozen=True, slots=True)

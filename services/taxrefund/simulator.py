@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from services.engine.windows import SHANGHAI
+from services.simulation import shipment
 from services.workdays import CalendarUnknown, WorkdayCalendar
 
 __all__ = ["lifecycle", "simulate"]
@@ -20,6 +21,7 @@ __all__ = ["lifecycle", "simulate"]
 CATEGORIES = [(1, 0.10), (2, 0.45), (3, 0.40), (4, 0.05)]
 PROCESSING_WD = {1: (2, 3), 2: (2, 3), 3: (8, 15), 4: (15, 20)}  # median, p90
 FLAGGED, REJECTED = 0.07, 0.02
+CLAIMS_PLANNED = 0.8  # refunds for export shipments the customs simulator declares
 OFFICES = ["14401060000", "14401120000", "14401150000", "14401830000"]
 
 
@@ -53,9 +55,14 @@ def _iso(at_s: float) -> str:
 
 
 def lifecycle(
-    rng: random.Random, serial: int, filed: date, calendar: WorkdayCalendar
+    rng: random.Random,
+    serial: int,
+    filed: date,
+    calendar: WorkdayCalendar,
+    entries: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One refund's events (CloudEvent dicts) in event-time order."""
+    """One refund's events (CloudEvent dicts) in event-time order; ``entries``: the export entries
+    it claims for (drawn when not given)."""
     category = rng.choices([c for c, _ in CATEGORIES], [w for _, w in CATEGORIES])[0]
     refund = f"RF{filed:%Y%m}{serial:08d}"
     office = rng.choice(OFFICES)
@@ -71,7 +78,8 @@ def lifecycle(
         filed += timedelta(days=1)
     declared = _at(rng, filed)
     amount = f"{rng.lognormvariate(math.log(80_000), 1.0):.2f}"
-    entries = [f"5141{filed.year}0{rng.randrange(10**9):09d}" for _ in range(rng.randint(1, 4))]
+    drawn = [f"5141{filed.year}0{rng.randrange(10**9):09d}" for _ in range(rng.randint(1, 4))]
+    entries = entries or drawn
     emit("taxrefund.refund.declared", declared, taxpayer_uscc=f"91440101MA5C{serial % 10**6:06d}",
          mgmt_category=category, tax_office=office, claimed_amount={"amount": amount, "currency": "CNY"},
          entry_ids=entries)  # fmt: skip
@@ -101,15 +109,24 @@ def lifecycle(
 
 
 def simulate(*, cases: int, seed: int, start_s: float, span_s: float) -> list[dict[str, Any]]:
-    """Every event of ``cases`` refunds filed over ``span_s`` (more in each month's first half)."""
+    """Every event of ``cases`` refunds filed over ``span_s`` (more in each month's first half).
+    Most claim export shipments of the shared plan (services/simulation.py), in plan order, filed
+    weeks after the last of them was declared."""
     rng = random.Random(seed)
     calendar = WorkdayCalendar()
     events: list[dict[str, Any]] = []
+    planned = 0
     for _ in range(cases):
         at = start_s + rng.uniform(0, span_s)
         day = datetime.fromtimestamp(at, SHANGHAI).date()
         if day.day > 15 and rng.random() < 0.5:  # monthly filing peak
             day = day.replace(day=rng.randint(1, 15))
-        events.extend(lifecycle(rng, rng.randrange(10**8), day, calendar))  # random: seeds differ
+        serial, entries = rng.randrange(10**8), None  # random serials: seeds differ
+        if rng.random() < CLAIMS_PLANNED:
+            shipments = [shipment(seed, planned + i, start_s, span_s) for i in range(rng.randint(1, 4))]
+            planned += len(shipments)
+            after = max(s.lodged_s for s in shipments) + rng.uniform(7 * 86400, 60 * 86400)
+            day, entries = datetime.fromtimestamp(after, SHANGHAI).date(), [s.entry_id for s in shipments]
+        events.extend(lifecycle(rng, serial, day, calendar, entries))
     events.sort(key=lambda e: datetime.fromisoformat(e["time"]).timestamp())
     return events

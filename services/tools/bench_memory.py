@@ -30,8 +30,9 @@ def bytes_per_open_order(orders: int = 20_000) -> float:
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for ev in decoded:
-        kind, key = DOMAIN.route(ev)
-        engine.apply_event(0, kind, key, ev)
+        routed = DOMAIN.route(ev)
+        if routed is not None:
+            engine.apply_event(0, *routed, ev)
     engine.take_changes()
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()

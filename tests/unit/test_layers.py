@@ -20,7 +20,8 @@ ALLOWED = {
     "engine": frozenset({"contract"}),
     "runtime": frozenset({"contract", "engine"}),
     "workdays": frozenset(),
-    **{name: frozenset({"contract", "engine", "workdays"}) for name in DOMAIN_PACKAGES},
+    "simulation": frozenset(),
+    **{name: frozenset({"contract", "engine", "workdays", "simulation"}) for name in DOMAIN_PACKAGES},
 }
 
 
