@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from services.registry import DOMAINS
+from services.registry import DOMAINS, SOURCES
 
 SERVICES = tuple(DOMAINS)
 
@@ -83,10 +83,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_schemas(args: argparse.Namespace) -> int:
     from services.contract import schemas as schemas_export
-    from services.registry import catalogs
+    from services.registry import catalogs, derived
 
     if args.check:
-        drift = schemas_export.check(catalogs())
+        drift = schemas_export.check(catalogs(), derived=derived())
         if drift:
             print(
                 "schemas/ differs from the models; run `tradepulse schemas export`:\n  " + "\n  ".join(drift),
@@ -95,7 +95,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
             return 1
         print("schemas/ matches the models")
         return 0
-    names = schemas_export.write(catalogs())
+    names = schemas_export.write(catalogs(), derived=derived())
     print(f"wrote {len(names)} files to {schemas_export.SCHEMA_DIR}")
     return 0
 
@@ -236,7 +236,7 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_tail)
 
     sim = sub.add_parser("simulate", help="publish realistic events (with duplicates, disorder, bad input)")
-    sim.add_argument("service", choices=SERVICES)
+    sim.add_argument("service", choices=tuple(SOURCES))
     sim.add_argument("--cases", type=int, default=1000, help="cases (declarations, ...) to simulate")
     sim.add_argument("--rate", type=float, default=200.0, help="records per second; 0 = as fast as possible")
     sim.add_argument("--seed", type=int, default=1)

@@ -10,6 +10,7 @@ cd /opt/kafka/bin
 ./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name taxrefund --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_taxrefund_password)]"
 ./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name cips --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_cips_password)]"
 ./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name cbec --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_cbec_password)]"
+./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name cycle --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_cycle_password)]"
 ./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name history --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_history_password)]"
 ./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name producer --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_producer_password)]"
 ./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic customs.events.v1 --partitions 8 --replication-factor 1 --if-not-exists
@@ -40,6 +41,17 @@ cd /opt/kafka/bin
 ./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cbec.events.v1.dlq --partitions 8 --replication-factor 1 --if-not-exists
 ./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic indicators.cbec.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
 ./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.cbec.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
+./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.customs.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
+./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.cips.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
+./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.taxrefund.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
+./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-cycle-links --partitions 8 --replication-factor 1 --if-not-exists
+./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-cycle-partials --partitions 8 --replication-factor 1 --if-not-exists
+./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-cycle-state --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
+./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.customs.v1.dlq --partitions 8 --replication-factor 1 --if-not-exists
+./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.cips.v1.dlq --partitions 8 --replication-factor 1 --if-not-exists
+./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.taxrefund.v1.dlq --partitions 8 --replication-factor 1 --if-not-exists
+./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic indicators.cycle.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
+./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.cycle.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
 ./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:customs --operation Read --topic customs.events.v1 --topic tradepulse-customs-links --topic tradepulse-customs-partials --topic tradepulse-customs-state
 ./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:customs --operation Write --topic cases.customs.v1 --topic customs.events.v1.dlq --topic indicators.customs.v1 --topic tradepulse-customs-links --topic tradepulse-customs-partials --topic tradepulse-customs-state
 ./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:customs --operation Read --group tradepulse-customs
@@ -52,6 +64,9 @@ cd /opt/kafka/bin
 ./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cbec --operation Read --topic cbec.events.v1 --topic tradepulse-cbec-links --topic tradepulse-cbec-partials --topic tradepulse-cbec-state
 ./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cbec --operation Write --topic cases.cbec.v1 --topic cbec.events.v1.dlq --topic indicators.cbec.v1 --topic tradepulse-cbec-links --topic tradepulse-cbec-partials --topic tradepulse-cbec-state
 ./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cbec --operation Read --group tradepulse-cbec
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:history --operation Read --topic cases.cbec.v1 --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.taxrefund.v1 --topic indicators.cbec.v1 --topic indicators.cips.v1 --topic indicators.customs.v1 --topic indicators.taxrefund.v1
+./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cycle --operation Read --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.taxrefund.v1 --topic tradepulse-cycle-links --topic tradepulse-cycle-partials --topic tradepulse-cycle-state
+./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cycle --operation Write --topic cases.cips.v1.dlq --topic cases.customs.v1.dlq --topic cases.cycle.v1 --topic cases.taxrefund.v1.dlq --topic indicators.cycle.v1 --topic tradepulse-cycle-links --topic tradepulse-cycle-partials --topic tradepulse-cycle-state
+./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cycle --operation Read --group tradepulse-cycle
+./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:history --operation Read --topic cases.cbec.v1 --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.cycle.v1 --topic cases.taxrefund.v1 --topic indicators.cbec.v1 --topic indicators.cips.v1 --topic indicators.customs.v1 --topic indicators.cycle.v1 --topic indicators.taxrefund.v1
 ./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:history --operation Read --group tradepulse-history
 ./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:producer --operation Write --topic cbec.events.v1 --topic cips.events.v1 --topic customs.events.v1 --topic taxrefund.events.v1

@@ -27,6 +27,8 @@ from services.contract.topics import case_topic, dlq_topic, indicator_topic
 __all__ = ["SCHEMA_DIR", "Services", "check", "event_examples", "generate", "model_examples", "write"]
 
 Services = Mapping[str, Sequence[Catalog]]
+Derived = Mapping[str, Sequence[str]]
+"""Service -> the case topics it reads (a derived service, e.g. the export cycle)."""
 """Service name -> the catalogs of the topics it consumes."""
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -108,10 +110,12 @@ def case_examples() -> list[dict[str, Any]]:
     return out
 
 
-def _asyncapi(services: Services) -> dict[str, Any]:
+def _asyncapi(services: Services, derived: Derived) -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
+    for name, inputs in derived.items():
+        _derived_service(name, inputs, channels, operations)
     for name, catalogs in services.items():
         (domain,) = catalogs  # one input topic per service so far
         refs = {}
@@ -138,16 +142,6 @@ def _asyncapi(services: Services) -> dict[str, Any]:
             ),
             "messages": {"deadLetter": {"$ref": "#/components/messages/deadLetter"}},
         }
-        channels[f"{name}_indicators"] = {
-            "address": indicator_topic(name),
-            "description": "Log-compacted indicator window revisions; key = CloudEvent subject.",
-            "messages": {"indicatorWindow": {"$ref": "#/components/messages/indicatorWindow"}},
-        }
-        channels[f"{name}_cases"] = {
-            "address": case_topic(name),
-            "description": "Log-compacted current state of every case; key = case id = CloudEvent subject.",
-            "messages": {"caseUpdated": {"$ref": "#/components/messages/caseUpdated"}},
-        }
         service = f"tradepulse worker {name}"
         operations[f"{name}_receiveEvents"] = {
             "action": "receive",
@@ -159,16 +153,7 @@ def _asyncapi(services: Services) -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{name}_dlq"},
             "summary": f"{service} dead-letters records it cannot take.",
         }
-        operations[f"{name}_sendIndicators"] = {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/{name}_indicators"},
-            "summary": f"{service} publishes indicator revisions.",
-        }
-        operations[f"{name}_sendCases"] = {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/{name}_cases"},
-            "summary": f"{service} publishes the state of every case it changed, once per batch.",
-        }
+        _outputs(name, service, channels, operations)
     messages["deadLetter"] = {
         "name": "deadLetter",
         "contentType": "application/octet-stream",
@@ -222,7 +207,56 @@ def _asyncapi(services: Services) -> dict[str, Any]:
     }
 
 
-def generate(services: Services) -> dict[str, str]:
+def _derived_service(
+    name: str, inputs: Sequence[str], channels: dict[str, Any], operations: dict[str, Any]
+) -> None:
+    """A service fed by other services' case topics: it receives those channels, dead-letters to
+    one per input, and sends its indicators and cases like every service."""
+    service = f"tradepulse worker {name}"
+    for topic in inputs:
+        source = topic.split(".")[1]  # cases.<service>.v1
+        operations[f"{name}_receive_{source}_cases"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{source}_cases"},
+            "summary": f"{service} reads the case records of {source}.",
+        }
+        channels[f"{name}_{source}_dlq"] = {
+            "address": dlq_topic(topic),
+            "description": f"Case records of {topic} that {service} could not take, unchanged.",
+            "messages": {"deadLetter": {"$ref": "#/components/messages/deadLetter"}},
+        }
+        operations[f"{name}_sendDeadLetters_{source}"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{name}_{source}_dlq"},
+            "summary": f"{service} dead-letters records of {topic} it cannot take.",
+        }
+    _outputs(name, service, channels, operations)
+
+
+def _outputs(name: str, service: str, channels: dict[str, Any], operations: dict[str, Any]) -> None:
+    channels[f"{name}_indicators"] = {
+        "address": indicator_topic(name),
+        "description": "Log-compacted indicator window revisions; key = CloudEvent subject.",
+        "messages": {"indicatorWindow": {"$ref": "#/components/messages/indicatorWindow"}},
+    }
+    channels[f"{name}_cases"] = {
+        "address": case_topic(name),
+        "description": "Log-compacted current state of every case; key = case id = CloudEvent subject.",
+        "messages": {"caseUpdated": {"$ref": "#/components/messages/caseUpdated"}},
+    }
+    operations[f"{name}_sendIndicators"] = {
+        "action": "send",
+        "channel": {"$ref": f"#/channels/{name}_indicators"},
+        "summary": f"{service} publishes indicator revisions.",
+    }
+    operations[f"{name}_sendCases"] = {
+        "action": "send",
+        "channel": {"$ref": f"#/channels/{name}_cases"},
+        "summary": f"{service} publishes the state of every case it changed, once per batch.",
+    }
+
+
+def generate(services: Services, derived: Derived | None = None) -> dict[str, str]:
     """File name -> text of every file in ``schemas/``."""
     files: dict[str, str] = {}
     for catalogs in services.values():
@@ -237,15 +271,15 @@ def generate(services: Services) -> dict[str, str]:
         json.dumps(_schema(CaseEvent, "case.updated", case_examples()), indent=2) + "\n"
     )
     files["asyncapi.yaml"] = yaml.safe_dump(
-        _asyncapi(services), sort_keys=False, allow_unicode=True, width=100
+        _asyncapi(services, derived or {}), sort_keys=False, allow_unicode=True, width=100
     )
     return files
 
 
-def write(services: Services, directory: Path = SCHEMA_DIR) -> list[str]:
+def write(services: Services, directory: Path = SCHEMA_DIR, derived: Derived | None = None) -> list[str]:
     """Write every generated file and remove stale ones; returns the names written."""
     directory.mkdir(parents=True, exist_ok=True)
-    files = generate(services)
+    files = generate(services, derived)
     for name, text in files.items():
         (directory / name).write_text(text)
     for stale in {p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}} - set(files):
@@ -253,9 +287,9 @@ def write(services: Services, directory: Path = SCHEMA_DIR) -> list[str]:
     return sorted(files)
 
 
-def check(services: Services, directory: Path = SCHEMA_DIR) -> list[str]:
+def check(services: Services, directory: Path = SCHEMA_DIR, derived: Derived | None = None) -> list[str]:
     """Names of files that are missing, stale or differ from what the models generate."""
-    files = generate(services)
+    files = generate(services, derived)
     present = (
         {p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}}
         if directory.exists()

@@ -8,7 +8,7 @@ import re
 from collections import defaultdict
 
 from services.contract.topics import case_topic, indicator_topic
-from services.registry import DOMAINS
+from services.registry import DOMAINS, SOURCES
 from services.runtime.kafka_admin import READ, WRITE, Access, TopicSpec
 from services.runtime.permissions import Operation
 from services.runtime.settings import Settings
@@ -29,7 +29,7 @@ def access_of(process: str, settings: Settings) -> Access:
         topics = [settings.topic(f(name)) for f in (indicator_topic, case_topic) for name in DOMAINS]
         return Access(dict.fromkeys(topics, READ), group=settings.topic("tradepulse-history"))
     if process == "producer":
-        return Access({settings.topic(d.topic): WRITE for d in DOMAINS.values()})
+        return Access({settings.topic(d.topic): WRITE for d in SOURCES.values()})
     msg = f"unknown process {process!r}; choose from {', '.join(PROCESSES)}"
     raise ValueError(msg)
 
@@ -84,6 +84,9 @@ def acl_table(settings: Settings) -> str:
     keeps the documents equal to it). Services share one row, with ``<service>`` for the name."""
     rows = ["| process | Read on topics | Write on topics | Read on group |", "|---|---|---|---|"]
     rows.append(_row("`tradepulse worker <service>`", _service_template(settings)))
+    for name, domain in DOMAINS.items():
+        if domain.derived:
+            rows.append(_row(f"`tradepulse worker {name}`", access_of(name, settings)))
     readers = "`tradepulse history` (every `<service>`)"
     rows.append(_row(readers, access_of("history", settings), group_services=True))
     producers = "producers of `<service>` (`publish`, `simulate`, source systems)"
@@ -92,9 +95,10 @@ def acl_table(settings: Settings) -> str:
 
 
 def _service_template(settings: Settings) -> Access:
-    """The services' access with each one's name replaced by ``<service>``; all four must agree."""
+    """The access of the services fed by producers, each one's name replaced by ``<service>``; all
+    must agree."""
     templates = set()
-    for name in DOMAINS:
+    for name in SOURCES:
         access = access_of(name, settings)
         topics = tuple(sorted((t.replace(name, "<service>"), ops) for t, ops in access.topics.items()))
         group = None if access.group is None else access.group.replace(name, "<service>")

@@ -17,7 +17,7 @@ import yaml
 from services.devstack.probe import web_ready
 from services.devstack.process import port_open
 from services.devstack.stack import STACK_HOME, Stack
-from services.registry import DOMAINS
+from services.registry import DOMAINS, SOURCES
 from services.runtime.db import redact_dsn
 
 __all__ = ["run_main"]
@@ -25,7 +25,29 @@ __all__ = ["run_main"]
 LOGS = STACK_HOME.parent / "logs"
 
 
-SIMULATED = ("customs", "taxrefund", "cips", "cbec")  # services with a traffic simulator so far
+SIMULATED = tuple(SOURCES)  # the services fed by producers have a traffic simulator
+# their simulators share the export plan (services/simulation.py): cases per history run
+HISTORY = {"customs": 3000, "cips": 2000, "taxrefund": 600}
+
+
+def _history(services: list[str], env: dict[str, str], seed: int) -> None:
+    """Linked history for the export cycle, published as fast as possible before live traffic:
+    payments and refunds follow their exports by days to weeks, which two days of live traffic
+    cannot show. Exports lodged 90 to 60 days ago, with the payments and refunds that name them."""
+    if "cycle" not in services:
+        return
+    for service, cases in HISTORY.items():
+        if service not in services:
+            continue
+        print(f"  export cycle history: {cases:,} {service} cases of the last 90 days ...", flush=True)
+        LOGS.mkdir(parents=True, exist_ok=True)
+        command = ["simulate", service, "--cases", str(cases), "--rate", "0", "--days-ago", "90",
+                   "--span-hours", "720", "--seed", str(seed), "--quiet"]  # fmt: skip
+        with (LOGS / f"history-{service}.log").open("ab") as out:
+            subprocess.run(
+                [sys.executable, "-m", "services.cli", *command],
+                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False,
+            )  # fmt: skip
 
 
 def _spawn(
@@ -110,6 +132,9 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         prometheus = _start_prometheus(ports)
         if prometheus is not None:
             procs["prometheus"] = prometheus
+        seed = int(time.time())  # new cases each run (the dedup state remembers old ones), one plan
+        if simulators and not stopping:
+            _history(services, env, seed)
         for s in services:
             if simulators and s in SIMULATED:
                 procs[f"simulate-{s}"] = _spawn(
@@ -125,7 +150,7 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
                     "--span-hours",
                     "48",
                     "--seed",
-                    str(int(time.time())),  # new cases each run: the dedup state remembers old ones
+                    str(seed),
                     "--quiet",
                     env=env,
                     log_name=f"simulate-{s}",

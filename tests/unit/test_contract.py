@@ -15,7 +15,7 @@ from services.contract.codec import decode, encode_binary, encode_structured
 from services.contract.envelope import Envelope
 from services.contract.records import CaseEvent, IndicatorEvent, IndicatorWindow
 from services.contract.topics import case_topic, dlq_topic, indicator_topic
-from services.registry import DOMAINS, catalogs
+from services.registry import DOMAINS, SOURCES, catalogs, derived
 from services.registry import EVENT_TYPES as CATALOG
 
 CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "contract.md"
@@ -62,7 +62,7 @@ EXPECTED_TYPES = {
 
 
 def test_catalog_has_exactly_the_event_types_of_the_contract() -> None:
-    assert {d.topic: set(d.catalog.events) for d in DOMAINS.values()} == EXPECTED_TYPES
+    assert {d.topic: set(d.catalog.events) for d in SOURCES.values()} == EXPECTED_TYPES
 
 
 def test_every_event_type_named_in_contract_md_is_in_the_catalog() -> None:
@@ -112,17 +112,20 @@ def test_indicator_key_sorts_dimensions() -> None:
 
 
 def test_committed_schemas_equal_what_the_models_generate() -> None:
-    drift = schemas_export.check(catalogs())
+    drift = schemas_export.check(catalogs(), derived=derived())
     assert drift == [], f"run `tradepulse schemas export`; stale: {drift}"
 
 
 def test_drift_check_notices_a_changed_file(tmp_path: Path) -> None:
-    schemas_export.write(catalogs(), tmp_path)
-    assert schemas_export.check(catalogs(), tmp_path) == []
+    schemas_export.write(catalogs(), tmp_path, derived=derived())
+    assert schemas_export.check(catalogs(), tmp_path, derived=derived()) == []
     victim = tmp_path / "customs.declaration.lodged.json"
     victim.write_text(victim.read_text().replace("entry_id", "entry_no"))
     (tmp_path / "obsolete.json").write_text("{}")
-    assert schemas_export.check(catalogs(), tmp_path) == ["customs.declaration.lodged.json", "obsolete.json"]
+    assert schemas_export.check(catalogs(), tmp_path, derived=derived()) == [
+        "customs.declaration.lodged.json",
+        "obsolete.json",
+    ]
 
 
 def test_asyncapi_names_every_topic_with_its_senders_and_receivers() -> None:
@@ -133,15 +136,24 @@ def test_asyncapi_names_every_topic_with_its_senders_and_receivers() -> None:
     assert addresses == (
         inputs
         | {dlq_topic(t) for t in inputs}
+        | {dlq_topic(t) for inputs in derived().values() for t in inputs}
         | {indicator_topic(n) for n in DOMAINS}
         | {case_topic(n) for n in DOMAINS}
     )
     refs = {op["channel"]["$ref"].split("/")[-1]: op["action"] for op in doc["operations"].values()}
-    for name in DOMAINS:
+    for name in SOURCES:
         assert refs[name] == "receive"
         assert refs[f"{name}_dlq"] == "send"
         assert refs[f"{name}_indicators"] == "send"
         assert refs[f"{name}_cases"] == "send"
+    received = {
+        (op["channel"]["$ref"].split("/")[-1])
+        for op in doc["operations"].values()
+        if op["action"] == "receive"
+    }
+    for name, topics in derived().items():  # a derived service receives the case channels it reads
+        assert {f"{t.split('.')[1]}_cases" for t in topics} <= received, name
+        assert refs[f"{name}_indicators"] == "send"
     messages = {m["name"] for m in doc["components"]["messages"].values()}
     assert set(CATALOG) <= messages
 

@@ -1,0 +1,33 @@
+"""The export cycle service, declared: release to cash, prepaid share, release to refund, across
+customs, CIPS and the tax bureau. It reads their case topics, joins them by entry number (payments
+and refunds tell the entries they name) and imports none of their code. The fold is in
+lifecycle.py."""
+
+from __future__ import annotations
+
+from services.cycle.events import CATALOG, INPUTS
+from services.cycle.lifecycle import INDICATORS, Credited, Entry, Issued, Payment, Refund, route
+from services.cycle.metrics import CycleMetrics
+from services.cycle.settings import CycleSettings
+from services.engine.domain import Domain
+from services.workdays import WorkdayCalendar, WorkdaySettings
+
+
+def context(settings: CycleSettings) -> WorkdayCalendar:
+    return WorkdaySettings().calendar()
+
+
+DOMAIN = Domain(
+    name="cycle",
+    catalog=CATALOG,  # cases.customs.v1, with cases.cips.v1 and cases.taxrefund.v1 (inputs)
+    inputs=INPUTS,
+    derived=True,
+    kinds={"entry": Entry, "payment": Payment, "refund": Refund},
+    route=route,
+    indicators=INDICATORS,
+    settings=CycleSettings,
+    port=6065,
+    messages=(Credited, Issued),
+    context=context,
+    observer=CycleMetrics,
+)
