@@ -45,12 +45,17 @@ class Aggregation(Protocol):
 
 @dataclass(slots=True)
 class Durations:
-    """Counts, an exact sum in integer milliseconds, extremes and a quantile sketch."""
+    """Counts, an exact sum in integer milliseconds and a quantile sketch.
+
+    Every field is a function of the multiset of values counted, whatever the order of additions
+    and corrections: the mean is exact, the percentiles and the extremes come from the sketch
+    (within 1 %). Exact extremes were kept once, and went stale: after a correction took out the
+    minimum, the sketch's estimate stood in for it and no longer matched the next value taken
+    out, so the same events gave different minima depending on batching (found by sending one
+    corpus through the HTTP gateway and directly to Kafka)."""
 
     count: int = 0
     sum_ms: int = 0
-    min_ms: int | None = None
-    max_ms: int | None = None
     sketch: Sketch = field(default_factory=Sketch)
     late: int = 0
 
@@ -64,28 +69,10 @@ class Durations:
         self.count += sign
         self.sum_ms += sign * ms
         self.sketch.add_bucket(bucket, sign)
-        if sign > 0:
-            self.min_ms = ms if self.min_ms is None else min(self.min_ms, ms)
-            self.max_ms = ms if self.max_ms is None else max(self.max_ms, ms)
-        elif ms in (self.min_ms, self.max_ms) or self.count == 0:
-            self._extremes_from_sketch()
-
-    def _extremes_from_sketch(self) -> None:
-        # The exact extreme left with the removed value; the sketch bounds the new one within 1 %.
-        if self.count == 0:
-            self.min_ms = self.max_ms = None
-            return
-        low, high = self.sketch.quantile(0.0), self.sketch.quantile(1.0)
-        self.min_ms = round(low * 1000) if low is not None else None
-        self.max_ms = round(high * 1000) if high is not None else None
 
     def merge(self, other: Durations) -> None:
         self.count += other.count
         self.sum_ms += other.sum_ms
-        if other.min_ms is not None:
-            self.min_ms = other.min_ms if self.min_ms is None else min(self.min_ms, other.min_ms)
-        if other.max_ms is not None:
-            self.max_ms = other.max_ms if self.max_ms is None else max(self.max_ms, other.max_ms)
         self.sketch.merge(other.sketch)
         self.late += other.late
 
@@ -93,20 +80,16 @@ class Durations:
         n, q = self.count, self.sketch.quantile
         return {
             "mean": self.sum_ms / 1000 / n if n else None,
-            "min": self.min_ms / 1000 if self.min_ms is not None else None,
-            "max": self.max_ms / 1000 if self.max_ms is not None else None,
+            "min": q(0.0), "max": q(1.0),
             "p50": q(0.5), "p90": q(0.9), "p95": q(0.95), "p99": q(0.99),
         }  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
-        return {"n": self.count, "s": self.sum_ms, "lo": self.min_ms, "hi": self.max_ms,
-                "k": self.sketch.to_json(), "late": self.late}  # fmt: skip
+        return {"n": self.count, "s": self.sum_ms, "k": self.sketch.to_json(), "late": self.late}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Durations:
-        return cls(
-            int(doc["n"]), int(doc["s"]), doc["lo"], doc["hi"], Sketch.from_json(doc["k"]), int(doc["late"])
-        )
+        return cls(int(doc["n"]), int(doc["s"]), Sketch.from_json(doc["k"]), int(doc["late"]))
 
 
 @dataclass(slots=True)
