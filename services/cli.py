@@ -83,10 +83,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_schemas(args: argparse.Namespace) -> int:
     from services.contract import schemas as schemas_export
+    from services.gateway import openapi
     from services.registry import catalogs, derived
 
+    extra = {openapi.FILE: openapi.text()}
     if args.check:
-        drift = schemas_export.check(catalogs(), derived=derived())
+        drift = schemas_export.check(catalogs(), derived=derived(), extra=extra)
         if drift:
             print(
                 "schemas/ differs from the models; run `tradepulse schemas export`:\n  " + "\n  ".join(drift),
@@ -95,7 +97,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
             return 1
         print("schemas/ matches the models")
         return 0
-    names = schemas_export.write(catalogs(), derived=derived())
+    names = schemas_export.write(catalogs(), derived=derived(), extra=extra)
     print(f"wrote {len(names)} files to {schemas_export.SCHEMA_DIR}")
     return 0
 
@@ -176,6 +178,42 @@ def cmd_history(args: argparse.Namespace) -> int:
     return run_history(settings)
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from services.gateway.app import GatewaySettings, serve
+    from services.gateway.credentials import CredentialsError
+    from services.runtime.logs import logging_config
+    from services.runtime.settings import Settings
+
+    settings = _settings_or_exit()
+    assert isinstance(settings, Settings)
+    try:
+        config = GatewaySettings()
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        name = f"TRADEPULSE_GATEWAY_{str(err['loc'][0]).upper()}" if err["loc"] else "TRADEPULSE_GATEWAY_*"
+        fix = " (make one: tradepulse gateway-key NAME)" if "CREDENTIALS" in name else ""
+        print(f"tradepulse gateway: bad configuration: {name}: {err['msg']}{fix}", file=sys.stderr)
+        return 2
+    logging.config.dictConfig(logging_config(level=settings.log_level, fmt=settings.log_format))
+    try:
+        asyncio.run(serve(settings, config, settings.stop_timeout_s))
+    except CredentialsError as exc:
+        print(f"tradepulse gateway: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_gateway_key(args: argparse.Namespace) -> int:
+    from services.gateway.credentials import new_key
+
+    key, digest = new_key()
+    print(f"API key (give it to the producer; it is shown once): {key}", file=sys.stderr)
+    print(
+        f'- name: {args.name}\n  key_sha256: {digest}\n  sources: ["/your/source/"]\n  types: ["customs.*"]'
+    )
+    return 0
+
+
 def cmd_acls(args: argparse.Namespace) -> int:
     from services.runtime.settings import Settings
     from services.tools.acls import print_acls
@@ -200,6 +238,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from services.tools.bench import run_bench
 
     out = Path(args.out or f"bench-results/{args.target}.json")
+    if args.target == "cycle-memory":
+        import json
+
+        from services.tools.bench_memory import bytes_per_open_entry
+
+        result = {"target": args.target, "entries": 20_000, "bytes_per_open_entry": bytes_per_open_entry()}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result))
+        return 0
     run_bench(events=args.events, partitions=args.partitions, out=out, rate=args.rate, latency_s=args.seconds,
               target=args.target, rounds=args.rounds)  # fmt: skip
     return 0
@@ -267,8 +315,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("service", choices=SERVICES)
     t.set_defaults(func=cmd_topics)
 
+    g = sub.add_parser("gateway", help="HTTP ingest gateway: CloudEvents over HTTP into Kafka")
+    g.set_defaults(func=cmd_gateway, long_running=True)
+    gk = sub.add_parser("gateway-key", help="make an API key for the gateway and its credentials entry")
+    gk.add_argument("name", help="the producer's name (in logs and metrics)")
+    gk.set_defaults(func=cmd_gateway_key)
+
     b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
-    b.add_argument("target", choices=["customs", "cbec"])
+    b.add_argument("target", choices=["customs", "cbec", "cycle-memory"])
     b.add_argument("--events", type=int, default=50_000)
     b.add_argument("--rate", type=float, default=500.0, help="offered load of the latency run, events/s")
     b.add_argument("--seconds", type=float, default=30.0, help="length of the latency run")

@@ -12,6 +12,7 @@ cd /opt/kafka/bin
 ./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name cbec --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_cbec_password)]"
 ./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name cycle --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_cycle_password)]"
 ./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name history --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_history_password)]"
+./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name gateway --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_gateway_password)]"
 ./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name producer --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_producer_password)]"
 ./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic customs.events.v1 --partitions 8 --replication-factor 1 --if-not-exists
 ./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-customs-links --partitions 8 --replication-factor 1 --if-not-exists
@@ -69,4 +70,5 @@ cd /opt/kafka/bin
 ./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cycle --operation Read --group tradepulse-cycle
 ./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:history --operation Read --topic cases.cbec.v1 --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.cycle.v1 --topic cases.taxrefund.v1 --topic indicators.cbec.v1 --topic indicators.cips.v1 --topic indicators.customs.v1 --topic indicators.cycle.v1 --topic indicators.taxrefund.v1
 ./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:history --operation Read --group tradepulse-history
+./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:gateway --operation Write --topic cbec.events.v1 --topic cips.events.v1 --topic customs.events.v1 --topic taxrefund.events.v1
 ./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:producer --operation Write --topic cbec.events.v1 --topic cips.events.v1 --topic customs.events.v1 --topic taxrefund.events.v1

@@ -256,9 +256,12 @@ def _outputs(name: str, service: str, channels: dict[str, Any], operations: dict
     }
 
 
-def generate(services: Services, derived: Derived | None = None) -> dict[str, str]:
-    """File name -> text of every file in ``schemas/``."""
-    files: dict[str, str] = {}
+def generate(
+    services: Services, derived: Derived | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """File name -> text of every file in ``schemas/``; ``extra``: more generated files (the
+    gateway's OpenAPI document, which lives with the gateway)."""
+    files: dict[str, str] = dict(extra or {})
     for catalogs in services.values():
         for catalog in catalogs:
             for type_name, spec in catalog.events.items():
@@ -276,10 +279,15 @@ def generate(services: Services, derived: Derived | None = None) -> dict[str, st
     return files
 
 
-def write(services: Services, directory: Path = SCHEMA_DIR, derived: Derived | None = None) -> list[str]:
+def write(
+    services: Services,
+    directory: Path = SCHEMA_DIR,
+    derived: Derived | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> list[str]:
     """Write every generated file and remove stale ones; returns the names written."""
     directory.mkdir(parents=True, exist_ok=True)
-    files = generate(services, derived)
+    files = generate(services, derived, extra)
     for name, text in files.items():
         (directory / name).write_text(text)
     for stale in {p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}} - set(files):
@@ -287,9 +295,14 @@ def write(services: Services, directory: Path = SCHEMA_DIR, derived: Derived | N
     return sorted(files)
 
 
-def check(services: Services, directory: Path = SCHEMA_DIR, derived: Derived | None = None) -> list[str]:
+def check(
+    services: Services,
+    directory: Path = SCHEMA_DIR,
+    derived: Derived | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> list[str]:
     """Names of files that are missing, stale or differ from what the models generate."""
-    files = generate(services, derived)
+    files = generate(services, derived, extra)
     present = (
         {p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}}
         if directory.exists()

@@ -16,9 +16,9 @@ from services.runtime.worker import worker_access, worker_topics
 
 __all__ = ["PROCESSES", "access_of", "acl_arguments", "print_acls", "print_topics"]
 
-PROCESSES = (*DOMAINS, "history", "producer")
-"""Who gets a principal: each service's workers, ``history``, and producers of input events
-(``publish``, ``simulate``, the source systems)."""
+PROCESSES = (*DOMAINS, "history", "gateway", "producer")
+"""Who gets a principal: each service's workers, ``history``, the HTTP gateway, and producers of
+input events (``publish``, ``simulate``, the source systems)."""
 
 
 def access_of(process: str, settings: Settings) -> Access:
@@ -28,8 +28,10 @@ def access_of(process: str, settings: Settings) -> Access:
     if process == "history":
         topics = [settings.topic(f(name)) for f in (indicator_topic, case_topic) for name in DOMAINS]
         return Access(dict.fromkeys(topics, READ), group=settings.topic("tradepulse-history"))
-    if process == "producer":
-        return Access({settings.topic(d.topic): WRITE for d in SOURCES.values()})
+    if process in ("producer", "gateway"):
+        return Access(
+            {settings.topic(d.topic): WRITE for d in SOURCES.values()}, principal=settings.kafka.principal()
+        )
     msg = f"unknown process {process!r}; choose from {', '.join(PROCESSES)}"
     raise ValueError(msg)
 
@@ -89,6 +91,9 @@ def acl_table(settings: Settings) -> str:
             rows.append(_row(f"`tradepulse worker {name}`", access_of(name, settings)))
     readers = "`tradepulse history` (every `<service>`)"
     rows.append(_row(readers, access_of("history", settings), group_services=True))
+    rows.append(
+        _row("`tradepulse gateway` (every `<service>`)", access_of("gateway", settings), group_services=True)
+    )
     producers = "producers of `<service>` (`publish`, `simulate`, source systems)"
     rows.append(_row(producers, access_of("producer", settings), group_services=True))
     return "\n".join(rows)

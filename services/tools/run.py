@@ -68,6 +68,7 @@ def _spawn(
 
 PROMETHEUS_PORT = 9090
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules" / "tradepulse.yml"
+DEMO_CREDENTIALS = RULES.parents[3] / "deploy" / "gateway" / "credentials.example.yaml"
 
 
 def _start_prometheus(ports: dict[str, int]) -> tuple[subprocess.Popen[bytes], Path] | None:
@@ -129,7 +130,11 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
             print(f"workers not ready after 120 s: {sorted(pending)}; see {LOGS}", file=sys.stderr)
             code = 1
         procs["history"] = _spawn("history", "history", env=env)
-        prometheus = _start_prometheus(ports)
+        gateway_env = {"TRADEPULSE_GATEWAY_CREDENTIALS_FILE": str(DEMO_CREDENTIALS), **env}
+        procs["gateway"] = _spawn("gateway", "gateway", env=gateway_env)
+        prometheus = _start_prometheus(
+            {**ports, "gateway": int(gateway_env.get("TRADEPULSE_GATEWAY_PORT", "6070"))}
+        )
         if prometheus is not None:
             procs["prometheus"] = prometheus
         seed = int(time.time())  # new cases each run (the dedup state remembers old ones), one plan
@@ -163,6 +168,9 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
                 sim_log = procs[f"simulate-{s}"][1]
                 print(f"  {'':<10} simulator: 100 records/s of realistic {s} traffic (log {sim_log})")
                 print(f"  {'':<10} indicators: tradepulse tail indicators.{s}.v1")
+        gateway_port = gateway_env.get("TRADEPULSE_GATEWAY_PORT", "6070")
+        gateway_log = procs["gateway"][1]
+        print(f"  gateway    http://127.0.0.1:{gateway_port}/events   (log {gateway_log}; the README's curl)")
         kafka = env["KAFKA_BOOTSTRAP_SERVERS"]
         print(f"  kafka      {kafka}   e.g. tradepulse tail customs.events.v1.dlq")
         db = redact_dsn(env["DATABASE_URL"])  # an external URL may carry a password

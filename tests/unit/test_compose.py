@@ -48,7 +48,7 @@ def test_our_services_get_more_time_to_stop_than_their_own_deadline() -> None:
 
 
 def test_every_environment_variable_a_service_gets_exists_in_the_settings() -> None:
-    for name in [*DOMAINS, "history"]:
+    for name in [*DOMAINS, "history", "gateway"]:
         env = SERVICES[name]["environment"]
         unknown = sorted(k for k in env if not _known(k))
         assert unknown == [], f"{name}: {unknown}"
@@ -67,6 +67,7 @@ def test_prometheus_scrapes_each_service_on_its_compose_port() -> None:
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     targets = {t for job in prom["scrape_configs"] for cfg in job["static_configs"] for t in cfg["targets"]}
     expected = {f"{name}:{SERVICES[name]['environment']['TRADEPULSE_WEB_PORT']}" for name in DOMAINS}
+    expected.add(f"gateway:{SERVICES['gateway']['environment']['TRADEPULSE_GATEWAY_PORT']}")
     assert targets == expected
 
 
@@ -100,7 +101,7 @@ def _merge(base: Any, over: Any) -> Any:
 
 
 SECURE = _merge(COMPOSE, SECURE_FILE)["services"]
-CLIENTS = [*DOMAINS, "history"]
+CLIENTS = [*DOMAINS, "history", "gateway"]
 
 
 def _properties(env: dict[str, str]) -> dict[str, str]:

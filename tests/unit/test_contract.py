@@ -15,6 +15,7 @@ from services.contract.codec import decode, encode_binary, encode_structured
 from services.contract.envelope import Envelope
 from services.contract.records import CaseEvent, IndicatorEvent, IndicatorWindow
 from services.contract.topics import case_topic, dlq_topic, indicator_topic
+from services.gateway import openapi
 from services.registry import DOMAINS, SOURCES, catalogs, derived
 from services.registry import EVENT_TYPES as CATALOG
 
@@ -59,6 +60,8 @@ EXPECTED_TYPES = {
         "cbec.return.requested",
     },
 }
+
+EXTRA = {openapi.FILE: openapi.text()}
 
 
 def test_catalog_has_exactly_the_event_types_of_the_contract() -> None:
@@ -112,17 +115,17 @@ def test_indicator_key_sorts_dimensions() -> None:
 
 
 def test_committed_schemas_equal_what_the_models_generate() -> None:
-    drift = schemas_export.check(catalogs(), derived=derived())
+    drift = schemas_export.check(catalogs(), derived=derived(), extra=EXTRA)
     assert drift == [], f"run `tradepulse schemas export`; stale: {drift}"
 
 
 def test_drift_check_notices_a_changed_file(tmp_path: Path) -> None:
-    schemas_export.write(catalogs(), tmp_path, derived=derived())
-    assert schemas_export.check(catalogs(), tmp_path, derived=derived()) == []
+    schemas_export.write(catalogs(), tmp_path, derived=derived(), extra=EXTRA)
+    assert schemas_export.check(catalogs(), tmp_path, derived=derived(), extra=EXTRA) == []
     victim = tmp_path / "customs.declaration.lodged.json"
     victim.write_text(victim.read_text().replace("entry_id", "entry_no"))
     (tmp_path / "obsolete.json").write_text("{}")
-    assert schemas_export.check(catalogs(), tmp_path, derived=derived()) == [
+    assert schemas_export.check(catalogs(), tmp_path, derived=derived(), extra=EXTRA) == [
         "customs.declaration.lodged.json",
         "obsolete.json",
     ]

@@ -227,3 +227,11 @@ def test_complete_entries_leave_after_the_retention_and_incomplete_ones_after_th
     assert waiting not in _entries(w)
     assert ENTRIES.labels(outcome="expired")._value.get() == expired + 1
     assert later in _entries(w)
+
+
+def test_an_open_entry_is_a_few_hundred_bytes() -> None:
+    """The figure in docs/performance.md comes from `tradepulse bench cycle-memory`; this keeps the
+    measurement honest (it builds real entries) and catches a state that balloons."""
+    from services.tools.bench_memory import bytes_per_open_entry
+
+    assert 100 < bytes_per_open_entry(2_000) < 2_000

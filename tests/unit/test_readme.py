@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings
 
 from services.devstack.stack import STACK_ENV
 from services.engine.domain import EngineSettings
+from services.gateway.app import GatewaySettings
 from services.registry import DOMAINS
 from services.runtime.security import SECRET_VARIABLES, KafkaSecurity
 from services.runtime.settings import Settings
@@ -22,6 +23,7 @@ SETTINGS: list[type[BaseSettings]] = [
     Settings,
     KafkaSecurity,
     WorkdaySettings,
+    GatewaySettings,
     *(d.settings for d in DOMAINS.values()),
 ]
 NESTED = {"kafka"}  # Settings.kafka is KafkaSecurity, listed on its own

@@ -1,0 +1,484 @@
+"""The HTTP ingest gateway: the CloudEvents HTTP binding in its three modes, in front of Kafka.
+
+One request takes these steps, and answers at the first that fails:
+
+1. size: a body over ``max_body_bytes`` is 413 before it is read;
+2. who: an API key (``Authorization: Bearer``, or ``X-API-Key``) or a client certificate (when the
+   gateway terminates TLS) names a credential, else 401;
+3. parse: structured (``application/cloudevents+json``), batched
+   (``application/cloudevents-batch+json``, at most ``max_batch_events``) or binary (``ce-*``
+   headers, the body is ``data``);
+4. per event: its ``type`` names its topic; the credential's grant must cover its ``source`` and
+   ``type`` (403), and it must pass the same contract models as the services' intake (400);
+5. rate: the credential's token bucket must hold one token per event (429, ``Retry-After``);
+6. write: every event to its topic, keyed by ``subject``, with an idempotent ``acks=all``
+   producer; the answer (202) comes once Kafka has acknowledged all of them, and 503 when it does
+   not within ``ack_timeout_s``.
+
+A batch is accepted whole or refused whole: steps 4 and 5 look at every event before anything is
+written, and a refusal lists each refused event's index, field and rule (RFC 9457). A 503 may
+leave part of a batch written; sending the batch again is safe, because the services drop an
+event they have already taken by its (``source``, ``id``) (docs/contract.md section 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import signal
+import ssl
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import Field, FilePath
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.contract.catalog import Catalog
+from services.contract.codec import DecodeError, decode
+from services.gateway.credentials import Credential, CredentialsError, Grants, load
+from services.registry import SOURCES
+from services.runtime.kafka_admin import require_access, require_topic
+from services.runtime.settings import Settings
+from services.tools.acls import access_of
+
+__all__ = ["Gateway", "GatewaySettings", "Refusal", "build_app"]
+
+log = logging.getLogger("tradepulse.gateway")
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+PROBLEM = "application/problem+json"
+PROBLEMS = "https://github.com/tradepulse/tradepulse/blob/main/README.md#http-gateway"
+
+REQUESTS = Counter(
+    "tradepulse_gateway_requests_total", "Requests by answer and credential.", ["status", "credential"]
+)
+EVENTS = Counter("tradepulse_gateway_events_total", "Events written to Kafka, by topic.", ["topic"])
+REFUSED = Counter(
+    "tradepulse_gateway_refusals_total",
+    "Requests refused, by credential and reason.",
+    ["credential", "reason"],
+)
+LATENCY = Histogram(
+    "tradepulse_gateway_request_seconds", "From the request to the answer (Kafka acknowledged included).",
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)  # fmt: skip
+
+
+class GatewaySettings(BaseSettings):
+    """``TRADEPULSE_GATEWAY_*`` (README configuration table)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRADEPULSE_GATEWAY_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+    credentials_file: FilePath
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 6070
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
+    max_batch_events: Annotated[int, Field(ge=1)] = 500
+    ack_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    tls_certfile: FilePath | None = None
+    tls_keyfile: FilePath | None = None
+    tls_client_cafile: FilePath | None = None
+    """CA of client certificates; with it, a certificate whose subject a credential names is a login."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One refused event of a request (``index`` None: the request as a whole)."""
+
+    status: int
+    reason: str
+    field: str
+    rule: str
+    index: int | None = None
+
+
+Candidate = tuple[str | None, bytes, list[tuple[str, bytes]]]
+"""An event as read: its topic (None: unknown type), the Kafka record value and headers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An accepted event as the Kafka record it becomes."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(slots=True)
+class Bucket:
+    """A token bucket: ``rate`` tokens a second, at most ``burst``."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    at: float = field(default_factory=time.monotonic)
+
+    def take(self, n: int) -> float:
+        """Take ``n`` tokens; 0 when granted, else the seconds until they would be there."""
+        now = time.monotonic()
+        if self.tokens < 0:
+            self.tokens = self.burst
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if n <= self.tokens:
+            self.tokens -= n
+            return 0.0
+        return (n - self.tokens) / self.rate
+
+
+class Problem(Exception):
+    """A refusal of the whole request, answered as ``application/problem+json``."""
+
+    def __init__(
+        self, status: int, title: str, refusals: Sequence[Refusal], headers: Mapping[str, str] | None = None
+    ):
+        super().__init__(title)
+        self.status, self.title, self.refusals, self.headers = status, title, refusals, dict(headers or {})
+
+    def response(self) -> web.Response:
+        errors = [
+            {**({"index": r.index} if r.index is not None else {}), "field": r.field, "rule": r.rule}
+            for r in self.refusals
+        ]
+        body = {"type": f"{PROBLEMS}-{self.status}", "title": self.title, "status": self.status,
+                "detail": "; ".join(f"{e.get('index', '-')}: {e['field']}: {e['rule']}" for e in errors[:5]),
+                "errors": errors}  # fmt: skip
+        return web.Response(
+            status=self.status, body=orjson.dumps(body), content_type=PROBLEM, headers=self.headers
+        )
+
+
+def _split(detail: str) -> tuple[str, str]:
+    """(field, rule) of the codec's first reason: ``data.entry_id: Field required; ...``."""
+    first = detail.split("; ")[0]
+    where, _, rule = first.partition(": ")
+    return (where, rule) if rule else ("(event)", first)
+
+
+class Gateway:
+    """The request handling, with its producer and credentials."""
+
+    def __init__(self, settings: Settings, config: GatewaySettings, grants: Grants) -> None:
+        self.settings = settings
+        self.config = config
+        self.grants = grants
+        self.catalogs: dict[str, Catalog] = {}
+        self.topic_of: dict[str, str] = {}
+        for domain in SOURCES.values():
+            for type_name in domain.catalog.events:
+                self.topic_of[type_name] = domain.topic
+            self.catalogs[domain.topic] = domain.catalog
+        self.buckets: dict[str, Bucket] = {}
+        self.producer: AIOKafkaProducer | None = None
+        self.kafka_ok = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(
+            **self.settings.kafka_client(), acks="all", enable_idempotence=True, linger_ms=2,
+            request_timeout_ms=int(self.config.ack_timeout_s * 1000),
+        )  # fmt: skip
+        await self.producer.start()
+        self.kafka_ok = True
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+    def reload(self) -> None:
+        """SIGHUP: read the credentials file again; a bad file keeps the old grants (and says why)."""
+        try:
+            self.grants = load(self.grants.source)
+        except CredentialsError as exc:
+            log.error("credentials not reloaded; the previous ones stay", extra={"error": str(exc)})
+            return
+        log.info("credentials reloaded", extra={"credentials": len(self.grants)})
+
+    # -- one request ----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        who = "anonymous"
+        try:
+            credential = self._who(request)
+            who = credential.name
+            records = await self._records(request, credential)
+            wait = self._bucket(credential).take(len(records))
+            if wait > 0:
+                retry = str(max(1, math.ceil(wait)))
+                rule = f"more than {credential.rate_per_s:g} events/s (burst {credential.burst})"
+                raise Problem(
+                    429, "Too many events", [Refusal(429, "rate", "(request)", rule)], {"Retry-After": retry}
+                )
+            await self._write(records)
+        except Problem as problem:
+            reason = problem.refusals[0].reason if problem.refusals else "other"
+            REFUSED.labels(credential=who, reason=reason).inc()
+            REQUESTS.labels(status=str(problem.status), credential=who).inc()
+            extra = {
+                "credential": who,
+                "status": problem.status,
+                "reason": reason,
+                "refused": len(problem.refusals),
+                "repeat_key": f"{who}/{reason}",
+            }
+            log.warning("request refused", extra=extra)
+            LATENCY.observe(time.perf_counter() - started)
+            return problem.response()
+        REQUESTS.labels(status="202", credential=who).inc()
+        LATENCY.observe(time.perf_counter() - started)
+        return web.json_response({"accepted": len(records)}, status=202)
+
+    def _who(self, request: web.Request) -> Credential:
+        key = request.headers.get("X-API-Key")
+        auth = request.headers.get("Authorization", "")
+        if auth.lower().startswith("bearer "):
+            key = auth[7:].strip()
+        credential = self.grants.for_key(key) if key else None
+        if credential is None:
+            subject = _certificate_subject(request)
+            credential = self.grants.for_subject(subject) if subject else None
+        if credential is None:
+            rule = "an API key (Authorization: Bearer) or a client certificate the gateway knows"
+            refusal = Refusal(401, "credentials", "Authorization", rule)
+            raise Problem(401, "Unauthorized", [refusal], {"WWW-Authenticate": 'Bearer realm="tradepulse"'})
+        return credential
+
+    async def _records(self, request: web.Request, credential: Credential) -> list[Record]:
+        if request.content_length is not None and request.content_length > self.config.max_body_bytes:
+            raise _too_large(self.config.max_body_bytes)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large(self.config.max_body_bytes) from None
+        candidates: list[tuple[int | None, Candidate]]
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type == BATCH:
+            items = _json(body, "the batch")
+            if not isinstance(items, list):
+                raise Problem(
+                    400,
+                    "Invalid batch",
+                    [Refusal(400, "invalid", "(batch)", "must be a JSON array of events")],
+                )
+            if len(items) > self.config.max_batch_events:
+                rule = f"at most {self.config.max_batch_events} events per batch"
+                raise Problem(413, "Batch too large", [Refusal(413, "too_large", "(batch)", rule)])
+            candidates = [(i, self._structured(orjson.dumps(item), item)) for i, item in enumerate(items)]
+        elif content_type == STRUCTURED:
+            candidates = [(None, self._structured(body, _json(body, "the event")))]
+        elif "ce-specversion" in request.headers:
+            candidates = [(None, self._binary(request, body, content_type))]
+        else:
+            rule = f"Content-Type {STRUCTURED} or {BATCH}, or ce-* headers (binary mode)"
+            raise Problem(415, "Not a CloudEvent", [Refusal(415, "media_type", "Content-Type", rule)])
+        records, refusals = [], []
+        for index, (topic, value, headers) in candidates:
+            outcome = self._check(topic, value, headers, credential, index)
+            if isinstance(outcome, Refusal):
+                refusals.append(outcome)
+            else:
+                records.append(outcome)
+        if refusals:
+            status = 403 if any(r.status == 403 for r in refusals) else 400
+            title = "Not allowed for this credential" if status == 403 else "Invalid event"
+            raise Problem(status, title, refusals)
+        return records
+
+    def _structured(self, value: bytes, doc: Any) -> Candidate:
+        type_ = doc.get("type") if isinstance(doc, dict) else None
+        return (
+            self.topic_of.get(type_) if isinstance(type_, str) else None,
+            value,
+            [("content-type", STRUCTURED.encode())],
+        )
+
+    def _binary(self, request: web.Request, body: bytes, content_type: str) -> Candidate:
+        headers = [
+            ("ce_" + name[3:].lower(), urllib.parse.unquote(value).encode())
+            for name, value in request.headers.items()
+            if name.lower().startswith("ce-")
+        ]
+        # no Content-Type (the SDK sends none without datacontenttype), or a client's octet-stream
+        # default: the contract's data is a JSON object, which the decode checks
+        if content_type in ("", "application/octet-stream"):
+            content_type = "application/json"
+        headers.append(("content-type", content_type.encode()))
+        return self.topic_of.get(request.headers.get("ce-type", "")), body, headers
+
+    def _check(
+        self,
+        topic: str | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        credential: Credential,
+        index: int | None,
+    ) -> Record | Refusal:
+        if topic is None:
+            return Refusal(
+                400, "unknown_type", "type", "not an event type of docs/contract.md section 2", index
+            )
+        try:
+            event = decode(value, headers, catalog=self.catalogs[topic], max_bytes=self.config.max_body_bytes)
+        except DecodeError as exc:
+            field_name, rule = _split(exc.detail)
+            return Refusal(400, exc.reason.value, field_name, rule, index)
+        lacking = credential.allows(event.source, event.type)
+        if lacking is not None:
+            rule = f"this credential may not send this {lacking}"
+            return Refusal(403, f"{lacking}_not_granted", lacking, rule, index)
+        ahead = event.time_s - time.time()
+        if ahead > self.settings.max_clock_skew_s:
+            limit = self.settings.max_clock_skew_s
+            rule = f"{ahead:,.0f} s ahead of the gateway's clock; the limit is {limit:,.0f} s"
+            return Refusal(400, "invalid_envelope", "time", rule, index)
+        return Record(self.settings.topic(topic), event.subject.encode(), value, headers)
+
+    def _bucket(self, credential: Credential) -> Bucket:
+        bucket = self.buckets.get(credential.name)
+        if bucket is None or (bucket.rate, bucket.burst) != (credential.rate_per_s, credential.burst):
+            bucket = self.buckets[credential.name] = Bucket(credential.rate_per_s, float(credential.burst))
+        return bucket
+
+    async def _write(self, records: list[Record]) -> None:
+        assert self.producer is not None
+        producer = self.producer
+
+        async def send_all() -> None:
+            futures = [await producer.send(r.topic, r.value, key=r.key, headers=r.headers) for r in records]
+            await asyncio.gather(*futures)
+
+        try:
+            await asyncio.wait_for(send_all(), timeout=self.config.ack_timeout_s)
+        except (TimeoutError, KafkaError) as exc:
+            self.kafka_ok = False
+            log.error(
+                "kafka did not acknowledge", extra={"error": type(exc).__name__, "events": len(records)}
+            )
+            rule = f"Kafka did not acknowledge within {self.config.ack_timeout_s:g} s; send the request again"
+            raise Problem(
+                503, "Kafka unavailable", [Refusal(503, "kafka", "(request)", rule)], {"Retry-After": "5"}
+            ) from None
+        self.kafka_ok = True
+        for r in records:
+            EVENTS.labels(topic=r.topic.removeprefix(self.settings.topic_prefix)).inc()
+
+    async def check_kafka(self) -> None:
+        """Readiness: can the producer reach the cluster now?"""
+        assert self.producer is not None
+        try:
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=3)
+            self.kafka_ok = True
+        except (TimeoutError, KafkaError):
+            self.kafka_ok = False
+
+
+def _json(body: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(
+            400, "Invalid JSON", [Refusal(400, "invalid_json", "(body)", f"{what} is not JSON: {exc}")]
+        ) from None
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(413, "Body too large", [Refusal(413, "too_large", "(body)", f"at most {limit} bytes")])
+
+
+def _certificate_subject(request: web.Request) -> str | None:
+    transport = request.transport
+    cert = transport.get_extra_info("peercert") if transport is not None else None
+    if not cert:
+        return None
+    for rdn in cert.get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return None
+
+
+ROUTES = {"/events": "POST", "/health": "GET", "/ready": "GET", "/metrics": "GET"}
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    """The aiohttp application: ``POST /events`` and the operational pages (schemas/gateway.openapi.yaml)."""
+    app = web.Application(client_max_size=gateway.config.max_body_bytes)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"service": "gateway", "status": "ok", "credentials": len(gateway.grants)})
+
+    async def ready(request: web.Request) -> web.Response:
+        ok = gateway.kafka_ok
+        return web.json_response({"kafka": "ok" if ok else "unreachable"}, status=200 if ok else 503)
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(generate_latest)
+        return web.Response(body=body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    handlers: dict[str, Callable[[web.Request], Awaitable[web.Response]]] = {
+        "/events": gateway.handle, "/health": health, "/ready": ready, "/metrics": metrics,
+    }  # fmt: skip
+    for path, method in ROUTES.items():
+        app.router.add_route(method, path, handlers[path])
+    return app
+
+
+def server_ssl(config: GatewaySettings) -> ssl.SSLContext | None:
+    """TLS of the gateway itself, when configured; client certificates optional (keys still work)."""
+    if config.tls_certfile is None or config.tls_keyfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(config.tls_certfile), str(config.tls_keyfile))
+    if config.tls_client_cafile is not None:
+        context.load_verify_locations(cafile=str(config.tls_client_cafile))
+        context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+async def serve(settings: Settings, config: GatewaySettings, stop_timeout_s: float) -> None:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads the credentials without dropping connections."""
+    gateway = Gateway(settings, config, load(Path(config.credentials_file)))
+    access = access_of("gateway", settings)  # a missing topic or grant: one line naming it (exit 2)
+    await require_access(settings.kafka_client(), access, timeout_s=settings.startup_timeout_s)
+    for topic in access.topics:
+        fix = "start its service once, or create it (tradepulse topics SERVICE)"
+        await require_topic(settings.kafka_client(), topic, timeout_s=settings.startup_timeout_s, fix=fix)
+    await gateway.start()
+    runner = web.AppRunner(build_app(gateway), access_log=None, shutdown_timeout=stop_timeout_s)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=server_ssl(config))
+    await site.start()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    scheme = "https" if config.tls_certfile else "http"
+    log.info("gateway listening", extra={"url": f"{scheme}://{config.host}:{config.port}/events",
+                                         "credentials": len(gateway.grants)})  # fmt: skip
+    try:
+        while not stopping.is_set():
+            try:
+                await asyncio.wait_for(stopping.wait(), timeout=5)
+            except TimeoutError:
+                await gateway.check_kafka()
+    finally:
+        await asyncio.wait_for(runner.cleanup(), timeout=stop_timeout_s)
+        await asyncio.wait_for(gateway.stop(), timeout=stop_timeout_s)
