@@ -77,6 +77,18 @@ class Gateway:
         )
 
 
+def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``tradepulse gateway`` as a child process, its output in ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "gateway"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def _start(
     bootstrap: str, prefix: str, tmp_path: Path, credentials: Path | None = None, **extra: str
 ) -> Gateway:
@@ -85,9 +97,7 @@ def _start(
     env = worker_env(bootstrap, prefix, TRADEPULSE_GATEWAY_PORT=str(port),
                      TRADEPULSE_GATEWAY_CREDENTIALS_FILE=str(credentials), **extra)  # fmt: skip
     log = tmp_path / "gateway.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "gateway"], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = _spawn(env, log)
     deadline = time.monotonic() + 60
     while web_get(port, "/health")[0] != 200:
         assert proc.poll() is None, tail(log, 30)
@@ -336,5 +346,56 @@ async def test_the_readme_curl_publishes_one_event_with_the_demo_credentials(
         assert orjson.loads(out) == orjson.loads(comment)
         (record,) = await read_to_end(kafka_bootstrap, prefix + TOPIC)
         assert record.key == b"514120250000012345"
+    finally:
+        _stop(gateway)
+
+
+async def test_a_client_certificate_is_a_login_when_the_gateway_terminates_tls(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    client = ca.issue_cert("singlewindow-client.example", common_name="singlewindow-client")
+    client.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "client.pem"))
+    credentials = tmp_path / "tls-credentials.yaml"
+    entry = {"name": "singlewindow-tls", "certificate_subject": "singlewindow-client",
+             "sources": ["/singlewindow/"], "types": ["customs.*"]}  # fmt: skip
+    credentials.write_text(yaml.safe_dump({"credentials": [entry]}))
+    await _topics(kafka_bootstrap, prefix)
+    tls = {"TRADEPULSE_GATEWAY_TLS_CERTFILE": str(tmp_path / "server.pem"),
+           "TRADEPULSE_GATEWAY_TLS_KEYFILE": str(tmp_path / "server.pem"),
+           "TRADEPULSE_GATEWAY_TLS_CLIENT_CAFILE": str(tmp_path / "ca.pem")}  # fmt: skip
+    port = free_port()
+    env = worker_env(kafka_bootstrap, prefix, TRADEPULSE_GATEWAY_PORT=str(port),
+                     TRADEPULSE_GATEWAY_CREDENTIALS_FILE=str(credentials), **tls)  # fmt: skip
+    log = tmp_path / "tls-gateway.log"
+    proc = _spawn(env, log)
+    gateway = Gateway(proc, port, log, credentials)
+    url = f"https://127.0.0.1:{port}/events"
+    with_cert = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    with_cert.load_cert_chain(str(tmp_path / "client.pem"))
+    without = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    headers, body = structured(CUSTOMS_EVENTS[0])
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, tail(log, 30)
+                try:
+                    async with session.post(url, data=body, headers=headers, ssl=without) as answer:
+                        status = answer.status
+                    break
+                except aiohttp.ClientConnectionError:
+                    assert time.monotonic() < deadline, tail(log, 30)
+                    await asyncio.sleep(0.3)
+            assert status == 401  # TLS alone is no login
+            async with session.post(url, data=body, headers=headers, ssl=with_cert) as answer:
+                assert answer.status == 202, await answer.text()
     finally:
         _stop(gateway)
