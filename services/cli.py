@@ -238,6 +238,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from services.tools.bench import run_bench
 
     out = Path(args.out or f"bench-results/{args.target}.json")
+    if args.target == "gateway":
+        from services.tools.bench_gateway import run_gateway_bench
+
+        run_gateway_bench(events=args.events, out=out, rounds=args.rounds)
+        return 0
     if args.target == "cycle-memory":
         import json
 
@@ -322,7 +327,7 @@ def parser() -> argparse.ArgumentParser:
     gk.set_defaults(func=cmd_gateway_key)
 
     b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
-    b.add_argument("target", choices=["customs", "cbec", "cycle-memory"])
+    b.add_argument("target", choices=["customs", "cbec", "gateway", "cycle-memory"])
     b.add_argument("--events", type=int, default=50_000)
     b.add_argument("--rate", type=float, default=500.0, help="offered load of the latency run, events/s")
     b.add_argument("--seconds", type=float, default=30.0, help="length of the latency run")

@@ -39,3 +39,18 @@ def test_the_customs_benchmark_writes_every_figure(
     assert report["latency"]["indicator_interval_s"] == 0.25  # the defaults: the latency the user gets
     assert report["latency"]["probes"] > 0
     assert 0 < report["latency"]["p50_s"] <= report["latency"]["p99_s"]
+
+
+@pytest.mark.timeout(240)
+def test_the_gateway_benchmark_writes_both_routes(tmp_path: Path) -> None:
+    from services.tools.bench_gateway import run_gateway_bench
+
+    out = tmp_path / "gateway.json"
+    run_gateway_bench(events=400, out=out, rounds=1, batch=50, concurrency=4)
+    report = json.loads(out.read_text())
+    assert set(report["events_per_s"]) == {"gateway_single", "direct_single", "gateway_batch", "direct_batch"}
+    assert all(rate > 0 for rate in report["events_per_s"].values())
+    assert all(ms > 0 for ms in report["p99_ms"].values())
+    assert report["ratio_gateway_over_direct"]["batch"] == pytest.approx(
+        report["events_per_s"]["gateway_batch"] / report["events_per_s"]["direct_batch"], rel=1e-2
+    )

@@ -1,0 +1,194 @@
+"""``tradepulse bench gateway``: events/s accepted and request latency through the HTTP gateway,
+against producing the same events to Kafka directly, in the same run (JSON result).
+
+Both routes send the same customs events with the same concurrency and wait for Kafka's
+acknowledgement (``acks=all``) before counting an event: the gateway answers 202 only then, and
+the direct producer awaits each batch's futures. Two shapes per route: one event per request
+(what a back office posting events one by one does) and batches of ``batch`` events. Latency is
+per request (per batch for the direct route). Rounds are interleaved; medians are reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from services.devstack.kafka import KafkaNode
+from services.devstack.probe import web_get
+from services.devstack.process import free_port
+from services.gateway.credentials import new_key
+from services.registry import SOURCES
+from services.runtime.kafka_admin import TopicSpec, ensure_topics
+
+__all__ = ["run_gateway_bench"]
+
+TOPIC = "customs.events.v1"
+
+
+def _events(n: int, seed: int) -> list[dict[str, Any]]:
+    from services.customs.simulator import simulate
+
+    events: list[dict[str, Any]] = []
+    cases = max(1, n // 6)
+    while len(events) < n:
+        events += simulate(cases=cases, seed=seed + len(events), start_s=1.74e9, span_s=86400)
+    return events[:n]
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def _via_gateway(
+    url: str, key: str, events: list[dict[str, Any]], batch: int, concurrency: int
+) -> tuple[float, list[float]]:
+    import aiohttp
+
+    if batch == 1:
+        bodies = [(orjson.dumps(e), "application/cloudevents+json") for e in events]
+    else:
+        bodies = [(orjson.dumps(events[i : i + batch]), "application/cloudevents-batch+json")
+                  for i in range(0, len(events), batch)]  # fmt: skip
+    latencies: list[float] = []
+    queue: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue()
+    for item in bodies:
+        queue.put_nowait(item)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            body, content_type = queue.get_nowait()
+            started = time.perf_counter()
+            async with session.post(
+                url, data=body, headers={**headers, "Content-Type": content_type}
+            ) as answer:
+                await answer.read()
+                if answer.status != 202:
+                    msg = f"gateway answered {answer.status}"
+                    raise RuntimeError(msg)
+            latencies.append(time.perf_counter() - started)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return len(events) / elapsed, latencies
+
+
+async def _direct(
+    bootstrap: str, topic: str, events: list[dict[str, Any]], batch: int, concurrency: int
+) -> tuple[float, list[float]]:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2)
+    await producer.start()
+    headers = [("content-type", b"application/cloudevents+json")]
+    chunks = [events[i : i + batch] for i in range(0, len(events), batch)]
+    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    for chunk in chunks:
+        queue.put_nowait(chunk)
+    latencies: list[float] = []
+
+    async def client() -> None:
+        while not queue.empty():
+            chunk = queue.get_nowait()
+            started = time.perf_counter()
+            futures = [await producer.send(topic, orjson.dumps(e), key=e["subject"].encode(), headers=headers)
+                       for e in chunk]  # fmt: skip
+            await asyncio.gather(*futures)
+            latencies.append(time.perf_counter() - started)
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    finally:
+        await producer.stop()
+    return len(events) / elapsed, latencies
+
+
+def run_gateway_bench(
+    *, events: int, out: Path, rounds: int = 3, batch: int = 100, concurrency: int = 8
+) -> dict[str, Any]:
+    """Start a broker and a gateway of the benchmark's own, run both routes ``rounds`` times."""
+    home = Path(tempfile.mkdtemp(prefix="tradepulse-bench-gw-"))
+    node = KafkaNode(home / "kafka", port=free_port(), controller_port=free_port(), heap="1g")
+    node.start()
+    key, digest = new_key()
+    credentials = home / "credentials.yaml"
+    entry = {"name": "bench", "key_sha256": digest, "sources": ["/"], "types": ["*"],
+             "rate_per_s": 1e9, "burst": 10**9}  # fmt: skip
+    credentials.write_text(yaml.safe_dump({"credentials": [entry]}))
+    port = free_port()
+    proc = None
+    corpus = _events(events, 11)
+    runs: dict[str, list[float]] = {}
+    p99: dict[str, list[float]] = {}
+    try:
+        specs = [TopicSpec(d.topic, 4) for d in SOURCES.values()]
+        asyncio.run(ensure_topics({"bootstrap_servers": node.bootstrap}, specs, replication=1, timeout_s=20))
+        env = {"KAFKA_BOOTSTRAP_SERVERS": node.bootstrap, "TRADEPULSE_GATEWAY_PORT": str(port),
+               "TRADEPULSE_GATEWAY_CREDENTIALS_FILE": str(credentials), "TRADEPULSE_LOG_LEVEL": "warning",
+               "PATH": "/usr/bin:/bin"}  # fmt: skip
+        with (home / "gateway.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "gateway"], env=env, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + 60
+        while web_get(port, "/ready")[0] != 200:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                msg = f"the gateway did not start; see {home / 'gateway.log'}"
+                raise RuntimeError(msg)
+            time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}/events"
+        variants: dict[str, Callable[[], Coroutine[Any, Any, tuple[float, list[float]]]]] = {
+            "gateway_single": lambda: _via_gateway(url, key, corpus, 1, concurrency),
+            "direct_single": lambda: _direct(node.bootstrap, TOPIC, corpus, 1, concurrency),
+            "gateway_batch": lambda: _via_gateway(url, key, corpus, batch, concurrency),
+            "direct_batch": lambda: _direct(node.bootstrap, TOPIC, corpus, batch, concurrency),
+        }
+        for round_no in range(1, rounds + 1):
+            for name, run in variants.items():
+                rate, latencies = asyncio.run(run())
+                runs.setdefault(name, []).append(rate)
+                p99.setdefault(name, []).append(_percentile(latencies, 0.99))
+                line = f"{rate:>9,.0f} events/s  p99 {p99[name][-1] * 1000:7.1f} ms"
+                print(f"round {round_no}/{rounds} {name:<16} {line}", flush=True)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        node.stop()
+    median = {k: statistics.median(v) for k, v in runs.items()}
+    report = {
+        "benchmark": "gateway",
+        "events": len(corpus),
+        "rounds": rounds,
+        "batch": batch,
+        "concurrency": concurrency,
+        "events_per_s": {k: round(v, 1) for k, v in median.items()},
+        "events_per_s_by_round": {k: [round(x, 1) for x in v] for k, v in runs.items()},
+        "p99_ms": {k: round(statistics.median(v) * 1000, 2) for k, v in p99.items()},
+        "ratio_gateway_over_direct": {
+            "single": round(median["gateway_single"] / median["direct_single"], 3),
+            "batch": round(median["gateway_batch"] / median["direct_batch"], 3),
+        },
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["events_per_s"]), json.dumps(report["p99_ms"]))
+    return report
