@@ -134,25 +134,16 @@ def _asyncapi(services: Services, derived: Derived) -> dict[str, Any]:
             "description": f"Input events of the {name} domain (subject: the case id).",
             "messages": refs,
         }
-        channels[f"{name}_dlq"] = {
-            "address": dlq_topic(domain.topic),
-            "description": (
-                "Records of the input topic that could not be taken, unchanged, with headers "
-                "dlq_reason, dlq_detail, dlq_topic, dlq_partition, dlq_offset."
-            ),
-            "messages": {"deadLetter": {"$ref": "#/components/messages/deadLetter"}},
-        }
         service = f"tradepulse worker {name}"
-        operations[f"{name}_receiveEvents"] = {
-            "action": "receive",
-            "channel": {"$ref": f"#/channels/{name}"},
-            "summary": f"{service} consumes every event type of {domain.topic}.",
-        }
-        operations[f"{name}_sendDeadLetters"] = {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/{name}_dlq"},
-            "summary": f"{service} dead-letters records it cannot take.",
-        }
+        description = (
+            "Records of the input topic that could not be taken, unchanged, with headers "
+            "dlq_reason, dlq_detail, dlq_topic, dlq_partition, dlq_offset."
+        )
+        _channel(channels, f"{name}_dlq", dlq_topic(domain.topic), description, "deadLetter")
+        summary = f"{service} consumes every event type of {domain.topic}."
+        _operation(operations, f"{name}_receiveEvents", "receive", name, summary)
+        summary = f"{service} dead-letters records it cannot take."
+        _operation(operations, f"{name}_sendDeadLetters", "send", f"{name}_dlq", summary)
         _outputs(name, service, channels, operations)
     messages["deadLetter"] = {
         "name": "deadLetter",
@@ -215,45 +206,33 @@ def _derived_service(
     service = f"tradepulse worker {name}"
     for topic in inputs:
         source = topic.split(".")[1]  # cases.<service>.v1
-        operations[f"{name}_receive_{source}_cases"] = {
-            "action": "receive",
-            "channel": {"$ref": f"#/channels/{source}_cases"},
-            "summary": f"{service} reads the case records of {source}.",
-        }
-        channels[f"{name}_{source}_dlq"] = {
-            "address": dlq_topic(topic),
-            "description": f"Case records of {topic} that {service} could not take, unchanged.",
-            "messages": {"deadLetter": {"$ref": "#/components/messages/deadLetter"}},
-        }
-        operations[f"{name}_sendDeadLetters_{source}"] = {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/{name}_{source}_dlq"},
-            "summary": f"{service} dead-letters records of {topic} it cannot take.",
-        }
+        summary = f"{service} reads the case records of {source}."
+        _operation(operations, f"{name}_receive_{source}_cases", "receive", f"{source}_cases", summary)
+        description = f"Case records of {topic} that {service} could not take, unchanged."
+        _channel(channels, f"{name}_{source}_dlq", dlq_topic(topic), description, "deadLetter")
+        summary = f"{service} dead-letters records of {topic} it cannot take."
+        _operation(operations, f"{name}_sendDeadLetters_{source}", "send", f"{name}_{source}_dlq", summary)
     _outputs(name, service, channels, operations)
 
 
 def _outputs(name: str, service: str, channels: dict[str, Any], operations: dict[str, Any]) -> None:
-    channels[f"{name}_indicators"] = {
-        "address": indicator_topic(name),
-        "description": "Log-compacted indicator window revisions; key = CloudEvent subject.",
-        "messages": {"indicatorWindow": {"$ref": "#/components/messages/indicatorWindow"}},
-    }
-    channels[f"{name}_cases"] = {
-        "address": case_topic(name),
-        "description": "Log-compacted current state of every case; key = case id = CloudEvent subject.",
-        "messages": {"caseUpdated": {"$ref": "#/components/messages/caseUpdated"}},
-    }
-    operations[f"{name}_sendIndicators"] = {
-        "action": "send",
-        "channel": {"$ref": f"#/channels/{name}_indicators"},
-        "summary": f"{service} publishes indicator revisions.",
-    }
-    operations[f"{name}_sendCases"] = {
-        "action": "send",
-        "channel": {"$ref": f"#/channels/{name}_cases"},
-        "summary": f"{service} publishes the state of every case it changed, once per batch.",
-    }
+    description = "Log-compacted indicator window revisions; key = CloudEvent subject."
+    _channel(channels, f"{name}_indicators", indicator_topic(name), description, "indicatorWindow")
+    description = "Log-compacted current state of every case; key = case id = CloudEvent subject."
+    _channel(channels, f"{name}_cases", case_topic(name), description, "caseUpdated")
+    summary = f"{service} publishes indicator revisions."
+    _operation(operations, f"{name}_sendIndicators", "send", f"{name}_indicators", summary)
+    summary = f"{service} publishes the state of every case it changed, once per batch."
+    _operation(operations, f"{name}_sendCases", "send", f"{name}_cases", summary)
+
+
+def _channel(channels: dict[str, Any], cid: str, address: str, description: str, message: str) -> None:
+    ref = {"$ref": f"#/components/messages/{message}"}
+    channels[cid] = {"address": address, "description": description, "messages": {message: ref}}
+
+
+def _operation(operations: dict[str, Any], oid: str, action: str, channel: str, summary: str) -> None:
+    operations[oid] = {"action": action, "channel": {"$ref": f"#/channels/{channel}"}, "summary": summary}
 
 
 def generate(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from services.contract.envelope import Event
 from services.cycle.events import CaseUpdate
@@ -25,7 +25,7 @@ from services.engine.registers import EarliestWins, evolve
 from services.engine.windows import Contribution, IndicatorSpec
 from services.workdays import CalendarUnknown, WorkdayCalendar, local_date
 
-__all__ = ["INDICATORS", "Credited", "Entry", "Issued", "Payment", "Refund", "route"]
+__all__ = ["INDICATORS", "Credited", "Entry", "Issued", "Naming", "Payment", "Refund", "route"]
 
 UNKNOWN = "unknown"
 CUSTOMS_CODES = frozenset({"5130", "5141", "5165", "5201", "5208", UNKNOWN})
@@ -162,62 +162,66 @@ class Linked:
 
 
 @dataclass(frozen=True, slots=True)
-class Payment(Case):
-    """A goods payment naming export entries (``linked_entry_ids``)."""
+class Naming(Case):
+    """A case of another service that names export entries (a payment, a refund): it tells every
+    entry it names when its one milestone that matters happened (credited, issued)."""
 
-    uetr: str
+    case_id: str
     linked: EarliestWins[Linked] = EarliestWins()
-    credited: EarliestWins[str] = EarliestWins()
+    done: EarliestWins[str] = EarliestWins()
 
-    def apply(self, event: Event) -> Payment:
+    LINKS: ClassVar[str]  # the attribute listing the entries
+    DECIDED_BY: ClassVar[str]  # the milestone whose earliest event decides the links upstream
+    DONE: ClassVar[str]  # the milestone the entries are told of
+
+    def apply(self, event: Event) -> Self:
         data = event.data
         assert isinstance(data, CaseUpdate)
-        named = Linked(data.entries("linked_entry_ids"))
-        linked = self.linked.offer(named, data.at("initiated") or event.time_s, "")
-        at = data.at("credited")
-        credited = self.credited if at is None else self.credited.offer(self.uetr, at, self.uetr)
-        return evolve(self, linked=linked, credited=credited)
+        named = Linked(data.entries(self.LINKS), self.category(data))
+        linked = self.linked.offer(named, data.at(self.DECIDED_BY) or event.time_s, "")
+        at = data.at(self.DONE)
+        done = self.done if at is None else self.done.offer(self.case_id, at, self.case_id)
+        return evolve(self, linked=linked, done=done)
+
+    def category(self, data: CaseUpdate) -> str:
+        return UNKNOWN
+
+    def body(self, linked: Linked) -> Credited | Issued:
+        raise NotImplementedError
 
     @property
     def completed(self) -> bool:
-        return self.credited.known  # told its entries: dropped once its windows are past
+        return self.done.known  # its entries were told: dropped once its windows are past
 
-    def messages(self, before: Payment) -> Sequence[Message]:
-        if not self.credited.known or self.linked.value is None:
+    def messages(self, before: Self) -> Sequence[Message]:
+        linked = self.linked.value
+        if not self.done.known or linked is None:
             return NO_MESSAGES
-        told = (before.linked.value, before.credited.at_s)
-        if told == (self.linked.value, self.credited.at_s):
+        if (before.linked.value, before.done.at_s) == (linked, self.done.at_s):
             return NO_MESSAGES
-        body = Credited(self.uetr, self.credited.at_s)
-        return tuple(Message("entry", entry, body) for entry in self.linked.value.entries)
+        body = self.body(linked)
+        return tuple(Message("entry", entry, body) for entry in linked.entries)
 
 
-@dataclass(frozen=True, slots=True)
-class Refund(Case):
-    """A refund claim naming export entries (``entry_ids``)."""
+class Payment(Naming):
+    """A goods payment naming export entries (``linked_entry_ids``), credited at ``done``."""
 
-    refund_id: str
-    linked: EarliestWins[Linked] = EarliestWins()
-    issued: EarliestWins[str] = EarliestWins()
+    __slots__ = ()
+    LINKS, DECIDED_BY, DONE = "linked_entry_ids", "initiated", "credited"
 
-    def apply(self, event: Event) -> Refund:
-        data = event.data
-        assert isinstance(data, CaseUpdate)
+    def body(self, linked: Linked) -> Credited:
+        return Credited(self.case_id, self.done.at_s)
+
+
+class Refund(Naming):
+    """A refund claim naming export entries (``entry_ids``), issued at ``done``."""
+
+    __slots__ = ()
+    LINKS, DECIDED_BY, DONE = "entry_ids", "declared", "issued"
+
+    def category(self, data: CaseUpdate) -> str:
         category = data.attributes.get("mgmt_category")
-        named = Linked(data.entries("entry_ids"), str(category) if category is not None else UNKNOWN)
-        linked = self.linked.offer(named, data.at("declared") or event.time_s, "")
-        at = data.at("issued")
-        issued = self.issued if at is None else self.issued.offer(self.refund_id, at, self.refund_id)
-        return evolve(self, linked=linked, issued=issued)
+        return str(category) if category is not None else UNKNOWN
 
-    @property
-    def completed(self) -> bool:
-        return self.issued.known
-
-    def messages(self, before: Refund) -> Sequence[Message]:
-        if not self.issued.known or self.linked.value is None:
-            return NO_MESSAGES
-        if (before.linked.value, before.issued.at_s) == (self.linked.value, self.issued.at_s):
-            return NO_MESSAGES
-        body = Issued(self.refund_id, self.issued.at_s, self.linked.value.category)
-        return tuple(Message("entry", entry, body) for entry in self.linked.value.entries)
+    def body(self, linked: Linked) -> Issued:
+        return Issued(self.case_id, self.done.at_s, linked.category)

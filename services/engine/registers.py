@@ -111,7 +111,7 @@ def _slots(cls: type) -> tuple[tuple[str, Any], ...]:
     if not dataclasses.is_dataclass(cls) or not hasattr(cls, "__slots__"):
         msg = f"{cls.__name__} must be a slotted dataclass (@dataclass(frozen=True, slots=True))"
         raise TypeError(msg)
-    return tuple((f.name, cls.__dict__[f.name]) for f in _fields(cls))
+    return tuple((f.name, getattr(cls, f.name)) for f in _fields(cls))  # a subclass: the base's slots
 
 
 # -- JSON form ------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ entry of the cycle waiting for its cash and refund (`tradepulse bench cycle-memo
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from services.engine.domain import Domain
 
 __all__ = ["bytes_per_open_entry", "bytes_per_open_order"]
 
@@ -11,48 +15,19 @@ __all__ = ["bytes_per_open_entry", "bytes_per_open_order"]
 def bytes_per_open_order(orders: int = 20_000) -> float:
     """Memory one open CBEC order takes in the engine (case, entry, its aggregates' share), measured
     with tracemalloc over ``orders`` orders that have a list but no release."""
-    import tracemalloc
-
-    import orjson
-
     from services.cbec.domain import DOMAIN
     from services.cbec.simulator import simulate
-    from services.contract.codec import decode
-    from services.engine.cases import CaseEngine
-    from services.engine.domain import Observer
-    from services.engine.state import MemoryStore
 
     events = simulate(cases=orders, seed=3, start_s=time.time() - 86400, span_s=86400)
     open_events = [e for e in events if not (e["type"].endswith("status") and e["data"]["status"] != 120)]
-    decoded = [decode(orjson.dumps(e), [], catalog=DOMAIN.catalog) for e in open_events]
-    store = MemoryStore()
-    engine = CaseEngine(DOMAIN, settings=DOMAIN.settings(), context=None, store=store, observer=Observer())
-    engine.state(0)
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    for ev in decoded:
-        routed = DOMAIN.route(ev)
-        if routed is not None:
-            engine.apply_event(0, *routed, ev)
-    engine.take_changes()
-    used = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
-    return round(used / max(1, len(engine.states[0].tables["order"])), 1)
+    return _bytes_per_case(DOMAIN, open_events, "order")
 
 
 def bytes_per_open_entry(entries: int = 20_000) -> float:
     """Memory one released export entry takes in the cycle's engine while it waits for its cash and
     refund (case, table entry, its share of the aggregates), measured with tracemalloc over
     ``entries`` entries built from customs case records, as the worker builds them."""
-    import tracemalloc
-
-    import orjson
-
-    from services.contract.codec import decode
     from services.cycle.domain import DOMAIN
-    from services.engine.cases import CaseEngine
-    from services.engine.domain import Observer
-    from services.engine.state import MemoryStore
     from services.engine.windows import SHANGHAI
 
     def iso(at_s: float) -> str:
@@ -70,17 +45,32 @@ def bytes_per_open_entry(entries: int = 20_000) -> float:
         records.append({"specversion": "1.0", "id": f"{entry}|r3", "source": "/tradepulse/customs",
                         "type": "tradepulse.case.updated", "time": iso(released), "subject": entry,
                         "data": data})  # fmt: skip
-    decoded = [decode(orjson.dumps(r), [], catalog=DOMAIN.catalog) for r in records]
-    engine = CaseEngine(DOMAIN, settings=DOMAIN.settings(), context=DOMAIN.context(DOMAIN.settings()),
-                        store=MemoryStore(), observer=Observer())  # fmt: skip
+    return _bytes_per_case(DOMAIN, records, "entry")
+
+
+def _bytes_per_case(domain: Domain, events: list[dict[str, Any]], kind: str) -> float:
+    """Memory the engine holds per case of ``kind`` after folding ``events`` (tracemalloc)."""
+    import tracemalloc
+
+    import orjson
+
+    from services.contract.codec import decode
+    from services.engine.cases import CaseEngine
+    from services.engine.domain import Observer
+    from services.engine.state import MemoryStore
+
+    decoded = [decode(orjson.dumps(e), [], catalog=domain.catalog) for e in events]
+    settings = domain.settings()
+    engine = CaseEngine(domain, settings=settings, context=domain.context(settings), store=MemoryStore(),
+                        observer=Observer())  # fmt: skip
     engine.state(0)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for ev in decoded:
-        routed = DOMAIN.route(ev)
+        routed = domain.route(ev)
         if routed is not None:
             engine.apply_event(0, *routed, ev)
     engine.take_changes()
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    return round(used / max(1, len(engine.states[0].tables["entry"])), 1)
+    return round(used / max(1, len(engine.states[0].tables[kind])), 1)
