@@ -17,7 +17,7 @@ from services.devstack.postgres import PostgresCluster
 from services.devstack.probe import kafka_cluster_info
 from services.devstack.process import free_port
 from tests.conftest import COMPONENTS
-from tests.integration.harness import StartWorker, WorkerProcess, new_prefix, worker_env
+from tests.integration.harness import StartWorker, WorkerProcess, new_prefix, running, worker_env
 
 
 @pytest.fixture(scope="session")
@@ -42,13 +42,8 @@ def kafka_bootstrap() -> Iterator[str]:
 def private_kafka() -> Iterator[KafkaNode]:
     """A broker of this test's own, so the test can stop and start it."""
     home = Path(tempfile.mkdtemp(prefix="tradepulse-kafka-own-"))
-    node = KafkaNode(home, port=free_port(), controller_port=free_port())
-    node.start()
-    try:
+    with running(KafkaNode(home, port=free_port(), controller_port=free_port()), home) as node:
         yield node
-    finally:
-        node.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from services.runtime.worker import worker_topics
 from services.tools.acls import access_of, acl_arguments, create_arguments
 from tests.batch_customs import compare
 from tests.integration.domain import VALID_ONLY
-from tests.integration.harness import REPO, WorkerProcess, eventually, produce, worker_env
+from tests.integration.harness import REPO, WorkerProcess, eventually, produce, running, worker_env
 from tests.integration.test_customs import CUSTOMS
 from tests.integration.test_history import _start_history
 
@@ -87,15 +86,9 @@ def secure_kafka(
     pki: Pki, passwords: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KafkaNode]:
     home = tmp_path_factory.mktemp("kafka-sasl-ssl")
-    node = KafkaNode(
-        home, port=free_port(), controller_port=free_port(), secure=SaslSsl(pki.keystore, pki.ca, passwords)
-    )
-    node.start()
-    try:
+    secure = SaslSsl(pki.keystore, pki.ca, passwords)
+    with running(KafkaNode(home, port=free_port(), controller_port=free_port(), secure=secure), home) as node:
         yield node
-    finally:
-        node.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +97,9 @@ def secure_pg(
 ) -> Iterator[PostgresCluster]:
     home = Path(tempfile.mkdtemp(prefix="tradepulse-pg-ssl-"))  # not under pytest's 0700 folder:
     home.chmod(0o755)  # the server runs as postgres when the tests run as root
-    cluster = PostgresCluster(home, port=free_port(), tls=PgTls(pki.cert, pki.key, passwords["admin"]))
-    cluster.start()
-    try:
+    tls = PgTls(pki.cert, pki.key, passwords["admin"])
+    with running(PostgresCluster(home, port=free_port(), tls=tls), home) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @dataclass
