@@ -214,6 +214,17 @@ def cmd_gateway_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from services.tools.bench_compare import run_compare
+
+    out = Path(args.out or f"bench-results/compare-{args.target}.json")
+    report = run_compare(old=args.old, target=args.target, events=args.events, rounds=args.rounds, out=out)
+    print(f"new/old {report['new_over_old']} (by round {report['new_over_old_by_round']}); {out}")
+    return 0
+
+
 def cmd_acls(args: argparse.Namespace) -> int:
     from services.runtime.settings import Settings
     from services.tools.acls import print_acls
@@ -335,6 +346,14 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=3, help="runs of each variant, interleaved (medians)")
     b.add_argument("--out", help="result file (default bench-results/<target>.json)")
     b.set_defaults(func=cmd_bench)
+
+    bc = sub.add_parser("bench-compare", help="a worker at an older commit against the working tree (JSON)")
+    bc.add_argument("old", help="the older commit (anything git rev-parse takes)")
+    bc.add_argument("--target", choices=list(SOURCES), default="customs")
+    bc.add_argument("--events", type=int, default=40_000)
+    bc.add_argument("--rounds", type=int, default=3)
+    bc.add_argument("--out", help="result file (default bench-results/compare-<target>.json)")
+    bc.set_defaults(func=cmd_bench_compare)
 
     r = sub.add_parser("run", help="the main job: stack, every service, URLs; Ctrl-C stops all")
     r.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)}")

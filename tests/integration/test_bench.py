@@ -54,3 +54,16 @@ def test_the_gateway_benchmark_writes_both_routes(tmp_path: Path) -> None:
     assert report["ratio_gateway_over_direct"]["batch"] == pytest.approx(
         report["events_per_s"]["gateway_batch"] / report["events_per_s"]["direct_batch"], rel=1e-2
     )
+
+
+@pytest.mark.timeout(300)
+def test_the_comparison_runs_an_older_commit_against_the_working_tree(tmp_path: Path) -> None:
+    from services.tools.bench_compare import run_compare
+
+    out = tmp_path / "compare.json"
+    run_compare(old="HEAD", target="customs", events=1500, rounds=1, out=out)
+    report = json.loads(out.read_text())
+    assert set(report["events_per_s"]) == {"old", "new"}
+    assert all(rate > 0 for rate in report["events_per_s"].values())
+    assert all(us > 0 for us in report["cpu_us_per_event"].values())
+    assert report["new_over_old_by_round"] == [report["new_over_old"]]
