@@ -236,7 +236,7 @@ class Gateway:
                 "status": problem.status,
                 "reason": reason,
                 "refused": len(problem.refusals),
-                "repeat_key": f"{who}/{reason}",
+                "audit": True,  # every refusal is logged, never thinned out
             }
             log.warning("request refused", extra=extra)
             LATENCY.observe(time.perf_counter() - started)

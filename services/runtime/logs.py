@@ -35,16 +35,17 @@ class RepeatFilter(logging.Filter):
     """Lets one record per logger and message template through every ``every_s`` seconds; the next
     one that passes carries how many were held back (``repeated``). Kafka clients log the same
     connection error ten times a second while a broker is away; that buries everything else.
-    Records with a ``repeat_key`` are counted apart by it (the gateway's refusals, per credential
-    and reason: each producer's first refusal is always seen)."""
+    Records marked ``audit`` always pass: the gateway logs every refusal with its credential."""
 
     def __init__(self, every_s: float = 30.0) -> None:
         super().__init__()
         self.every_s = every_s
-        self._last: dict[tuple[str, object, object], tuple[float, int]] = {}
+        self._last: dict[tuple[str, object], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.msg, getattr(record, "repeat_key", None))
+        if getattr(record, "audit", False):
+            return True
+        key = (record.name, record.msg)
         last, held = self._last.get(key, (float("-inf"), 0))
         if record.created - last < self.every_s:
             self._last[key] = (last, held + 1)

@@ -202,7 +202,8 @@ async def test_who_may_send_what(
     headers, body = structured(other_source)
     assert (await post(http, gateway.url, body, {**headers, **bearer(CUSTOMS_KEY)}))[0] == 403
     log = gateway.log.read_text()
-    assert "bank" in log
+    assert log.count('"credential":"bank"') == 1
+    assert log.count('"credential":"anonymous"') == 2  # each refusal, none thinned out
     assert BANK_KEY not in log
     assert CUSTOMS_KEY not in log
     assert (

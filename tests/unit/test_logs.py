@@ -38,3 +38,12 @@ def test_different_messages_and_loggers_are_counted_apart() -> None:
     assert repeats.filter(_record("a", 0))
     assert repeats.filter(_record("b", 0))
     assert repeats.filter(_record("a", 0, name="services.worker"))
+
+
+def test_audit_records_are_never_held_back() -> None:
+    """The gateway logs every refusal with its credential, however many come."""
+    repeats = RepeatFilter(every_s=30)
+    records = [_record("request refused", at, name="tradepulse.gateway") for at in (0, 0.1, 0.2)]
+    for record in records:
+        record.audit = True
+    assert all(repeats.filter(r) for r in records)
