@@ -33,7 +33,9 @@ HISTORY = {"customs": 3000, "cips": 2000, "taxrefund": 600}
 def _history(services: list[str], env: dict[str, str], seed: int) -> None:
     """Linked history for the export cycle, published as fast as possible before live traffic:
     payments and refunds follow their exports by days to weeks, which two days of live traffic
-    cannot show. Exports lodged 90 to 60 days ago, with the payments and refunds that name them."""
+    cannot show. Exports lodged from 90 to 2 days ago, with the payments and refunds that name
+    them, so that today's credits and refunds are for exports of the weeks before (the live
+    simulators use another seed, hence other entries)."""
     if "cycle" not in services:
         return
     for service, cases in HISTORY.items():
@@ -42,7 +44,7 @@ def _history(services: list[str], env: dict[str, str], seed: int) -> None:
         print(f"  export cycle history: {cases:,} {service} cases of the last 90 days ...", flush=True)
         LOGS.mkdir(parents=True, exist_ok=True)
         command = ["simulate", service, "--cases", str(cases), "--rate", "0", "--days-ago", "90",
-                   "--span-hours", "720", "--seed", str(seed), "--quiet"]  # fmt: skip
+                   "--span-hours", str(88 * 24), "--seed", str(seed), "--quiet"]  # fmt: skip
         with (LOGS / f"history-{service}.log").open("ab") as out:
             subprocess.run(
                 [sys.executable, "-m", "services.cli", *command],
@@ -155,7 +157,7 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
                     "--span-hours",
                     "48",
                     "--seed",
-                    str(seed),
+                    str(seed + 1),  # entries of their own, not the history's
                     "--quiet",
                     env=env,
                     log_name=f"simulate-{s}",
