@@ -27,11 +27,12 @@ from services.contract.records import IndicatorWindow
 from services.contract.topics import partition_for
 from services.engine.aggregations import Aggregation, aggregation_of
 from services.engine.state import StateStore
-from services.engine.windows import SHANGHAI, IndicatorSpec, WindowKey
+from services.engine.windows import SHANGHAI, WINDOWS, IndicatorSpec, WindowKey
 
 __all__ = ["Merged", "Merger", "Published", "StageTwo", "stage_two_partition"]
 
 PART, REV, WM = "part", "rev", "wm"  # a source's partial of a key; a key's revision; a watermark
+_DAY = WINDOWS["P1D"]
 
 
 def stage_two_partition(key: WindowKey, partitions: int) -> int:
@@ -109,6 +110,17 @@ class Merger:
         self.pending = set()
         return out
 
+    def expire(self, retention_s: float) -> list[WindowKey]:
+        """Forget keys whose window left the retention (behind the slowest active partition's
+        watermark, as stage one forgets their aggregates): their records are final and stay on the
+        compacted topic; nothing can change them any more (stage one refuses such events)."""
+        horizon = self.global_watermark() - retention_s
+        gone = [key for key in self.keys if key.end_s + _DAY < horizon]
+        for key in gone:
+            del self.keys[key]
+            self.pending.discard(key)
+        return gone
+
     def record(self, key: WindowKey, merged: Merged) -> IndicatorWindow:
         """The contract's indicator record for one key."""
         spec = self.specs[key.indicator]
@@ -140,6 +152,7 @@ class StageTwo:
     store: StateStore
     specs: Mapping[str, IndicatorSpec]
     idle_after_s: float = 60.0
+    retention_s: float = float("inf")
     mergers: dict[int, Merger] = field(default_factory=dict)
 
     def merger(self, p: int) -> Merger:
@@ -165,6 +178,23 @@ class StageTwo:
     def forget(self, partitions: set[int]) -> None:
         for p in partitions:
             self.mergers.pop(p, None)
+
+    def expire(self) -> int:
+        """Housekeeping: drop the keys, partials and revisions of windows past the retention, so
+        stage two's state stays bounded like stage one's. Returns how many keys went."""
+        dropped = 0
+        for p, m in self.mergers.items():
+            gone = m.expire(self.retention_s)
+            if not gone:
+                continue
+            texts = {key.text for key in gone}
+            for name, _ in list(self.store.items(p, PART)):
+                if name.split("|", 1)[1] in texts:
+                    self.store.delete(p, PART, name)
+            for text in texts:
+                self.store.delete(p, REV, text)
+            dropped += len(gone)
+        return dropped
 
     def on_partials(self, p: int, value: bytes) -> None:
         """A bundle from one stage-one partition: its watermark and changed aggregates."""

@@ -82,7 +82,7 @@ class Pipeline:
             observer=observer or domain.observer(settings),
             late_events=late.inc,
         )
-        self.stage_two = StageTwo(store, self.cases.specs, settings.idle_after_s)
+        self.stage_two = StageTwo(store, self.cases.specs, settings.idle_after_s, settings.window_retention_s)
         self.gauges = IndicatorGauges(self.cases.specs)
         self._published = {
             f: INDICATOR_RECORDS.labels(service=domain.name, final=f) for f in ("true", "false")
@@ -186,6 +186,7 @@ class Pipeline:
 
     def housekeeping(self) -> None:
         self.cases.expire()
+        self.stage_two.expire()
 
     # -- commit support -----------------------------------------------------------------------
 

@@ -201,3 +201,34 @@ def test_partials_are_handed_on_only_when_something_changed() -> None:
     assert after_corpus > 0
     assert idle == after_corpus, "a tick with nothing new wrote bundles"
     assert moved > idle  # a new event moves the watermark: every stage-two partition hears of it
+
+
+def test_stage_two_forgets_windows_past_the_retention_and_stays_bounded() -> None:
+    """Stage one drops the aggregates of windows past the retention; stage two drops its keys,
+    partials and revisions of them too (in housekeeping), and a restore does not bring them back.
+    The records stay on the compacted topic, final."""
+    from services.engine.aggregations import aggregation_of
+    from services.engine.merge import PART, REV, StageTwo
+    from services.engine.windows import WindowKey
+
+    specs = TOY.specs(ToySettings())
+    indicator = next(iter(specs))
+    day = 86400
+    old = WindowKey(indicator, "P1D", 1_700_006_400, ())
+    new = WindowKey(indicator, "P1D", old.start + 40 * day, ())
+    store = MemoryStore()
+    two = StageTwo(store, specs, retention_s=30 * day)
+    partial = aggregation_of(specs[indicator].kind).to_json()
+    bundle = {"src": 0, "wm": float(old.start + 2 * day), "aggs": {old.text: partial}}
+    two.on_partials(0, orjson.dumps(bundle))
+    assert [p.key for p in two.due()] == [old]
+    assert two.expire() == 0  # still within the retention
+    bundle = {"src": 0, "wm": float(new.end_s), "aggs": {new.text: partial}}
+    two.on_partials(0, orjson.dumps(bundle))
+    two.due()
+    assert two.expire() == 1
+    assert set(two.mergers[0].keys) == {new}
+    assert [n for n, _ in store.items(0, PART)] == [f"0|{new.text}"]
+    assert [n for n, _ in store.items(0, REV)] == [new.text]
+    restored = StageTwo(store, specs, retention_s=30 * day)
+    assert set(restored.merger(0).keys) == {new}
