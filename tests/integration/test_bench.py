@@ -65,5 +65,7 @@ def test_the_comparison_runs_an_older_commit_against_the_working_tree(tmp_path: 
     report = json.loads(out.read_text())
     assert set(report["events_per_s"]) == {"old", "new"}
     assert all(rate > 0 for rate in report["events_per_s"].values())
-    assert all(us > 0 for us in report["cpu_us_per_event"].values())
+    # CPU time moves in ticks of 10 ms: on so few records a side may read 0
+    assert set(report["cpu_us_per_event"]) == {"old", "new"}
+    assert all(us >= 0 for us in report["cpu_us_per_event"].values())
     assert report["new_over_old_by_round"] == [report["new_over_old"]]
