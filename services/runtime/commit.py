@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -167,11 +166,7 @@ class CommitPath:
         await self._stage({r.partition for r in mine}, dead)
         # 5.-6. flush, then acknowledge (in the background)
         if source is Source.INPUT:
-            processed = (
-                Tally(self.intake.label(r.topic) for r in mine)
-                if len(self.intake.labels) > 1
-                else {self.intake.topic: len(mine)}
-            )
+            processed = self.intake.by_topic(mine)
 
             async def acknowledge() -> None:
                 await ack()

@@ -164,12 +164,15 @@ class Intake:
         self._count(EVENTS_ACCEPTED, [r for r, _ in result.accepted])
         return result
 
+    def by_topic(self, records: Sequence[RawRecord]) -> dict[str, int]:
+        """How many of ``records`` came from each input topic, by contract name."""
+        if len(self.labels) <= 1:  # one input topic: no need to look at each record
+            return {self.topic: len(records)}
+        return {self.label(physical): n for physical, n in Tally(r.topic for r in records).items()}
+
     def _count(self, metric: Counter, records: Sequence[RawRecord]) -> None:
-        if len(self.labels) <= 1:  # one input topic: one label
-            metric.labels(topic=self.topic).inc(len(records))
-            return
-        for physical, n in Tally(r.topic for r in records).items():
-            metric.labels(topic=self.label(physical)).inc(n)
+        for topic, n in self.by_topic(records).items():
+            metric.labels(topic=topic).inc(n)
 
     def first_refusal(self, partition: int, origin: Origin) -> bool:
         """True the first time the record at ``origin`` is refused while processing ``partition``;

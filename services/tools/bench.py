@@ -175,25 +175,40 @@ def _worker(bootstrap: str, prefix: str, n: int, partitions: int, service: str) 
     """From the first event taken in to the n-th fully handled (state written, acknowledged)."""
     proc, port = _start_worker(bootstrap, prefix, partitions, service)
     try:
-        first = last = 0.0
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                msg = f"worker exited with {proc.returncode}"
-                raise RuntimeError(msg)
-            counts = _counters(port)
-            now = time.perf_counter()
-            if counts.get("tradepulse_events_consumed_total") and not first:
-                first = now
-            if counts.get("tradepulse_events_processed_total", 0.0) >= n:
-                last = now
-                break
-            time.sleep(0.02)
-        # each end is up to one poll interval (20 ms) late: small against seconds
-        return n / (last - first) if last > first else float("nan")
+        timed = time_worker(proc, port, n, timeout_s=600)
+        return n / timed[0] if timed is not None and timed[0] > 0 else float("nan")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def time_worker(
+    proc: subprocess.Popen[bytes], port: int, n: int, *, timeout_s: float
+) -> tuple[float, float] | None:
+    """Watch a worker's counters from the first event it takes in until it has fully handled
+    (state written, acknowledged) ``n``: (seconds, CPU seconds of its process); None when it has
+    not within ``timeout_s``. Each end is up to one poll interval (20 ms) late: small against
+    seconds. RuntimeError when the worker exits."""
+    first = cpu0 = 0.0
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            msg = f"worker exited with {proc.returncode}"
+            raise RuntimeError(msg)
+        counts, now = _counters(port), time.perf_counter()
+        if counts.get("tradepulse_events_consumed_total") and not first:
+            first, cpu0 = now, _cpu_s(proc.pid)
+        if counts.get("tradepulse_events_processed_total", 0.0) >= n:
+            return now - first, _cpu_s(proc.pid) - cpu0
+        time.sleep(0.02)
+    return None
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process so far (/proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _counters(port: int) -> dict[str, float]:

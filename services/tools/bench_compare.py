@@ -24,17 +24,11 @@ from typing import Any
 
 from services.devstack.kafka import KafkaNode
 from services.devstack.process import free_port
-from services.tools.bench import _counters, _customs_records, _prepare
+from services.tools.bench import _customs_records, _prepare, time_worker
 
 __all__ = ["run_compare"]
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _timed_worker(
@@ -49,20 +43,16 @@ def _timed_worker(
     with log.open("ab") as out:
         proc = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=out)
     try:
-        first = cpu0 = 0.0
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                msg = f"worker at {repo} exited with {proc.returncode}; see {log}"
-                raise RuntimeError(msg)
-            counters, now = _counters(port), time.perf_counter()
-            if counters.get("tradepulse_events_consumed_total") and not first:
-                first, cpu0 = now, _cpu_s(proc.pid)
-            if counters.get("tradepulse_events_processed_total", 0) >= n:
-                return n / (now - first), (_cpu_s(proc.pid) - cpu0) / n * 1e6
-            time.sleep(0.02)
-        msg = f"worker at {repo} did not process {n} records in 900 s; see {log}"
-        raise RuntimeError(msg)
+        try:
+            timed = time_worker(proc, port, n, timeout_s=900)
+        except RuntimeError as exc:
+            msg = f"worker at {repo}: {exc}; see {log}"
+            raise RuntimeError(msg) from None
+        if timed is None:
+            msg = f"worker at {repo} did not process {n} records in 900 s; see {log}"
+            raise RuntimeError(msg)
+        seconds, cpu_s = timed
+        return n / seconds, cpu_s / n * 1e6
     finally:
         proc.terminate()
         proc.wait(30)

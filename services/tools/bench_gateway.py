@@ -30,6 +30,7 @@ from services.devstack.process import free_port
 from services.gateway.credentials import new_key
 from services.registry import SOURCES
 from services.runtime.kafka_admin import TopicSpec, ensure_topics
+from services.tools.bench import _percentile
 
 __all__ = ["run_gateway_bench"]
 
@@ -44,11 +45,6 @@ def _events(n: int, seed: int) -> list[dict[str, Any]]:
     while len(events) < n:
         events += simulate(cases=cases, seed=seed + len(events), start_s=1.74e9, span_s=86400)
     return events[:n]
-
-
-def _percentile(xs: list[float], q: float) -> float:
-    ordered = sorted(xs)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def _via_gateway(
@@ -164,7 +160,7 @@ def run_gateway_bench(
             for name, run in variants.items():
                 rate, latencies = asyncio.run(run())
                 runs.setdefault(name, []).append(rate)
-                p99.setdefault(name, []).append(_percentile(latencies, 0.99))
+                p99.setdefault(name, []).append(_percentile(latencies, 0.99) or float("nan"))
                 line = f"{rate:>9,.0f} events/s  p99 {p99[name][-1] * 1000:7.1f} ms"
                 print(f"round {round_no}/{rounds} {name:<16} {line}", flush=True)
     finally:

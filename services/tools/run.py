@@ -134,9 +134,8 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         procs["history"] = _spawn("history", "history", env=env)
         gateway_env = {"TRADEPULSE_GATEWAY_CREDENTIALS_FILE": str(DEMO_CREDENTIALS), **env}
         procs["gateway"] = _spawn("gateway", "gateway", env=gateway_env)
-        prometheus = _start_prometheus(
-            {**ports, "gateway": int(gateway_env.get("TRADEPULSE_GATEWAY_PORT", "6070"))}
-        )
+        gateway_port = int(gateway_env.get("TRADEPULSE_GATEWAY_PORT", "6070"))
+        prometheus = _start_prometheus({**ports, "gateway": gateway_port})
         if prometheus is not None:
             procs["prometheus"] = prometheus
         seed = int(time.time())  # new cases each run (the dedup state remembers old ones), one plan
@@ -170,7 +169,6 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
                 sim_log = procs[f"simulate-{s}"][1]
                 print(f"  {'':<10} simulator: 100 records/s of realistic {s} traffic (log {sim_log})")
                 print(f"  {'':<10} indicators: tradepulse tail indicators.{s}.v1")
-        gateway_port = gateway_env.get("TRADEPULSE_GATEWAY_PORT", "6070")
         gateway_log = procs["gateway"][1]
         print(f"  gateway    http://127.0.0.1:{gateway_port}/events   (log {gateway_log}; the README's curl)")
         kafka = env["KAFKA_BOOTSTRAP_SERVERS"]
