@@ -3,13 +3,14 @@ an observer of the engine's changes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.cbec.lifecycle import MODES, Order, exception_of, match_result
-from services.engine.domain import EngineSettings, Observer
+from services.engine.domain import EngineSettings
+from services.engine.metrics import Backlog
 from services.engine.windows import Contribution
 
 RELEASE_SECONDS = Histogram(
@@ -37,9 +38,9 @@ CASES_EXPIRED = Counter(
 )
 
 
-class CbecMetrics(Observer):
+class CbecMetrics(Backlog):
     def __init__(self, settings: EngineSettings) -> None:
-        self._open = {m: OPEN_ORDERS.labels(supervision_mode=m) for m in MODES}
+        super().__init__("order", OPEN_ORDERS, CASES_EXPIRED, MODES)
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         assert isinstance(after, Order)
@@ -56,10 +57,3 @@ class CbecMetrics(Observer):
                 LIST_EXCEPTIONS.labels(supervision_mode=mode, exception=exception).inc()
             elif name == "return":
                 RETURNS.labels(supervision_mode=mode).inc()
-
-    def expired(self, kind: str, case: Any) -> None:
-        CASES_EXPIRED.labels(supervision_mode=case.group).inc()
-
-    def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
-        for mode, gauge in self._open.items():
-            gauge.set(by_group.get(mode, 0))

@@ -3,14 +3,15 @@ the settlement leg: an observer of the engine's changes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.cips.lifecycle import MSG_TYPES, Payment
-from services.engine.domain import EngineSettings, Observer
+from services.engine.domain import EngineSettings
+from services.engine.metrics import Backlog
 from services.engine.windows import Contribution
 
 SPEED_BUCKETS_S = (10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 259200)
@@ -39,9 +40,9 @@ CASES_EXPIRED = Counter(
 )
 
 
-class CipsMetrics(Observer):
+class CipsMetrics(Backlog):
     def __init__(self, settings: EngineSettings) -> None:
-        self._open = {m: OPEN_PAYMENTS.labels(msg_type=m) for m in MSG_TYPES}
+        super().__init__("payment", OPEN_PAYMENTS, CASES_EXPIRED, MSG_TYPES)
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         assert isinstance(after, Payment)
@@ -59,13 +60,6 @@ class CipsMetrics(Observer):
             SETTLEMENT_SECONDS.labels(msg_type=after.msg_type).observe(
                 max(0.0, t["settled"] - t["submitted"])
             )
-
-    def expired(self, kind: str, case: Any) -> None:
-        CASES_EXPIRED.labels(msg_type=case.msg_type).inc()
-
-    def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
-        for msg_type, gauge in self._open.items():
-            gauge.set(by_group.get(msg_type, 0))
 
     def housekeeping(self, kind: str, cases: Iterable[Any], newest_event_s: float) -> None:
         oldest = max((newest_event_s - p.milestones["initiated"] for p in cases if p.open), default=0.0)

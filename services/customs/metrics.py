@@ -6,7 +6,7 @@ views. The indicator values in event time are the ``tradepulse_indicator_customs
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -14,8 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.customs.lifecycle import CREDIT_CLASSES, CUSTOMS_CODES, STAGES, TRANSPORT_MODES, Declaration
 from services.customs.settings import CustomsSettings
-from services.engine.domain import Observer
-from services.engine.metrics import label_or_other
+from services.engine.metrics import Backlog, label_or_other
 from services.engine.windows import Contribution
 
 RELEASE_BUCKETS_S = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 345600, 604800)
@@ -75,10 +74,10 @@ def _risk(ie_flag: str, credit_class: str, channel: str) -> Any:
     )
 
 
-class CustomsMetrics(Observer):
+class CustomsMetrics(Backlog):
     def __init__(self, settings: CustomsSettings) -> None:
+        super().__init__("declaration", OPEN_DECLARATIONS, CASES_EXPIRED, ("I", "E"))
         RELEASE_P90_THRESHOLD.set(settings.release_p90_threshold_s)
-        self._open = {ie: OPEN_DECLARATIONS.labels(ie_flag=ie) for ie in ("I", "E")}
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         if not isinstance(after, Declaration):
@@ -93,12 +92,3 @@ class CustomsMetrics(Observer):
             lodging = after.lodging.value
             credit = lodging.credit_class if lodging else "unknown"
             _risk(after.ie_flag, credit, after.channel.value or "unknown").inc()
-
-    def expired(self, kind: str, case: Any) -> None:
-        if isinstance(case, Declaration):
-            CASES_EXPIRED.labels(ie_flag=case.ie_flag).inc()
-
-    def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
-        if kind == "declaration":
-            for ie, gauge in self._open.items():
-                gauge.set(by_group.get(ie, 0))

@@ -11,15 +11,17 @@ bounded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 
 from services.contract.records import IndicatorWindow
+from services.engine.domain import Observer
 from services.engine.windows import Dims, IndicatorSpec, WindowKey
 
-__all__ = ["INDICATOR_RECORDS", "LATE_EVENTS", "IndicatorGauges", "gauge_name", "label_or_other"]
+__all__ = ["INDICATOR_RECORDS", "LATE_EVENTS", "Backlog", "IndicatorGauges", "gauge_name", "label_or_other"]
 
 LATE_EVENTS = Counter(
     "tradepulse_late_events_total", "Events that reached a window after it was final.", ["topic"]
@@ -47,6 +49,26 @@ _GAUGES: dict[str, Gauge] = {}  # one per indicator per process (engines come an
 def label_or_other(value: str, allowed: frozenset[str]) -> str:
     """Keep label values in a closed set: anything unknown becomes ``other`` (for domain metrics)."""
     return value if value in allowed else "other"
+
+
+class Backlog(Observer):
+    """The two metrics every service keeps of its own cases: open cases by group (one child per
+    value of the closed set ``groups``, exported as 0 from the start) and cases dropped unfinished
+    after the case expiry. A domain's observer extends it with its own metrics."""
+
+    def __init__(self, kind: str, open_cases: Gauge, expired: Counter, groups: Iterable[str]) -> None:
+        self._kind = kind
+        self._open = {g: open_cases.labels(g) for g in groups}
+        self._expired = expired
+
+    def expired(self, kind: str, case: Any) -> None:
+        if kind == self._kind:
+            self._expired.labels(case.group).inc()
+
+    def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
+        if kind == self._kind:
+            for group, gauge in self._open.items():
+                gauge.set(by_group.get(group, 0))
 
 
 def gauge_name(spec: IndicatorSpec) -> str:

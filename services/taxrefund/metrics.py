@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.engine.domain import Observer
+from services.engine.metrics import Backlog
 from services.engine.windows import Contribution
 from services.taxrefund.lifecycle import CATEGORIES, Refund, RefundContext, local_date, processing_workdays
 from services.taxrefund.settings import TaxrefundSettings
@@ -61,13 +61,13 @@ def age_label(workdays: int) -> str:
     return next(label for limit, label in AGE_BUCKETS if workdays <= limit)
 
 
-class RefundMetrics(Observer):
+class RefundMetrics(Backlog):
     def __init__(self, settings: TaxrefundSettings, context: RefundContext) -> None:
+        super().__init__("refund", OPEN_REFUNDS, CASES_EXPIRED, CATEGORIES)
         TARGET_AVERAGE.labels(scope="categories_1_2").set(settings.target_avg_wd_categories_1_2)
         TARGET_AVERAGE.labels(scope="overall").set(settings.target_avg_wd_overall)
         self.context = context
         self._warned: set[int] = set()
-        self._open = {c: OPEN_REFUNDS.labels(mgmt_category=c) for c in CATEGORIES}
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         assert isinstance(after, Refund)
@@ -82,13 +82,6 @@ class RefundMetrics(Observer):
             else:
                 within = "unknown"
             ISSUED.labels(mgmt_category=after.group, within_limit=within).inc()
-
-    def expired(self, kind: str, case: Any) -> None:
-        CASES_EXPIRED.labels(mgmt_category=case.group).inc()
-
-    def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
-        for category, gauge in self._open.items():
-            gauge.set(by_group.get(category, 0))
 
     def housekeeping(self, kind: str, cases: Iterable[Any], newest_event_s: float) -> None:
         """The backlog by age, and refunds waiting for a year of calendar data (logged once per year)."""
