@@ -17,7 +17,7 @@ from typing import Any
 from services.cbec.events import ListDeclared, ListStatus, OrderDeclared, PaymentDeclared
 from services.contract.envelope import Event
 from services.engine.domain import Case
-from services.engine.registers import EarliestWins, Milestones, evolve
+from services.engine.registers import EarliestWins, Milestones
 from services.engine.windows import Contribution, IndicatorSpec
 
 __all__ = ["INDICATORS", "MODES", "Listing", "Order", "OrderDoc", "exception_of", "match_result"]
@@ -71,18 +71,15 @@ class Order(Case):
     listing: EarliestWins[Listing] = EarliestWins()
 
     def apply(self, event: Event) -> Order:
-        at, by, data = event.time_s, event.id, event.data
-        name = f"s{data.status}" if isinstance(data, ListStatus) else event.type.split(".")[1]
-        milestones = self.milestones.earliest(name, at)
+        data = event.data
+        milestone = f"s{data.status}" if isinstance(data, ListStatus) else event.type.split(".")[1]
         if isinstance(data, OrderDeclared):
-            doc = OrderDoc(data.ie_flag, data.goods_value.amount)
-            return evolve(self, milestones=milestones, order=self.order.offer(doc, at, by))
+            return self.noted(milestone, event, order=OrderDoc(data.ie_flag, data.goods_value.amount))
         if isinstance(data, PaymentDeclared):
-            return evolve(self, milestones=milestones, payment=self.payment.offer(data.amount.amount, at, by))
+            return self.noted(milestone, event, payment=data.amount.amount)
         if isinstance(data, ListDeclared):
-            listing = Listing(data.supervision_mode, data.ie_flag)
-            return evolve(self, milestones=milestones, listing=self.listing.offer(listing, at, by))
-        return evolve(self, milestones=milestones)
+            return self.noted(milestone, event, listing=Listing(data.supervision_mode, data.ie_flag))
+        return self.noted(milestone, event)
 
     @property
     def ie_flag(self) -> str | None:

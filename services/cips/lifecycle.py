@@ -14,7 +14,7 @@ from typing import Any
 from services.cips.events import PaymentInitiated
 from services.contract.envelope import Event
 from services.engine.domain import Case
-from services.engine.registers import EarliestWins, Milestones, evolve
+from services.engine.registers import EarliestWins, Milestones
 from services.engine.windows import Contribution, IndicatorSpec
 
 __all__ = ["FSB_TARGET_S", "INDICATORS", "MILESTONES", "Initiation", "Payment"]
@@ -60,16 +60,12 @@ class Payment(Case):
     initiation: EarliestWins[Initiation] = EarliestWins()
 
     def apply(self, event: Event) -> Payment:
-        at, data = event.time_s, event.data
-        milestones = self.milestones.earliest(MILESTONES[event.type], at)
+        data, milestone = event.data, MILESTONES[event.type]
         if isinstance(data, PaymentInitiated):
-            initiation = Initiation(
-                data.msg_type, data.purpose, data.amount.amount, tuple(data.linked_entry_ids or ())
-            )
-            return evolve(
-                self, milestones=milestones, initiation=self.initiation.offer(initiation, at, event.id)
-            )
-        return evolve(self, milestones=milestones)
+            linked = tuple(data.linked_entry_ids or ())
+            initiation = Initiation(data.msg_type, data.purpose, data.amount.amount, linked)
+            return self.noted(milestone, event, initiation=initiation)
+        return self.noted(milestone, event)
 
     @property
     def msg_type(self) -> str:

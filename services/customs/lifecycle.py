@@ -125,18 +125,15 @@ class Declaration(Case):
     outcome: EarliestWins[str] = EarliestWins()
 
     def apply(self, event: Event) -> Declaration:
-        at, by, data = event.time_s, event.id, event.data
-        milestones = self.milestones.earliest(MILESTONES[event.type], at)
+        data, milestone = event.data, MILESTONES[event.type]
         if isinstance(data, DeclarationLodged):
-            lodging = self.lodging.offer(
-                Lodging(data.transport_mode, data.credit_class, data.bill_no), at, by
-            )
-            return evolve(self, milestones=milestones, lodging=lodging)
+            lodging = Lodging(data.transport_mode, data.credit_class, data.bill_no)
+            return self.noted(milestone, event, lodging=lodging)
         if isinstance(data, RiskDecided):
-            return evolve(self, milestones=milestones, channel=self.channel.offer(data.channel, at, by))
+            return self.noted(milestone, event, channel=data.channel)
         if isinstance(data, InspectionCompleted):
-            return evolve(self, milestones=milestones, outcome=self.outcome.offer(data.outcome, at, by))
-        return evolve(self, milestones=milestones)
+            return self.noted(milestone, event, outcome=data.outcome)
+        return self.noted(milestone, event)
 
     def receive(self, message: Arrived) -> Declaration:
         return evolve(self, milestones=self.milestones.earliest("arrived", message.at_s))

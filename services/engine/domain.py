@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.contract.catalog import Catalog
 from services.contract.envelope import Event
+from services.engine.registers import Milestones, evolve
 from services.engine.windows import Contribution, IndicatorSpec
 
 __all__ = ["NO_MESSAGES", "Case", "Domain", "EngineSettings", "Message", "Observer", "Status", "by_subject"]
@@ -59,6 +60,16 @@ class Case:
     def apply(self, event: Event) -> Self:
         """The case after one of its events."""
         raise NotImplementedError
+
+    def noted(self, milestone: str, event: Event, **offers: Any) -> Self:
+        """The usual fold of one event: ``milestone`` at the event's time (if the earliest), and each
+        named register (an :class:`EarliestWins` field) offered its value by the event. Only for case
+        types with a ``milestones: Milestones`` field."""
+        at, by = event.time_s, event.id
+        milestones = cast(Milestones, self.milestones).earliest(milestone, at)
+        return evolve(
+            self, milestones=milestones, **{n: getattr(self, n).offer(v, at, by) for n, v in offers.items()}
+        )
 
     def receive(self, message: Any) -> Self:
         """The case after a message from another case."""

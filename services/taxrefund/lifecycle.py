@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from services.contract.envelope import Event
 from services.engine.domain import Case
-from services.engine.registers import EarliestWins, Milestones, evolve
+from services.engine.registers import EarliestWins, Milestones
 from services.engine.windows import Contribution, IndicatorSpec
 from services.taxrefund.events import RefundDeclared
 from services.workdays import CalendarUnknown, WorkdayCalendar, local_date
@@ -74,12 +74,10 @@ class Refund(Case):
     declared: EarliestWins[Declared] = EarliestWins()
 
     def apply(self, event: Event) -> Refund:
-        at, data = event.time_s, event.data
-        milestones = self.milestones.earliest(MILESTONES[event.type], at)
+        data, milestone = event.data, MILESTONES[event.type]
         if isinstance(data, RefundDeclared):
-            declared = self.declared.offer(Declared(data.mgmt_category, tuple(data.entry_ids)), at, event.id)
-            return evolve(self, milestones=milestones, declared=declared)
-        return evolve(self, milestones=milestones)
+            return self.noted(milestone, event, declared=Declared(data.mgmt_category, tuple(data.entry_ids)))
+        return self.noted(milestone, event)
 
     @property
     def category(self) -> int | None:
