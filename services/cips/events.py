@@ -19,10 +19,7 @@ Uetr = Annotated[
 class PaymentRef(DataModel):
     uetr: Uetr
     model_config = examples({"uetr": UETR})
-
-    @property
-    def subject(self) -> str:
-        return self.uetr
+    subject_field = "uetr"
 
 
 class PaymentInitiated(PaymentRef):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
@@ -140,6 +140,8 @@ class DataModel(BaseModel):
     """Base of ``data`` payloads: strict types, unknown (future optional) fields ignored."""
 
     model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
+    subject_field: ClassVar[str | None] = None
+    """The field holding the entity id the contract names as the event's CloudEvent ``subject``."""
 
     @classmethod
     def personal_fields(cls) -> frozenset[str]:
@@ -161,8 +163,11 @@ class DataModel(BaseModel):
     @property
     def subject(self) -> str:
         """The entity id the contract names as this event's CloudEvent ``subject``."""
-        msg = f"{type(self).__name__} names no subject"
-        raise NotImplementedError(msg)
+        if self.subject_field is None:
+            msg = f"{type(self).__name__} names no subject"
+            raise NotImplementedError(msg)
+        value: str = getattr(self, self.subject_field)
+        return value
 
 
 class Money(ContractModel):

@@ -31,10 +31,7 @@ class EntryRef(DataModel):
 
     entry_id: EntryId
     model_config = examples({"entry_id": ENTRY})
-
-    @property
-    def subject(self) -> str:
-        return self.entry_id
+    subject_field = "entry_id"
 
 
 class TransportArrived(DataModel):
@@ -45,11 +42,7 @@ class TransportArrived(DataModel):
     model_config = examples(
         {"bill_no": "COSU6283715090", "customs_code": "5165", "ie_flag": "I", "transport_mode": "2"}
     )
-
-    @property
-    def subject(self) -> str:
-        """Arrivals are keyed by the bill of lading; the declaration names it too."""
-        return self.bill_no
+    subject_field = "bill_no"  # arrivals are keyed by the bill of lading; the declaration names it too
 
 
 class DeclarationLodged(EntryRef):

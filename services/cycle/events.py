@@ -38,10 +38,7 @@ class CaseUpdate(DataModel):
             "revision": 3,
         }
     )
-
-    @property
-    def subject(self) -> str:
-        return self.case_id
+    subject_field = "case_id"
 
     def at(self, milestone: str) -> float | None:
         """The time of ``milestone`` (epoch seconds), None while unknown."""

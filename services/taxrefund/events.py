@@ -15,10 +15,7 @@ REFUND = "RF4401012025110000123"
 class RefundRef(DataModel):
     refund_id: NonEmptyStr
     model_config = examples({"refund_id": REFUND})
-
-    @property
-    def subject(self) -> str:
-        return self.refund_id
+    subject_field = "refund_id"
 
 
 class RefundDeclared(RefundRef):
