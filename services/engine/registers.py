@@ -115,37 +115,75 @@ def _slots(cls: type) -> tuple[tuple[str, Any], ...]:
 
 
 # -- JSON form ------------------------------------------------------------------------------------
+# One encoder and one decoder per type, compiled once from the type hints: a case's JSON form is
+# derived from its fields, never written by hand.
 
 
 def to_json(value: Any) -> Any:
-    """The JSON form of a case or any of its parts. Dataclass fields holding their default are left
-    out (small records, and a field added later reads back as its default); an empty register is
-    left out likewise; a known one is ``[time, event id, value]``."""
-    return _encode_any(value)
+    """The JSON form of a case or message (a dataclass). Fields holding their default are left out
+    (small records, and a field added later reads back as its default); a known register is
+    ``[time, event id, value]``, an empty one ``None``."""
+    return _encoder(cast(Any, type(value)))(value)
 
 
-def _encode_any(value: Any) -> Any:
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, EarliestWins):
-        return [value.at_s, value.by, _encode_any(value.value)] if value.known else None
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _encoder(type(value))(value)
-    if isinstance(value, Mapping):
-        return {str(k): _encode_any(v) for k, v in value.items()}
-    if isinstance(value, frozenset | set):
-        return sorted(_encode_any(v) for v in value)
-    if isinstance(value, tuple | list):
-        return [_encode_any(v) for v in value]
-    if isinstance(value, Decimal):
-        return str(value)
-    msg = f"no JSON form for {type(value).__name__}"
-    raise TypeError(msg)
+def from_json(cls: type[D], doc: Any) -> D:
+    """The value of type ``cls`` whose :func:`to_json` form is ``doc``."""
+    decoded: D = _decoder(cast(Any, cls))(doc)
+    return decoded
+
+
+Codec = Callable[[Any], Any]
+_NO_DEFAULT = object()
 
 
 @cache
-def _encoder(cls: type) -> Callable[[Any], dict[str, Any]]:
-    """A dataclass's encoder, compiled once from its fields: (name, default, encode) each."""
+def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(cls)
+
+
+def _identity(doc: Any) -> Any:
+    return doc
+
+
+def _plain(tp: Any) -> bool:
+    """JSON as it is: primitives, their optional forms, and Milestones (a dict of floats)."""
+    origin = typing.get_origin(tp)
+    if tp in (str, int, float, bool, type(None), Any) or origin is typing.Literal or tp is Milestones:
+        return True
+    return origin in (typing.Union, types.UnionType) and all(_plain(a) for a in typing.get_args(tp))
+
+
+@cache
+def _encoder(tp: Any) -> Codec:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if _plain(tp):
+        return _identity
+    if origin is EarliestWins:
+        inner = _encoder(args[0])
+        return lambda v: [v.at_s, v.by, inner(v.value)] if v.at_s != math.inf else None
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [_encoder(a) for a in args if a is not type(None)]
+        return lambda v: None if v is None else inner(v)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _dataclass_encoder(tp)
+    if tp is Decimal:
+        return str
+    if isinstance(origin, type) and issubclass(origin, Mapping):
+        value = _encoder(args[1])
+        return lambda v: {str(k): value(x) for k, x in v.items()}
+    if origin in (frozenset, set):
+        item = _encoder(args[0])
+        return lambda v: sorted(item(x) for x in v)
+    if origin is tuple:
+        items = [_encoder(a) for a in args if a is not Ellipsis]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return lambda v: [items[0](x) for x in v]
+        return lambda v: [e(x) for e, x in zip(items, v, strict=True)]
+    msg = f"no JSON form for {tp!r}"
+    raise TypeError(msg)
+
+
+def _dataclass_encoder(cls: type) -> Codec:
     hints = typing.get_type_hints(cls)
     plan = []
     for f in _fields(cls):
@@ -155,94 +193,40 @@ def _encoder(cls: type) -> Callable[[Any], dict[str, Any]]:
             default = f.default_factory()
         else:
             default = _NO_DEFAULT
-        plan.append((f.name, default, _field_encoder(hints[f.name])))
+        plan.append((f.name, default, _encoder(hints[f.name])))
 
     def encode(value: Any) -> dict[str, Any]:
         out = {}
         for name, default, enc in plan:
             v = getattr(value, name)
-            if v is default or (default is not _NO_DEFAULT and v == default):
-                continue
-            out[name] = enc(v)
+            if v is not default and (default is _NO_DEFAULT or v != default):
+                out[name] = enc(v)
         return out
 
     return encode
 
 
-_NO_DEFAULT = object()
-
-
-def _field_encoder(tp: Any) -> Callable[[Any], Any]:
-    """An encoder chosen once per field by its type (the generic one for anything else)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if _plain(tp):
-        return _identity  # orjson writes them, Milestones (a dict of floats) included
-    if origin is EarliestWins:
-        if _plain(args[0]):
-            return lambda v: [v.at_s, v.by, v.value] if v.at_s != math.inf else None
-        inner = _field_encoder(args[0])
-        return lambda v: [v.at_s, v.by, inner(v.value)] if v.at_s != math.inf else None
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _encoder(tp)
-    if origin in (frozenset, set) and _plain(args[0]):
-        return sorted
-    return _encode_any
-
-
-def _plain(tp: Any) -> bool:
-    """JSON as it is: primitives, their optional forms, and Milestones."""
-    origin = typing.get_origin(tp)
-    if tp in (str, int, float, bool, type(None)) or origin is typing.Literal or tp is Milestones:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return all(_plain(a) for a in typing.get_args(tp))
-    return False
-
-
-def from_json(cls: type[D], doc: Any) -> D:
-    """The value of type ``cls`` whose :func:`to_json` form is ``doc``."""
-    decoded: D = _decoder(cast(Any, cls))(doc)
-    return decoded
-
-
 @cache
-def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
-    return dataclasses.fields(cls)
-
-
-def _is_default(f: dataclasses.Field[Any], value: Any) -> bool:
-    if f.default is not dataclasses.MISSING:
-        return bool(value == f.default)
-    if f.default_factory is not dataclasses.MISSING:
-        return bool(value == f.default_factory())
-    return False
-
-
-Decoder = Callable[[Any], Any]
-
-
-@cache
-def _decoder(tp: Any) -> Decoder:
+def _decoder(tp: Any) -> Codec:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp in (str, int, bool, Any, type(None)) or origin is typing.Literal:
-        return _identity
     if tp is float:
         return float
+    if tp is Milestones:
+        return lambda doc: Milestones({k: float(v) for k, v in (doc or {}).items()})
+    if origin in (typing.Union, types.UnionType):
+        inner = [_decoder(a) for a in args if a is not type(None)]
+        if len(inner) > 1:
+            return _identity  # a union of JSON primitives
+        return lambda doc: None if doc is None else inner[0](doc)
+    if _plain(tp):
+        return _identity
     if tp is Decimal:
         return lambda doc: Decimal(str(doc))
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1:
-            decode = _decoder(inner[0])
-            return lambda doc: None if doc is None else decode(doc)
-        return _identity  # a union of JSON primitives
     if origin is EarliestWins:
         value = _decoder(args[0])
         return lambda doc: (
             EarliestWins() if doc is None else EarliestWins(value(doc[2]), float(doc[0]), doc[1])
         )
-    if tp is Milestones:
-        return lambda doc: Milestones({k: float(v) for k, v in (doc or {}).items()})
     if isinstance(origin, type) and issubclass(origin, Mapping):
         key, value = _decoder(args[0]), _decoder(args[1])
         return lambda doc: FrozenDict({key(k): value(v) for k, v in (doc or {}).items()})
@@ -250,26 +234,13 @@ def _decoder(tp: Any) -> Decoder:
         item = _decoder(args[0])
         return lambda doc: frozenset(item(v) for v in doc or ())
     if origin is tuple:
+        items = [_decoder(a) for a in args if a is not Ellipsis]
         if len(args) == 2 and args[1] is Ellipsis:
-            item = _decoder(args[0])
-            return lambda doc: tuple(item(v) for v in doc or ())
-        items = [_decoder(a) for a in args]
+            return lambda doc: tuple(items[0](v) for v in doc or ())
         return lambda doc: tuple(d(v) for d, v in zip(items, doc, strict=True))
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _dataclass_decoder(tp)
+        hints = typing.get_type_hints(tp)
+        fields = [(f.name, _decoder(hints[f.name])) for f in _fields(tp) if f.init]
+        return lambda doc: tp(**{name: d(doc[name]) for name, d in fields if name in doc})
     msg = f"no JSON form for {tp!r}"
     raise TypeError(msg)
-
-
-def _dataclass_decoder(cls: type) -> Decoder:
-    hints = typing.get_type_hints(cls)
-    fields = [(f.name, _decoder(hints[f.name])) for f in _fields(cls) if f.init]
-
-    def decode(doc: Mapping[str, Any]) -> Any:
-        return cls(**{name: d(doc[name]) for name, d in fields if name in doc})
-
-    return decode
-
-
-def _identity(doc: Any) -> Any:
-    return doc
