@@ -60,6 +60,10 @@ class NotOwned(LookupError):
     """State of a partition this worker does not own (any more) was asked for."""
 
 
+Record = tuple[bytes | None, bytes | None, float | None, list[Any]]
+"""(key, value, timestamp in seconds, headers) of a record to send."""
+
+
 def _key(kind: str, name: str) -> bytes:
     return f"{kind}|{name}".encode()
 
@@ -156,7 +160,8 @@ class KafkaStateStore:
                     if partition not in self._owned or not changes:
                         continue  # revoked meanwhile: the new owner has the authoritative state
                     ordered = sorted(changes.items(), key=lambda kv: kv[0].startswith(self._last))
-                    pending.extend(await self._send_batches(partition, ordered))
+                    records: Iterator[Record] = ((k, v, None, []) for k, v in ordered)
+                    pending.extend(await self._send_batches(self.topic, partition, records))
                 if pending:
                     await asyncio.gather(*pending)
             except BaseException:
@@ -168,52 +173,45 @@ class KafkaStateStore:
                 raise
 
     async def _send_outputs(self, outputs: Sequence[Out]) -> list[Any]:
-        """Send outputs in one record batch per topic partition (a keyed record goes where Kafka's
-        default partitioner would put it)."""
+        """Send outputs in record batches per topic partition (a keyed record goes where Kafka's
+        default partitioner would put it; on a topic of unknown layout the producer decides)."""
         producer = await self._ensure_producer()
-        groups: dict[tuple[str, int], list[Out]] = {}
-        singles: list[Any] = []
+        groups: dict[tuple[str, int], list[Record]] = {}
+        futures = []
         for out in outputs:
-            partition = out.partition
+            partition, ts = out.partition, out.timestamp_ms
             if partition is None:
                 count = self.partition_counts.get(out.topic)
-                if count is None or out.key is None:  # unknown topic layout: let the producer decide
-                    sent = await producer.send(
-                        out.topic,
-                        out.value,
-                        key=out.key,
-                        headers=list(out.headers),
-                        timestamp_ms=out.timestamp_ms,
+                if count is None or out.key is None:
+                    futures.append(
+                        await producer.send(
+                            out.topic, out.value, key=out.key, headers=list(out.headers), timestamp_ms=ts
+                        )
                     )
-                    singles.append(sent)
                     continue
                 partition = partition_for(out.key, count)
-            groups.setdefault((out.topic, partition), []).append(out)
-        futures = singles
-        for (topic, partition), group in groups.items():
-            batch = producer.create_batch()
-            for out in group:
-                ts = out.timestamp_ms / 1000 if out.timestamp_ms is not None else None
-                if (
-                    batch.append(key=out.key, value=out.value, timestamp=ts, headers=list(out.headers))
-                    is None
-                ):
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=out.key, value=out.value, timestamp=ts, headers=list(out.headers))
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            record = (out.key, out.value, ts / 1000 if ts is not None else None, list(out.headers))
+            groups.setdefault((out.topic, partition), []).append(record)
+        for (topic, partition), records in groups.items():
+            futures.extend(await self._send_batches(topic, partition, records))
         return futures
 
-    async def _send_batches(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> list[Any]:
+    async def _send_batches(
+        self,
+        topic: str,
+        partition: int,
+        records: Iterable[Record],
+    ) -> list[Any]:
+        """(key, value, timestamp, headers) records to one partition, in as few batches as fit."""
         producer = await self._ensure_producer()
         futures = []
         batch = producer.create_batch()
-        for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start anew
-                futures.append(await producer.send_batch(batch, self.topic, partition=partition))
+        for key, value, ts, headers in records:
+            if batch.append(key=key, value=value, timestamp=ts, headers=headers) is None:  # full: send it
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        futures.append(await producer.send_batch(batch, self.topic, partition=partition))
+                batch.append(key=key, value=value, timestamp=ts, headers=headers)
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
