@@ -84,7 +84,7 @@ class PostgresCluster:
             for path in self.home.rglob("*"):
                 shutil.chown(path, "postgres", "postgres")
 
-    def version(self) -> str:
+    def version_line(self) -> str:
         done = subprocess.run(
             [self._bin("postgres"), "--version"], capture_output=True, text=True, check=True
         )

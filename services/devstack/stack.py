@@ -73,48 +73,40 @@ class Stack:
     def external_database() -> str | None:
         return os.environ.get("DATABASE_URL") or None
 
+    def _components(self) -> list[tuple[str, KafkaNode | PostgresCluster | None, str]]:
+        """(name, the local component or None when external, where it is) of each component."""
+        kafka, url = self.external_kafka(), self.external_database()
+        return [
+            ("kafka", None, kafka) if kafka else ("kafka", self.kafka, self.kafka.bootstrap),
+            ("postgres", None, "") if url else ("postgres", self.postgres, self.postgres.url),
+        ]
+
     def up(self) -> list[str]:
         """Start what is local; returns human-readable lines of what is where."""
         lines = []
-        if (bootstrap := self.external_kafka()) is None:
-            node = self.kafka
-            if node.running():
-                lines.append(f"kafka     {node.bootstrap}  (already running: left running at the end)")
+        for name, node, where in self._components():
+            if node is None and name == "kafka":
+                state = "answers" if kafka_answers(where) else "DOES NOT ANSWER"
+                lines.append(f"kafka     {where}  (external, KAFKA_BOOTSTRAP_SERVERS; {state})")
+            elif node is None:
+                lines.append("postgres  (external, DATABASE_URL)")
+            elif node.running():
+                lines.append(f"{name:<9} {where}  (already running: left running at the end)")
             else:
                 node.start()
-                self.started.add("kafka")
-                lines.append(f"kafka     {node.bootstrap}  ({node.version_line()}, log {node.logfile})")
-        else:
-            state = "answers" if kafka_answers(bootstrap) else "DOES NOT ANSWER"
-            lines.append(f"kafka     {bootstrap}  (external, KAFKA_BOOTSTRAP_SERVERS; {state})")
-        if (url := self.external_database()) is None:
-            pg = self.postgres
-            if pg.running():
-                lines.append(f"postgres  {pg.url}  (already running: left running at the end)")
-            else:
-                pg.start()
-                self.started.add("postgres")
-                lines.append(f"postgres  {pg.url}  ({pg.version()}, log {pg.logfile})")
-        else:
-            lines.append("postgres  (external, DATABASE_URL)")
-            del url
+                self.started.add(name)
+                lines.append(f"{name:<9} {where}  ({node.version_line()}, log {node.logfile})")
         return lines
 
     def down(self, *, only: set[str] | None = None) -> list[str]:
         """Stop the local components (or ``only`` those named); external ones are never touched."""
         lines = []
-        if self.external_kafka() is None:
-            if only is None or "kafka" in only:
-                self.kafka.stop()
-                lines.append("kafka     stopped")
-            else:
-                lines.append("kafka     left running (it was running before)")
-        if self.external_database() is None:
-            if only is None or "postgres" in only:
-                self.postgres.stop()
-                lines.append("postgres  stopped")
-            else:
-                lines.append("postgres  left running (it was running before)")
+        for name, node, _ in self._components():
+            if node is not None and (only is None or name in only):
+                node.stop()
+                lines.append(f"{name:<9} stopped")
+            elif node is not None:
+                lines.append(f"{name:<9} left running (it was running before)")
         return lines
 
     def status(self) -> list[str]:
