@@ -14,6 +14,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.contract.envelope import cloud_event
 from services.contract.fields import resident_id_check
 from services.engine.windows import SHANGHAI
 
@@ -63,11 +64,8 @@ def lifecycle(rng: random.Random, start_s: float) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
 
     def emit(type_: str, at_s: float, **data: Any) -> None:
-        events.append({
-            "specversion": "1.0", "id": f"{subject}-{len(events)}", "source": f"/ceb/{ebp}",
-            "type": type_, "time": _iso(at_s), "subject": subject,
-            "data": {"order_no": order_no, "ebp_code": ebp, **data},
-        })  # fmt: skip
+        events.append(cloud_event(f"{subject}-{len(events)}", f"/ceb/{ebp}", type_, _iso(at_s), subject,
+                                  {"order_no": order_no, "ebp_code": ebp, **data}))  # fmt: skip
 
     money = {"amount": value, "currency": "CNY"}
     listed = start_s + rng.uniform(60, 1800)

@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.contract.envelope import cloud_event
 from services.engine.windows import SHANGHAI
 from services.simulation import Shipment, shipment
 
@@ -58,10 +59,8 @@ def lifecycle(
     events: list[dict[str, Any]] = []
 
     def emit(type_: str, at_s: float, **data: Any) -> None:
-        events.append({
-            "specversion": "1.0", "id": f"{uetr}-{len(events)}", "source": "/cips/gateway",
-            "type": type_, "time": _iso(at_s), "subject": uetr, "data": {"uetr": uetr, **data},
-        })  # fmt: skip
+        events.append(cloud_event(f"{uetr}-{len(events)}", "/cips/gateway", type_, _iso(at_s), uetr,
+                                  {"uetr": uetr, **data}))  # fmt: skip
 
     money = {"amount": amount, "currency": "CNY"}
     purpose = rng.choices([p for p, _ in PURPOSES], [w for _, w in PURPOSES])[0]

@@ -10,10 +10,30 @@ from pydantic import Field, StringConstraints
 
 from services.contract.fields import ContractModel, DataModel, NonEmptyStr, Rfc3339
 
-__all__ = ["OPTIONAL_ATTRIBUTES", "REQUIRED_ATTRIBUTES", "CloudEvent", "Envelope", "Event"]
+__all__ = [
+    "JSON_DATA",
+    "OPTIONAL_ATTRIBUTES",
+    "REQUIRED_ATTRIBUTES",
+    "CloudEvent",
+    "Envelope",
+    "Event",
+    "cloud_event",
+]
 
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "subject")
 OPTIONAL_ATTRIBUTES = ("datacontenttype", "dataschema", "partitionkey", "traceparent", "tracestate")
+
+JSON_DATA = {"datacontenttype": "application/json"}  # the optional attribute of TradePulse's records
+
+
+def cloud_event(
+    id: str, source: str, type: str, time: str, subject: str, data: Any, **optional: str
+) -> dict[str, Any]:
+    """A structured-mode CloudEvent as a JSON object: the required attributes in the contract's
+    order, then ``optional`` ones (``datacontenttype``, ...), then ``data``."""
+    return {"specversion": "1.0", "id": id, "source": source, "type": type, "time": time,
+            "subject": subject, **optional, "data": data}  # fmt: skip
+
 
 UriReference = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^\S+$")]
 

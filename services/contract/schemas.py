@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel
 
 from services.contract.catalog import Catalog, EventSpec
+from services.contract.envelope import JSON_DATA, cloud_event
 from services.contract.records import (
     CASE_TYPE,
     INDICATOR_TYPE,
@@ -54,39 +55,24 @@ def _schema(model: Any, name: str, examples: list[dict[str, Any]]) -> dict[str, 
 
 def event_examples(spec: EventSpec) -> list[dict[str, Any]]:
     """Whole CloudEvents built from the data model's examples; the drift test validates them."""
-    type_name = spec.name
-    datas = model_examples(spec.data_model)
-    out = []
-    for i, data in enumerate(datas):
-        subject = spec.data_model.model_validate(data).subject
-        out.append(
-            {
-                "specversion": "1.0",
-                "id": f"{type_name}-example-{i + 1}",
-                "source": f"/{spec.topic.split('.')[0]}/example",
-                "type": type_name,
-                "time": "2025-03-01T08:30:00+08:00",
-                "subject": subject,
-                "data": data,
-            }
-        )
-    return out
+    source, time = f"/{spec.topic.split('.')[0]}/example", "2025-03-01T08:30:00+08:00"
+    return [
+        cloud_event(f"{spec.name}-example-{i + 1}", source, spec.name, time, _subject(spec, data), data)
+        for i, data in enumerate(model_examples(spec.data_model))
+    ]
+
+
+def _subject(spec: EventSpec, data: dict[str, Any]) -> str:
+    return spec.data_model.model_validate(data).subject
 
 
 def indicator_examples() -> list[dict[str, Any]]:
     out = []
     for data in model_examples(IndicatorWindow):
-        window = IndicatorWindow.model_validate(data, strict=False)
+        w = IndicatorWindow.model_validate(data, strict=False)
+        time = "2025-03-01T09:00:05+08:00"
         out.append(
-            {
-                "specversion": "1.0",
-                "id": f"{window.key}|r{window.revision}",
-                "source": "/tradepulse/customs",
-                "type": INDICATOR_TYPE,
-                "time": "2025-03-01T09:00:05+08:00",
-                "subject": window.key,
-                "data": data,
-            }
+            cloud_event(f"{w.key}|r{w.revision}", "/tradepulse/customs", INDICATOR_TYPE, time, w.key, data)
         )
     return out
 
@@ -94,18 +80,10 @@ def indicator_examples() -> list[dict[str, Any]]:
 def case_examples() -> list[dict[str, Any]]:
     out = []
     for data in model_examples(CaseRecord):
-        record = CaseRecord.model_validate(data, strict=False)
+        r = CaseRecord.model_validate(data, strict=False)
+        source, time = f"/tradepulse/{r.service}", max(data["milestones"].values())
         out.append(
-            {
-                "specversion": "1.0",
-                "id": f"{record.case_id}|r{record.revision}",
-                "source": f"/tradepulse/{record.service}",
-                "type": CASE_TYPE,
-                "time": max(data["milestones"].values()),
-                "subject": record.case_id,
-                "datacontenttype": "application/json",
-                "data": data,
-            }
+            cloud_event(f"{r.case_id}|r{r.revision}", source, CASE_TYPE, time, r.case_id, data, **JSON_DATA)
         )
     return out
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from services.contract.envelope import cloud_event
 from services.engine.windows import SHANGHAI
 from services.simulation import Shipment, shipment
 
@@ -86,17 +87,9 @@ def lifecycle(
     events: list[dict[str, Any]] = []
 
     def emit(type_: str, at_s: float, **data: Any) -> None:
-        subject = data.get("bill_no") if type_ == "customs.transport.arrived" else entry
+        subject = data["bill_no"] if type_ == "customs.transport.arrived" else entry
         events.append(
-            {
-                "specversion": "1.0",
-                "id": f"{entry}-{len(events)}",
-                "source": f"{source}/{code}",
-                "type": type_,
-                "time": _iso(at_s),
-                "subject": subject,
-                "data": data,
-            }
+            cloud_event(f"{entry}-{len(events)}", f"{source}/{code}", type_, _iso(at_s), subject, data)
         )
 
     lodged = start_s

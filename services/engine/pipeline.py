@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from services.contract.codec import DecodeError, DlqReason, decode
-from services.contract.envelope import Event
+from services.contract.envelope import JSON_DATA, Event, cloud_event
 from services.contract.records import CASE_TYPE, INDICATOR_TYPE
 from services.contract.topics import partition_for
 from services.engine.cases import CaseEngine, TooLate
@@ -73,6 +73,7 @@ class Pipeline:
         self.domain = domain
         self.partitions = partitions
         self.topics = topics
+        self.source = f"/tradepulse/{domain.name}"
         late = LATE_EVENTS.labels(topic=domain.topic)
         self.cases = CaseEngine(
             domain,
@@ -168,16 +169,10 @@ class Pipeline:
         for pub in self.stage_two.due():
             key, record = pub.key, pub.record
             text = key.text
-            event = {
-                "specversion": "1.0",
-                "id": f"{text}|r{record.revision}",
-                "source": f"/tradepulse/{self.domain.name}",
-                "type": INDICATOR_TYPE,
-                "time": now,
-                "subject": text,
-                "datacontenttype": "application/json",
-                "data": record.model_dump(mode="json", exclude_none=True),
-            }
+            data = record.model_dump(mode="json", exclude_none=True)
+            event = cloud_event(
+                f"{text}|r{record.revision}", self.source, INDICATOR_TYPE, now, text, data, **JSON_DATA
+            )
             self._outputs.append(
                 Out(self.topics.indicators, text.encode(), orjson.dumps(event), source=pub.partition)
             )
@@ -226,16 +221,10 @@ class Pipeline:
                 "attributes": dict(case.attributes()),
                 "revision": entry.revision,
             }
-            record = {
-                "specversion": "1.0",
-                "id": f"{key}|r{entry.revision}",
-                "source": f"/tradepulse/{self.domain.name}",
-                "type": CASE_TYPE,
-                "time": _iso(entry.last_s),
-                "subject": key,
-                "datacontenttype": "application/json",
-                "data": data,
-            }
+            time = _iso(entry.last_s)
+            record = cloud_event(
+                f"{key}|r{entry.revision}", self.source, CASE_TYPE, time, key, data, **JSON_DATA
+            )
             out.append(Out(self.topics.cases, key.encode(), orjson.dumps(record), source=p))
         return out
 

@@ -12,6 +12,7 @@ import random
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from services.contract.envelope import cloud_event
 from services.engine.windows import SHANGHAI
 from services.simulation import shipment
 from services.workdays import CalendarUnknown, WorkdayCalendar
@@ -69,10 +70,8 @@ def lifecycle(
     events: list[dict[str, Any]] = []
 
     def emit(type_: str, at_s: float, **data: Any) -> None:
-        events.append({
-            "specversion": "1.0", "id": f"{refund}-{len(events)}", "source": f"/etax/{office}",
-            "type": type_, "time": _iso(at_s), "subject": refund, "data": {"refund_id": refund, **data},
-        })  # fmt: skip
+        events.append(cloud_event(f"{refund}-{len(events)}", f"/etax/{office}", type_, _iso(at_s), refund,
+                                  {"refund_id": refund, **data}))  # fmt: skip
 
     while not _is_workday(calendar, filed):
         filed += timedelta(days=1)

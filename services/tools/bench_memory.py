@@ -27,6 +27,8 @@ def bytes_per_open_entry(entries: int = 20_000) -> float:
     """Memory one released export entry takes in the cycle's engine while it waits for its cash and
     refund (case, table entry, its share of the aggregates), measured with tracemalloc over
     ``entries`` entries built from customs case records, as the worker builds them."""
+    from services.contract.envelope import cloud_event
+    from services.contract.records import CASE_TYPE
     from services.cycle.domain import DOMAIN
     from services.engine.windows import SHANGHAI
 
@@ -42,9 +44,9 @@ def bytes_per_open_entry(entries: int = 20_000) -> float:
         data = {"service": "customs", "case_id": entry, "status": "open",
                 "milestones": {"lodged": iso(released - 3600), "released": iso(released)}, "measures": {},
                 "attributes": {"ie_flag": "E", "customs_code": entry[:4]}, "revision": 3}  # fmt: skip
-        records.append({"specversion": "1.0", "id": f"{entry}|r3", "source": "/tradepulse/customs",
-                        "type": "tradepulse.case.updated", "time": iso(released), "subject": entry,
-                        "data": data})  # fmt: skip
+        records.append(
+            cloud_event(f"{entry}|r3", "/tradepulse/customs", CASE_TYPE, iso(released), entry, data)
+        )
     return _bytes_per_case(DOMAIN, records, "entry")
 
 
