@@ -23,6 +23,8 @@ from services.contract.fields import (
 ORDER: dict[str, object] = {"order_no": "SO20251111000123", "ebp_code": "4401986XYZ"}
 LIST: dict[str, object] = {**ORDER, "invt_no": "51412025I000012345"}
 
+CATALOG = Catalog("cbec.events.v1")
+
 
 class OrderRef(DataModel):
     order_no: NonEmptyStr
@@ -39,6 +41,7 @@ def _id_type(value: object) -> object:
     return str(value) if value in (1, 2) and not isinstance(value, bool) else value
 
 
+@CATALOG.event("cbec.order.declared")
 class OrderDeclared(OrderRef):
     """An e-commerce order. The buyer and consignee fields are personal data (contract sections 2.4
     and 6): validated here, left out of everything past the intake, never quoted in an error."""
@@ -89,6 +92,7 @@ class OrderDeclared(OrderRef):
         return value
 
 
+@CATALOG.event("cbec.payment.declared")
 class PaymentDeclared(OrderRef):
     pay_code: NonEmptyStr
     amount: Money
@@ -97,12 +101,14 @@ class PaymentDeclared(OrderRef):
     )
 
 
+@CATALOG.event("cbec.waybill.declared")
 class WaybillDeclared(OrderRef):
     logistics_code: NonEmptyStr
     logistics_no: NonEmptyStr
     model_config = examples({**ORDER, "logistics_code": "4401984XXX", "logistics_no": "SF1234567890"})
 
 
+@CATALOG.event("cbec.list.declared")
 class ListDeclared(OrderRef):
     invt_no: NonEmptyStr
     customs_code: CustomsCode
@@ -120,6 +126,7 @@ class ListDeclared(OrderRef):
     )
 
 
+@CATALOG.event("cbec.list.status")
 class ListStatus(OrderRef):
     """A customs receipt: 100 rejected, 120 accepted, 300 manual review, 399 reviewed, 500 inspection,
     501-599 detained, 700 sent back, 800 released, 899 closed (other codes are kept as sent)."""
@@ -129,20 +136,7 @@ class ListStatus(OrderRef):
     model_config = examples({**LIST, "status": 120}, {**LIST, "status": 800})
 
 
+@CATALOG.event("cbec.return.requested")
 class ReturnRequested(OrderRef):
     invt_no: NonEmptyStr
     model_config = examples(LIST)
-
-
-TOPIC = "cbec.events.v1"
-EVENTS: dict[str, type[DataModel]] = {
-    "cbec.order.declared": OrderDeclared,
-    "cbec.payment.declared": PaymentDeclared,
-    "cbec.waybill.declared": WaybillDeclared,
-    "cbec.list.declared": ListDeclared,
-    "cbec.list.status": ListStatus,
-    "cbec.return.requested": ReturnRequested,
-}
-
-
-CATALOG = Catalog.of(TOPIC, EVENTS)

@@ -15,6 +15,8 @@ Uetr = Annotated[
     StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"),
 ]
 
+CATALOG = Catalog("cips.events.v1")
+
 
 class PaymentRef(DataModel):
     uetr: Uetr
@@ -22,6 +24,7 @@ class PaymentRef(DataModel):
     subject_field = "uetr"
 
 
+@CATALOG.event("cips.payment.initiated")
 class PaymentInitiated(PaymentRef):
     msg_type: Literal["customer", "fi"]
     debtor_agent: NonEmptyStr
@@ -44,40 +47,31 @@ class PaymentInitiated(PaymentRef):
     )
 
 
+@CATALOG.event("cips.payment.submitted")
 class PaymentSubmitted(PaymentRef):
     pass
 
 
+@CATALOG.event("cips.payment.settled")
 class PaymentSettled(PaymentRef):
     pass
 
 
+@CATALOG.event("cips.payment.rejected")
 class PaymentRejected(PaymentRef):
     reason_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{4}$")]
     model_config = examples({"uetr": UETR, "reason_code": "AC04"})
 
 
+@CATALOG.event("cips.payment.credited")
 class PaymentCredited(PaymentRef):
     pass
 
 
+@CATALOG.event("cips.payment.returned")
 class PaymentReturned(PaymentRef):
     reason_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{4}$")]
     amount: Money
     model_config = examples(
         {"uetr": UETR, "reason_code": "AC01", "amount": {"amount": "2000000.00", "currency": "CNY"}}
     )
-
-
-TOPIC = "cips.events.v1"
-EVENTS: dict[str, type[DataModel]] = {
-    "cips.payment.initiated": PaymentInitiated,
-    "cips.payment.submitted": PaymentSubmitted,
-    "cips.payment.settled": PaymentSettled,
-    "cips.payment.rejected": PaymentRejected,
-    "cips.payment.credited": PaymentCredited,
-    "cips.payment.returned": PaymentReturned,
-}
-
-
-CATALOG = Catalog.of(TOPIC, EVENTS)

@@ -4,9 +4,9 @@ the domains."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Union
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import Field, TypeAdapter, create_model
 
@@ -14,6 +14,8 @@ from services.contract.envelope import CloudEvent
 from services.contract.fields import DataModel
 
 __all__ = ["Catalog", "EventSpec"]
+
+M = TypeVar("M", bound=type[DataModel])
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,24 +29,42 @@ class EventSpec:
     """The whole CloudEvent with ``type`` fixed and ``data`` typed; generates the JSON Schema."""
 
 
-@dataclass(frozen=True, slots=True)
 class Catalog:
-    """The event types of one topic."""
+    """The event types of one topic, each declared on its data model with :meth:`event` (or all at
+    once with :meth:`of`)."""
 
-    topic: str
-    events: Mapping[str, EventSpec]
-    validator: TypeAdapter[CloudEvent] = field(compare=False, repr=False)
-    """Validates a whole event (attributes and typed ``data``) in one call, choosing the model by
-    ``type``: the codec's fast path, half the cost of validating envelope and data apart."""
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.events: dict[str, EventSpec] = {}
+        self._validator: TypeAdapter[CloudEvent] | None = None
 
     @classmethod
     def of(cls, topic: str, events: Mapping[str, type[DataModel]]) -> Catalog:
-        specs = {
-            name: EventSpec(name, topic, model, _event_model(name, model)) for name, model in events.items()
-        }
-        models = tuple(spec.model for spec in specs.values())
-        tagged: Any = models[0] if len(models) == 1 else Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
-        return cls(topic, specs, TypeAdapter(tagged))
+        catalog = cls(topic)
+        for name, model in events.items():
+            catalog.event(name)(model)
+        return catalog
+
+    def event(self, type_name: str) -> Callable[[M], M]:
+        """Declares the decorated model as the ``data`` of the events of ``type_name``."""
+
+        def declare(model: M) -> M:
+            self.events[type_name] = EventSpec(type_name, self.topic, model, _event_model(type_name, model))
+            self._validator = None
+            return model
+
+        return declare
+
+    @property
+    def validator(self) -> TypeAdapter[CloudEvent]:
+        """Validates a whole event (attributes and typed ``data``) in one call, choosing the model by
+        ``type``: the codec's fast path, half the cost of validating envelope and data apart."""
+        if self._validator is None:
+            models = tuple(spec.model for spec in self.events.values())
+            union: Any = Union[models]  # noqa: UP007  # built at run time
+            tagged = models[0] if len(models) == 1 else Annotated[union, Field(discriminator="type")]
+            self._validator = TypeAdapter(tagged)
+        return self._validator
 
     def __contains__(self, type_name: object) -> bool:
         return type_name in self.events

@@ -25,6 +25,8 @@ from services.contract.fields import (
 ENTRY = "514120250000012345"  # Baiyun airport export entry number used in examples
 ENTRY_IMPORT = "516520251000067890"
 
+CATALOG = Catalog("customs.events.v1")
+
 
 class EntryRef(DataModel):
     """Events that name only the declaration."""
@@ -34,6 +36,7 @@ class EntryRef(DataModel):
     subject_field = "entry_id"
 
 
+@CATALOG.event("customs.transport.arrived")
 class TransportArrived(DataModel):
     bill_no: NonEmptyStr
     customs_code: CustomsCode
@@ -45,6 +48,7 @@ class TransportArrived(DataModel):
     subject_field = "bill_no"  # arrivals are keyed by the bill of lading; the declaration names it too
 
 
+@CATALOG.event("customs.declaration.lodged")
 class DeclarationLodged(EntryRef):
     bill_no: NonEmptyStr | None = None
     customs_code: CustomsCode
@@ -82,29 +86,35 @@ class DeclarationLodged(EntryRef):
         return self
 
 
+@CATALOG.event("customs.declaration.accepted")
 class DeclarationAccepted(EntryRef):
     pass
 
 
+@CATALOG.event("customs.declaration.rejected")
 class DeclarationRejected(EntryRef):
     reason_code: NonEmptyStr
     model_config = examples({"entry_id": ENTRY, "reason_code": "R012"})
 
 
+@CATALOG.event("customs.declaration.risk_decided")
 class RiskDecided(EntryRef):
     channel: Literal["auto_release", "document_review", "inspection"]
     model_config = examples({"entry_id": ENTRY, "channel": "auto_release"})
 
 
+@CATALOG.event("customs.inspection.ordered")
 class InspectionOrdered(EntryRef):
     pass
 
 
+@CATALOG.event("customs.inspection.completed")
 class InspectionCompleted(EntryRef):
     outcome: Literal["pass", "discrepancy", "seized"]
     model_config = examples({"entry_id": ENTRY, "outcome": "pass"})
 
 
+@CATALOG.event("customs.duty.paid")
 class DutyPaid(EntryRef):
     amount: Money
     method: Literal["cash", "guarantee", "auto"]
@@ -113,27 +123,11 @@ class DutyPaid(EntryRef):
     )
 
 
+@CATALOG.event("customs.declaration.released")
 class DeclarationReleased(EntryRef):
     pass
 
 
+@CATALOG.event("customs.goods.exited")
 class GoodsExited(EntryRef):
     pass
-
-
-TOPIC = "customs.events.v1"
-EVENTS: dict[str, type[DataModel]] = {
-    "customs.transport.arrived": TransportArrived,
-    "customs.declaration.lodged": DeclarationLodged,
-    "customs.declaration.accepted": DeclarationAccepted,
-    "customs.declaration.rejected": DeclarationRejected,
-    "customs.declaration.risk_decided": RiskDecided,
-    "customs.inspection.ordered": InspectionOrdered,
-    "customs.inspection.completed": InspectionCompleted,
-    "customs.duty.paid": DutyPaid,
-    "customs.declaration.released": DeclarationReleased,
-    "customs.goods.exited": GoodsExited,
-}
-
-
-CATALOG = Catalog.of(TOPIC, EVENTS)

@@ -11,6 +11,8 @@ from services.contract.fields import DataModel, EntryId, Money, NonEmptyStr, Usc
 
 REFUND = "RF4401012025110000123"
 
+CATALOG = Catalog("taxrefund.events.v1")
+
 
 class RefundRef(DataModel):
     refund_id: NonEmptyStr
@@ -18,6 +20,7 @@ class RefundRef(DataModel):
     subject_field = "refund_id"
 
 
+@CATALOG.event("taxrefund.refund.declared")
 class RefundDeclared(RefundRef):
     taxpayer_uscc: Uscc
     mgmt_category: Annotated[int, Field(ge=1, le=4)]
@@ -36,20 +39,24 @@ class RefundDeclared(RefundRef):
     )
 
 
+@CATALOG.event("taxrefund.refund.accepted")
 class RefundAccepted(RefundRef):
     pass
 
 
+@CATALOG.event("taxrefund.refund.flagged")
 class RefundFlagged(RefundRef):
     doubt_codes: list[NonEmptyStr]
     model_config = examples({"refund_id": REFUND, "doubt_codes": ["D03"]})
 
 
+@CATALOG.event("taxrefund.refund.rejected")
 class RefundRejected(RefundRef):
     reason_code: NonEmptyStr
     model_config = examples({"refund_id": REFUND, "reason_code": "T21"})
 
 
+@CATALOG.event("taxrefund.refund.approved")
 class RefundApproved(RefundRef):
     approved_amount: Money
     model_config = examples(
@@ -57,6 +64,7 @@ class RefundApproved(RefundRef):
     )
 
 
+@CATALOG.event("taxrefund.refund.issued")
 class RefundIssued(RefundRef):
     """Treasury refund issued (退库)."""
 
@@ -64,20 +72,6 @@ class RefundIssued(RefundRef):
     model_config = examples({"refund_id": REFUND, "amount": {"amount": "105560.00", "currency": "CNY"}})
 
 
+@CATALOG.event("taxrefund.refund.credited")
 class RefundCredited(RefundIssued):
     """Money on the exporter's account."""
-
-
-TOPIC = "taxrefund.events.v1"
-EVENTS: dict[str, type[DataModel]] = {
-    "taxrefund.refund.declared": RefundDeclared,
-    "taxrefund.refund.accepted": RefundAccepted,
-    "taxrefund.refund.flagged": RefundFlagged,
-    "taxrefund.refund.rejected": RefundRejected,
-    "taxrefund.refund.approved": RefundApproved,
-    "taxrefund.refund.issued": RefundIssued,
-    "taxrefund.refund.credited": RefundCredited,
-}
-
-
-CATALOG = Catalog.of(TOPIC, EVENTS)
