@@ -17,16 +17,8 @@ from services.engine.domain import Case
 from services.engine.registers import EarliestWins, Milestones
 from services.engine.windows import Contribution, IndicatorSpec
 
-__all__ = ["FSB_TARGET_S", "INDICATORS", "MILESTONES", "Initiation", "Payment"]
+__all__ = ["FSB_TARGET_S", "INDICATORS", "Initiation", "Payment"]
 
-MILESTONES: dict[str, str] = {
-    "cips.payment.initiated": "initiated",
-    "cips.payment.submitted": "submitted",
-    "cips.payment.settled": "settled",
-    "cips.payment.rejected": "rejected",
-    "cips.payment.credited": "credited",
-    "cips.payment.returned": "returned",
-}
 FSB_TARGET_S = 3600.0
 UNKNOWN = "unknown"
 MSG_TYPES = frozenset({"customer", "fi", UNKNOWN})
@@ -60,7 +52,7 @@ class Payment(Case):
     initiation: EarliestWins[Initiation] = EarliestWins()
 
     def apply(self, event: Event) -> Payment:
-        data, milestone = event.data, MILESTONES[event.type]
+        data, milestone = event.data, event.milestone
         if isinstance(data, PaymentInitiated):
             linked = tuple(data.linked_entry_ids or ())
             initiation = Initiation(data.msg_type, data.purpose, data.amount.amount, linked)

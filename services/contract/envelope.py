@@ -70,6 +70,11 @@ class CloudEvent(Envelope):
     topic: ClassVar[str] = ""
 
     @property
+    def milestone(self) -> str:
+        """The milestone the event marks: its type's last segment (docs/contract.md section 7)."""
+        return self.type.rpartition(".")[2]
+
+    @property
     def dedup_key(self) -> tuple[str, str]:
         """(source, id): the contract's deduplication key."""
         return (self.source, self.id)
@@ -101,6 +106,11 @@ class Event:
     partitionkey: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
+
+    @property
+    def milestone(self) -> str:
+        """The milestone the event marks: its type's last segment (docs/contract.md section 7)."""
+        return self.type.rpartition(".")[2]
 
     @property
     def dedup_key(self) -> tuple[str, str]:

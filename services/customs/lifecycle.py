@@ -24,7 +24,6 @@ from services.engine.windows import Contribution, IndicatorSpec
 
 __all__ = [
     "INDICATORS",
-    "MILESTONES",
     "STAGES",
     "Arrived",
     "Bill",
@@ -33,23 +32,6 @@ __all__ = [
     "Named",
     "ie_flag_of",
 ]
-
-# event type -> milestone name: the type's last segment (docs/contract.md section 7); the bill's
-# arrival reaches a declaration as "arrived"
-MILESTONES: dict[str, str] = {
-    t: t.rsplit(".", 1)[1]
-    for t in (
-        "customs.declaration.lodged",
-        "customs.declaration.accepted",
-        "customs.declaration.rejected",
-        "customs.declaration.risk_decided",
-        "customs.inspection.ordered",
-        "customs.inspection.completed",
-        "customs.duty.paid",
-        "customs.declaration.released",
-        "customs.goods.exited",
-    )
-}
 
 # stage -> (from milestone, to milestone); a stage is counted when its end happens
 STAGES: dict[str, tuple[str, str]] = {
@@ -125,7 +107,7 @@ class Declaration(Case):
     outcome: EarliestWins[str] = EarliestWins()
 
     def apply(self, event: Event) -> Declaration:
-        data, milestone = event.data, MILESTONES[event.type]
+        data, milestone = event.data, event.milestone
         if isinstance(data, DeclarationLodged):
             lodging = Lodging(data.transport_mode, data.credit_class, data.bill_no)
             return self.noted(milestone, event, lodging=lodging)

@@ -22,7 +22,6 @@ from services.workdays import CalendarUnknown, WorkdayCalendar, local_date
 __all__ = [
     "DEFAULT_LIMITS_WD",
     "INDICATORS",
-    "MILESTONES",
     "Declared",
     "Refund",
     "RefundContext",
@@ -30,15 +29,6 @@ __all__ = [
     "processing_workdays",
 ]
 
-MILESTONES: dict[str, str] = {
-    "taxrefund.refund.declared": "declared",
-    "taxrefund.refund.accepted": "accepted",
-    "taxrefund.refund.flagged": "flagged",
-    "taxrefund.refund.rejected": "rejected",
-    "taxrefund.refund.approved": "approved",
-    "taxrefund.refund.issued": "issued",
-    "taxrefund.refund.credited": "credited",
-}
 DEFAULT_LIMITS_WD: dict[int, int] = {1: 5, 2: 10, 3: 15, 4: 20}
 UNKNOWN = "unknown"
 CATEGORIES = frozenset({"1", "2", "3", "4", UNKNOWN})
@@ -74,7 +64,7 @@ class Refund(Case):
     declared: EarliestWins[Declared] = EarliestWins()
 
     def apply(self, event: Event) -> Refund:
-        data, milestone = event.data, MILESTONES[event.type]
+        data, milestone = event.data, event.milestone
         if isinstance(data, RefundDeclared):
             return self.noted(milestone, event, declared=Declared(data.mgmt_category, tuple(data.entry_ids)))
         return self.noted(milestone, event)
