@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -66,23 +66,6 @@ class CloudEvent(Envelope):
     """
 
     data: DataModel = Field(description="the event payload, a JSON object")
-
-    topic: ClassVar[str] = ""
-
-    @property
-    def milestone(self) -> str:
-        """The milestone the event marks: its type's last segment (docs/contract.md section 7)."""
-        return self.type.rpartition(".")[2]
-
-    @property
-    def dedup_key(self) -> tuple[str, str]:
-        """(source, id): the contract's deduplication key."""
-        return (self.source, self.id)
-
-    @property
-    def event_time(self) -> datetime:
-        """When it happened in the source system (the ``time`` attribute)."""
-        return self.time
 
 
 @dataclass(frozen=True, slots=True)
