@@ -57,16 +57,11 @@ class FrozenDict(dict[K, V]):
             return self
         return type(self)({**self, key: value})
 
-    def without(self, key: K) -> Self:
-        if key not in self:
-            return self
-        return type(self)({k: v for k, v in self.items() if k != key})
-
     def __hash__(self) -> int:  # type: ignore[override]  # immutable, so hashable (a field default)
         return hash(frozenset(self.items()))
 
     def _immutable(self, *args: Any, **kwargs: Any) -> NoReturn:
-        msg = f"{type(self).__name__} cannot be changed in place; use set() or without()"
+        msg = f"{type(self).__name__} cannot be changed in place; use set()"
         raise TypeError(msg)
 
     __setitem__ = __delitem__ = _immutable
