@@ -7,15 +7,19 @@ import asyncio
 import logging.config
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from services.registry import DOMAINS, SOURCES
 
+if TYPE_CHECKING:
+    from services.runtime.settings import Settings
+
 SERVICES = tuple(DOMAINS)
 
 
-def _settings_or_exit() -> object:
+def _settings_or_exit() -> Settings:
     """Settings, or exit 2 with one line per bad variable (a secret's value is never echoed)."""
     from services.runtime.security import SECRET_VARIABLES, ConfigError
     from services.runtime.settings import load_settings
@@ -51,11 +55,9 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from services.runtime.logs import logging_config
-    from services.runtime.settings import Settings
     from services.runtime.worker import ServiceWorker, build_worker, tune_gc
 
     settings = _settings_or_exit()
-    assert isinstance(settings, Settings)
     config = logging_config(level=settings.log_level, fmt=settings.log_format)
     logging.config.dictConfig(config)
     domain = DOMAINS[args.service]
@@ -106,14 +108,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from services.tools.publish import publish_file
 
     settings = _settings_or_exit()
-    return asyncio.run(publish_file(settings, args.topic, args.file, binary=args.binary))  # type: ignore[arg-type]
+    return asyncio.run(publish_file(settings, args.topic, args.file, binary=args.binary))
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
     from services.tools.publish import tail_topic
 
     settings = _settings_or_exit()
-    return asyncio.run(tail_topic(settings, args.topic, limit=args.limit, timeout_s=args.timeout))  # type: ignore[arg-type]
+    return asyncio.run(tail_topic(settings, args.topic, limit=args.limit, timeout_s=args.timeout))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -132,11 +134,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import time
 
-    from services.runtime.settings import Settings
     from services.tools.simulate import Faults, run_simulation
 
     settings = _settings_or_exit()
-    assert isinstance(settings, Settings)
     faults = Faults(
         duplicates=args.duplicates,
         shuffle=args.shuffle,
@@ -169,11 +169,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from services.runtime.logs import logging_config
-    from services.runtime.settings import Settings
     from services.tools.history import run_history
 
     settings = _settings_or_exit()
-    assert isinstance(settings, Settings)
     logging.config.dictConfig(logging_config(level=settings.log_level, fmt=settings.log_format))
     return run_history(settings)
 
@@ -182,10 +180,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from services.gateway.app import GatewaySettings, serve
     from services.gateway.credentials import CredentialsError
     from services.runtime.logs import logging_config
-    from services.runtime.settings import Settings
 
     settings = _settings_or_exit()
-    assert isinstance(settings, Settings)
     try:
         config = GatewaySettings()
     except ValidationError as exc:
@@ -226,20 +222,16 @@ def cmd_bench_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_acls(args: argparse.Namespace) -> int:
-    from services.runtime.settings import Settings
     from services.tools.acls import print_acls
 
     settings = _settings_or_exit()
-    assert isinstance(settings, Settings)
     return print_acls(args.process, args.principal, settings)
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from services.runtime.settings import Settings
     from services.tools.acls import print_topics
 
     settings = _settings_or_exit()
-    assert isinstance(settings, Settings)
     return print_topics(args.service, settings)
 
 
