@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from services.contract.envelope import Envelope
-from services.contract.fields import ContractModel, NonEmptyStr, Rfc3339
+from services.contract.fields import ContractModel, NonEmptyStr, Rfc3339, examples
 
 __all__ = [
     "CASE_TYPE",
@@ -34,47 +34,40 @@ class IndicatorWindow(ContractModel):
     equal a batch computation over every event received so far.
     """
 
-    model_config = ConfigDict(
-        frozen=True,
-        strict=True,
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "indicator": "customs.release_time",
-                    "window": "PT1H",
-                    "window_start": "2025-03-01T08:00:00+08:00",
-                    "window_end": "2025-03-01T09:00:00+08:00",
-                    "dimensions": {"customs_code": "5165", "ie_flag": "I", "transport_mode": "2"},
-                    "unit": "seconds",
-                    "count": 42,
-                    "mean": 5321.5,
-                    "min": 60.0,
-                    "max": 86000.0,
-                    "p50": 3600.0,
-                    "p90": 20000.0,
-                    "p95": 40000.0,
-                    "p99": 80000.0,
-                    "revision": 3,
-                    "final": False,
-                    "late_events": 0,
-                },
-                {
-                    "indicator": "customs.inspection_rate",
-                    "window": "P1D",
-                    "window_start": "2025-03-01T00:00:00+08:00",
-                    "window_end": "2025-03-02T00:00:00+08:00",
-                    "dimensions": {},
-                    "unit": "ratio",
-                    "count": 200,
-                    "numerator": 6,
-                    "denominator": 200,
-                    "value": 0.03,
-                    "revision": 1,
-                    "final": True,
-                    "late_events": 0,
-                },
-            ]
+    model_config = examples(
+        {
+            "indicator": "customs.release_time",
+            "window": "PT1H",
+            "window_start": "2025-03-01T08:00:00+08:00",
+            "window_end": "2025-03-01T09:00:00+08:00",
+            "dimensions": {"customs_code": "5165", "ie_flag": "I", "transport_mode": "2"},
+            "unit": "seconds",
+            "count": 42,
+            "mean": 5321.5,
+            "min": 60.0,
+            "max": 86000.0,
+            "p50": 3600.0,
+            "p90": 20000.0,
+            "p95": 40000.0,
+            "p99": 80000.0,
+            "revision": 3,
+            "final": False,
+            "late_events": 0,
+        },
+        {
+            "indicator": "customs.inspection_rate",
+            "window": "P1D",
+            "window_start": "2025-03-01T00:00:00+08:00",
+            "window_end": "2025-03-02T00:00:00+08:00",
+            "dimensions": {},
+            "unit": "ratio",
+            "count": 200,
+            "numerator": 6,
+            "denominator": 200,
+            "value": 0.03,
+            "revision": 1,
+            "final": True,
+            "late_events": 0,
         },
     )
 
@@ -128,28 +121,21 @@ CaseStatus = Literal["open", "completed", "expired"]
 class CaseRecord(ContractModel):
     """The current state of one case (docs/contract.md section 7), published when it changes."""
 
-    model_config = ConfigDict(
-        frozen=True,
-        strict=True,
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "service": "customs",
-                    "case_id": "514120250000012345",
-                    "status": "completed",
-                    "milestones": {
-                        "lodged": "2025-03-01T08:30:00.000+08:00",
-                        "accepted": "2025-03-01T08:31:00.000+08:00",
-                        "released": "2025-03-01T08:45:00.000+08:00",
-                        "exited": "2025-03-02T10:00:00.000+08:00",
-                    },
-                    "measures": {"customs.release_time|customs_code=5141,ie_flag=E,transport_mode=5": 900.0},
-                    "attributes": {"ie_flag": "E", "customs_code": "5141", "transport_mode": "5"},
-                    "revision": 4,
-                }
-            ]
-        },
+    model_config = examples(
+        {
+            "service": "customs",
+            "case_id": "514120250000012345",
+            "status": "completed",
+            "milestones": {
+                "lodged": "2025-03-01T08:30:00.000+08:00",
+                "accepted": "2025-03-01T08:31:00.000+08:00",
+                "released": "2025-03-01T08:45:00.000+08:00",
+                "exited": "2025-03-02T10:00:00.000+08:00",
+            },
+            "measures": {"customs.release_time|customs_code=5141,ie_flag=E,transport_mode=5": 900.0},
+            "attributes": {"ie_flag": "E", "customs_code": "5141", "transport_mode": "5"},
+            "revision": 4,
+        }
     )
 
     service: NonEmptyStr
