@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel
 
 from services.contract.catalog import Catalog, EventSpec
+from services.contract.codec import DlqReason
 from services.contract.envelope import JSON_DATA, cloud_event
 from services.contract.records import (
     CASE_TYPE,
@@ -131,16 +132,7 @@ def _asyncapi(services: Services, derived: Derived) -> dict[str, Any]:
             "type": "object",
             "required": ["dlq_reason", "dlq_detail", "dlq_topic", "dlq_partition", "dlq_offset"],
             "properties": {
-                "dlq_reason": {
-                    "type": "string",
-                    "enum": [
-                        "invalid_json",
-                        "invalid_envelope",
-                        "unknown_type",
-                        "invalid_data",
-                        "processing_error",
-                    ],
-                },
+                "dlq_reason": {"type": "string", "enum": [reason.value for reason in DlqReason]},
                 "dlq_detail": {"type": "string"},
                 "dlq_topic": {"type": "string"},
                 "dlq_partition": {"type": "string"},
@@ -222,18 +214,17 @@ def generate(
     for catalogs in services.values():
         for catalog in catalogs:
             for type_name, spec in catalog.events.items():
-                schema = _schema(spec.model, type_name, event_examples(spec))
-                files[f"{type_name}.json"] = json.dumps(schema, indent=2, sort_keys=False) + "\n"
-    files["indicator.window.json"] = (
-        json.dumps(_schema(IndicatorEvent, "indicator.window", indicator_examples()), indent=2) + "\n"
-    )
-    files["case.updated.json"] = (
-        json.dumps(_schema(CaseEvent, "case.updated", case_examples()), indent=2) + "\n"
-    )
+                files[f"{type_name}.json"] = _json(_schema(spec.model, type_name, event_examples(spec)))
+    files["indicator.window.json"] = _json(_schema(IndicatorEvent, "indicator.window", indicator_examples()))
+    files["case.updated.json"] = _json(_schema(CaseEvent, "case.updated", case_examples()))
     files["asyncapi.yaml"] = yaml.safe_dump(
         _asyncapi(services, derived or {}), sort_keys=False, allow_unicode=True, width=100
     )
     return files
+
+
+def _json(doc: Any) -> str:
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def write(
