@@ -108,13 +108,7 @@ def kafka_client(bootstrap: str) -> dict[str, Any]:
 def _faust_empty(
     bootstrap: str, prefix: str, n: int, partitions: int, mode: str = "iterate", topic: str = TOPIC
 ) -> float:
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "TRADEPULSE_TOPIC_PREFIX": prefix,
-        "TRADEPULSE_TOPIC_PARTITIONS": str(partitions),
-        "TRADEPULSE_WEB_PORT": str(free_port()),
-        "TRADEPULSE_LOG_LEVEL": "warning",
-    }
+    env = _env(bootstrap, prefix, partitions, free_port())
     return _measured_by("services.tools.bench_agent", [str(n)], [mode, topic], env)
 
 
@@ -129,7 +123,7 @@ def _measured_by(module: str, head: list[str], tail: list[str], env: dict[str, s
     proc = subprocess.Popen(
         [sys.executable, "-m", module, *head, str(out), *tail],
         cwd=REPO,
-        env={**os.environ, **env},
+        env={**os.environ, **env},  # KAFKA_* security settings too
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
