@@ -5,8 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import orjson
-
+from services.contract.codec import encode
 from services.contract.schemas import model_examples
 from services.customs.events import DeclarationLodged
 from services.engine.records import RawRecord
@@ -38,13 +37,11 @@ def lodged_event(**data_overrides: Any) -> dict[str, Any]:
 
 
 def structured(event: dict[str, Any]) -> tuple[list[tuple[str, bytes]], bytes]:
-    return [("content-type", b"application/cloudevents+json")], orjson.dumps(event)
+    return encode(event)
 
 
 def binary(event: dict[str, Any]) -> tuple[list[tuple[str, bytes]], bytes]:
-    headers = [("content-type", b"application/json")]
-    headers += [(f"ce_{k}", str(v).encode()) for k, v in event.items() if k != "data"]
-    return headers, orjson.dumps(event["data"])
+    return encode(event, binary=True)
 
 
 def record(

@@ -22,13 +22,13 @@ __all__ = [
     "DlqReason",
     "Headers",
     "decode",
-    "encode_binary",
-    "encode_structured",
+    "encode",
 ]
 
 Headers = Sequence[tuple[str, bytes]]
 
 STRUCTURED = "application/cloudevents"
+STRUCTURED_HEADER = ("content-type", b"application/cloudevents+json")
 _KNOWN_ATTRIBUTES = frozenset(REQUIRED_ATTRIBUTES + OPTIONAL_ATTRIBUTES)
 
 
@@ -212,27 +212,15 @@ def _build(attrs: dict[str, Any], data: dict[str, Any], catalog: Catalog) -> Eve
     return Event(**envelope.__dict__, data=payload, time_s=envelope.time.timestamp())
 
 
-def _attributes(event: Envelope | Event) -> dict[str, Any]:
-    if isinstance(event, Event):
-        return event.attributes()
-    return event.model_dump(mode="json", exclude_none=True, exclude={"data"})
-
-
-def encode_structured(event: Envelope | Event, data: DataModel | Mapping[str, Any]) -> tuple[Headers, bytes]:
-    """Structured mode: the whole event as JSON, ``content-type: application/cloudevents+json``."""
-    doc = _attributes(event)
-    doc.setdefault("datacontenttype", "application/json")  # what binary mode's content-type says
-    doc["data"] = data.model_dump(mode="json", exclude_none=True) if isinstance(data, DataModel) else data
-    headers = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
-    return headers, orjson.dumps(doc)
-
-
-def encode_binary(event: Envelope | Event, data: DataModel | Mapping[str, Any]) -> tuple[Headers, bytes]:
-    """Binary mode: attributes in ``ce_*`` headers, the ``data`` object as the value."""
-    headers: list[tuple[str, bytes]] = [("content-type", b"application/json")]
-    headers.extend((f"ce_{k}", str(v).encode()) for k, v in _attributes(event).items())
-    body = data.model_dump(mode="json", exclude_none=True) if isinstance(data, DataModel) else data
-    return headers, orjson.dumps(body)
+def encode(event: Mapping[str, Any], *, binary: bool = False) -> tuple[list[tuple[str, bytes]], bytes]:
+    """A CloudEvent given as its JSON object, as the headers and value of a Kafka record: structured
+    mode (the whole event, ``content-type: application/cloudevents+json``) or binary mode (the
+    attributes in ``ce_*`` headers, ``data`` as the value). What the tools and tests produce."""
+    if not binary:
+        return [STRUCTURED_HEADER], orjson.dumps(event)
+    headers = [("content-type", b"application/json")]
+    headers += [(f"ce_{k}", str(v).encode()) for k, v in event.items() if k != "data"]
+    return headers, orjson.dumps(event.get("data"))
 
 
 def header_pairs(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> Headers:

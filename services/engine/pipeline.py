@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from services.contract.codec import DecodeError, DlqReason, decode
+from services.contract.codec import STRUCTURED_HEADER, DecodeError, DlqReason, decode
 from services.contract.envelope import JSON_DATA, Event, cloud_event
 from services.contract.records import CASE_TYPE, INDICATOR_TYPE
 from services.contract.topics import partition_for
@@ -42,7 +42,7 @@ __all__ = ["Pipeline", "Topics"]
 
 log = logging.getLogger(__name__)
 
-STRUCTURED = [("content-type", b"application/cloudevents+json")]
+STRUCTURED = [STRUCTURED_HEADER]
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from enum import Enum
 
 from aiokafka.errors import KafkaError
 
-from services.contract.codec import DlqReason
+from services.contract.codec import STRUCTURED_HEADER, DlqReason
 from services.engine.pipeline import Pipeline
 from services.engine.records import DeadLetter, Origin, RawRecord, dead_letter
 from services.engine.state import StateStore
@@ -211,7 +211,7 @@ class CommitPath:
             record = letter.record or await self.fetch(letter.origin)
             if record is None:  # the original is gone: write TradePulse's copy, and say so
                 headers = [
-                    ("content-type", b"application/cloudevents+json"),
+                    STRUCTURED_HEADER,
                     ("dlq_note", b"original no longer in its topic; a copy without personal data"),
                 ]
                 record = RawRecord(*letter.origin, None, letter.copy, headers)

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import yaml
 
+from services.contract.codec import STRUCTURED_HEADER
 from services.devstack.kafka import KafkaNode
 from services.devstack.probe import web_get
 from services.devstack.process import free_port
@@ -91,7 +92,7 @@ async def _direct(
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2)
     await producer.start()
-    headers = [("content-type", b"application/cloudevents+json")]
+    headers = [STRUCTURED_HEADER]
     chunks = [events[i : i + batch] for i in range(0, len(events), batch)]
     queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
     for chunk in chunks:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from services.contract.codec import STRUCTURED_HEADER, encode
 from services.runtime.kafka_admin import READ, WRITE, Access, require_access, require_topic
 from services.runtime.permissions import Operation
 from services.runtime.settings import Settings
@@ -32,14 +33,10 @@ def _encode(item: Any, *, binary: bool) -> tuple[bytes | None, bytes, list[tuple
     if isinstance(item, str):  # a raw line that is not JSON, sent unchanged (to try the DLQ)
         return None, item.encode(), []
     if not isinstance(item, dict):
-        return None, orjson.dumps(item), [("content-type", b"application/cloudevents+json")]
+        return None, orjson.dumps(item), [STRUCTURED_HEADER]
     key = str(item["subject"]).encode() if isinstance(item.get("subject"), str) else None
-    if not binary:
-        return key, orjson.dumps(item), [("content-type", b"application/cloudevents+json")]
-    attrs = {k: v for k, v in item.items() if k != "data"}
-    headers = [("content-type", b"application/json")]
-    headers += [(f"ce_{k}", str(v).encode()) for k, v in attrs.items()]
-    return key, orjson.dumps(item.get("data")), headers
+    headers, value = encode(item, binary=binary)
+    return key, value, headers
 
 
 async def publish_file(settings: Settings, topic: str, path: str, *, binary: bool) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from services.contract import codec
 from services.runtime.settings import Settings
 
 __all__ = ["Faults", "Record", "happened", "perturb", "run_simulation"]
@@ -26,15 +27,11 @@ __all__ = ["Faults", "Record", "happened", "perturb", "run_simulation"]
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
 INVALID_SAMPLES: list[Callable[[dict[str, Any]], Record]] = [
-    lambda e: (None, b"{not json", [("content-type", b"application/cloudevents+json")]),
-    lambda e: (None, orjson.dumps([e]), [("content-type", b"application/cloudevents+json")]),
-    lambda e: (
-        None,
-        orjson.dumps({**e, "time": "yesterday"}),
-        [("content-type", b"application/cloudevents+json")],
-    ),
+    lambda e: (None, b"{not json", [codec.STRUCTURED_HEADER]),
+    lambda e: (None, orjson.dumps([e]), [codec.STRUCTURED_HEADER]),
+    lambda e: (None, orjson.dumps({**e, "time": "yesterday"}), [codec.STRUCTURED_HEADER]),
     lambda e: (None, orjson.dumps({**e, "type": "customs.unknown"}), []),
-    lambda e: (None, orjson.dumps({**e, "data": {}}), [("content-type", b"application/cloudevents+json")]),
+    lambda e: (None, orjson.dumps({**e, "data": {}}), [codec.STRUCTURED_HEADER]),
 ]
 
 
@@ -51,12 +48,9 @@ class Faults:
 
 
 def encode(event: dict[str, Any], *, binary: bool) -> Record:
-    key = str(event["subject"]).encode()
-    if not binary:
-        return key, orjson.dumps(event), [("content-type", b"application/cloudevents+json")]
-    headers = [("content-type", b"application/json")]
-    headers += [(f"ce_{k}", str(v).encode()) for k, v in event.items() if k != "data"]
-    return key, orjson.dumps(event["data"]), headers
+    """The record of ``event``, keyed by its subject."""
+    headers, value = codec.encode(event, binary=binary)
+    return str(event["subject"]).encode(), value, headers
 
 
 def happened(events: list[dict[str, Any]], now_s: float | None = None) -> tuple[list[dict[str, Any]], int]:

@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from services.contract import schemas as schemas_export
-from services.contract.codec import decode, encode_binary, encode_structured
-from services.contract.envelope import Envelope
+from services.contract.codec import decode, encode
 from services.contract.records import CaseEvent, IndicatorEvent, IndicatorWindow
 from services.contract.topics import case_topic, dlq_topic, indicator_topic
 from services.gateway import openapi
@@ -85,9 +84,8 @@ def test_every_example_validates_and_decodes_in_both_modes(type_name: str) -> No
     catalog = DOMAINS[type_name.split(".")[0]].catalog
     for example in examples:
         spec.model.model_validate(example, strict=False)
-        env = Envelope.model_validate({k: v for k, v in example.items() if k != "data"}, strict=False)
-        s_headers, s_value = encode_structured(env, example["data"])
-        b_headers, b_value = encode_binary(env, example["data"])
+        s_headers, s_value = encode(example)
+        b_headers, b_value = encode(example, binary=True)
         assert decode(s_value, s_headers, catalog=catalog) == decode(b_value, b_headers, catalog=catalog)
 
 
