@@ -212,14 +212,20 @@ def _build(attrs: dict[str, Any], data: dict[str, Any], catalog: Catalog) -> Eve
     return Event(**envelope.__dict__, data=payload, time_s=envelope.time.timestamp())
 
 
+_NOT_HEADERS = frozenset({"data", "datacontenttype"})
+
+
 def encode(event: Mapping[str, Any], *, binary: bool = False) -> tuple[list[tuple[str, bytes]], bytes]:
     """A CloudEvent given as its JSON object, as the headers and value of a Kafka record: structured
     mode (the whole event, ``content-type: application/cloudevents+json``) or binary mode (the
-    attributes in ``ce_*`` headers, ``data`` as the value). What the tools and tests produce."""
+    attributes in ``ce_*`` headers but ``datacontenttype``, which is the ``content-type`` header,
+    ``data`` as the value). What the tools and tests produce."""
     if not binary:
         return [STRUCTURED_HEADER], orjson.dumps(event)
-    headers = [("content-type", b"application/json")]
-    headers += [(f"ce_{k}", str(v).encode()) for k, v in event.items() if k != "data"]
+    headers = [("content-type", str(event.get("datacontenttype", "application/json")).encode())]
+    headers += [
+        (f"ce_{k}", str(v).encode()) for k, v in event.items() if k not in ("data", "datacontenttype")
+    ]
     return headers, orjson.dumps(event.get("data"))
 
 

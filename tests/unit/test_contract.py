@@ -84,6 +84,7 @@ def test_every_example_validates_and_decodes_in_both_modes(type_name: str) -> No
     catalog = DOMAINS[type_name.split(".")[0]].catalog
     for example in examples:
         spec.model.model_validate(example, strict=False)
+        example = {**example, "datacontenttype": "application/json"}  # binary mode always says it
         s_headers, s_value = encode(example)
         b_headers, b_value = encode(example, binary=True)
         assert decode(s_value, s_headers, catalog=catalog) == decode(b_value, b_headers, catalog=catalog)
