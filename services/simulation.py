@@ -11,16 +11,47 @@ Lodging times follow a golden-ratio sequence, so the first n shipments spread ev
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
+from typing import Any
 
-__all__ = ["EXPORT_OFFICES", "Shipment", "shipment"]
+from services.contract.envelope import cloud_event
+
+__all__ = ["EXPORT_OFFICES", "CaseEvents", "Shipment", "iso", "pick", "shipment"]
 
 # customs offices that declare exports, with their share (docs/simulation.md: the customs ports)
 EXPORT_OFFICES = [("5165", 0.40), ("5141", 0.30), ("5208", 0.12), ("5201", 0.10), ("5130", 0.08)]
 _CHINA = timezone(timedelta(hours=8))
 _GOLDEN = 0.6180339887498949
+
+
+def iso(at_s: float) -> str:
+    """An event time as producers write it: RFC 3339 in China time, to the millisecond."""
+    return datetime.fromtimestamp(round(at_s, 3), _CHINA).isoformat(timespec="milliseconds")
+
+
+def pick(rng: random.Random, items: Sequence[tuple[Any, float]]) -> Any:
+    """One of the (value, weight) ``items``."""
+    return rng.choices([value for value, _ in items], [weight for _, weight in items])[0]
+
+
+class CaseEvents(list[dict[str, Any]]):
+    """The events of one simulated case, as CloudEvent dicts: ids ``<subject>-<n>``, one source,
+    and fields every event's ``data`` carries (the case's key)."""
+
+    def __init__(self, subject: str, source: str, **key: Any) -> None:
+        super().__init__()
+        self.subject, self.source, self.key = subject, source, key
+
+    def emit(self, type_: str, at_s: float, **data: Any) -> None:
+        self.emit_as(self.subject, type_, at_s, **data)
+
+    def emit_as(self, subject: str, type_: str, at_s: float, **data: Any) -> None:
+        """An event whose subject is another entity (an arrival is keyed by its bill of lading)."""
+        data = {**self.key, **data}
+        self.append(cloud_event(f"{self.subject}-{len(self)}", self.source, type_, iso(at_s), subject, data))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.contract.envelope import cloud_event
 from services.contract.fields import resident_id_check
 from services.engine.windows import SHANGHAI
+from services.simulation import CaseEvents, pick
 
 __all__ = ["fake_person", "lifecycle", "simulate"]
 
@@ -44,28 +44,17 @@ def fake_person(order_no: str) -> dict[str, str]:
     }
 
 
-def _iso(at_s: float) -> str:
-    return datetime.fromtimestamp(at_s, SHANGHAI).isoformat(timespec="milliseconds")
-
-
-def _pick(rng: random.Random, items: list[tuple[str, float]]) -> str:
-    return rng.choices([i for i, _ in items], [w for _, w in items])[0]
-
-
 def lifecycle(rng: random.Random, start_s: float) -> list[dict[str, Any]]:
     ie = "I" if rng.random() < 0.55 else "E"
-    mode = _pick(rng, IMPORT_MODES if ie == "I" else EXPORT_MODES)
+    mode = pick(rng, IMPORT_MODES if ie == "I" else EXPORT_MODES)
     ebp, order_no = rng.choice(PLATFORMS), f"SO{rng.randrange(10**14):014d}"
     subject, invt = (
         f"{ebp}:{order_no}",
         f"5141{datetime.fromtimestamp(start_s).year}{ie}{rng.randrange(10**9):09d}",
     )
     value = f"{min(rng.lognormvariate(math.log(300 if ie == 'I' else 150), 0.9), 5000):.2f}"
-    events: list[dict[str, Any]] = []
-
-    def emit(type_: str, at_s: float, **data: Any) -> None:
-        events.append(cloud_event(f"{subject}-{len(events)}", f"/ceb/{ebp}", type_, _iso(at_s), subject,
-                                  {"order_no": order_no, "ebp_code": ebp, **data}))  # fmt: skip
+    events = CaseEvents(subject, f"/ceb/{ebp}", order_no=order_no, ebp_code=ebp)
+    emit = events.emit
 
     money = {"amount": value, "currency": "CNY"}
     listed = start_s + rng.uniform(60, 1800)

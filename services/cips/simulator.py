@@ -13,9 +13,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.contract.envelope import cloud_event
 from services.engine.windows import SHANGHAI
-from services.simulation import Shipment, shipment
+from services.simulation import CaseEvents, Shipment, shipment
 
 __all__ = ["lifecycle", "simulate"]
 
@@ -37,10 +36,6 @@ def _credit_seconds(rng: random.Random) -> float:
     return rng.uniform(low, SPEED[-1][0])
 
 
-def _iso(at_s: float) -> str:
-    return datetime.fromtimestamp(at_s, SHANGHAI).isoformat(timespec="milliseconds")
-
-
 def _operating_day(rng: random.Random, day_start_s: float) -> float:
     """A moment of a Beijing day: 80 % in business hours, the rest in the night windows."""
     if rng.random() < 0.8:
@@ -56,11 +51,8 @@ def lifecycle(
     fi = rng.random() < 0.30
     median = 10_000_000 if fi else 1_000_000
     amount = f"{min(rng.lognormvariate(math.log(median), 2.1), 5e10):.2f}"
-    events: list[dict[str, Any]] = []
-
-    def emit(type_: str, at_s: float, **data: Any) -> None:
-        events.append(cloud_event(f"{uetr}-{len(events)}", "/cips/gateway", type_, _iso(at_s), uetr,
-                                  {"uetr": uetr, **data}))  # fmt: skip
+    events = CaseEvents(uetr, "/cips/gateway", uetr=uetr)
+    emit = events.emit
 
     money = {"amount": amount, "currency": "CNY"}
     purpose = rng.choices([p for p, _ in PURPOSES], [w for _, w in PURPOSES])[0]

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.contract.envelope import cloud_event
 from services.engine.windows import SHANGHAI
-from services.simulation import Shipment, shipment
+from services.simulation import CaseEvents, Shipment, pick, shipment
 
 __all__ = ["PORTS", "Case", "lifecycle", "simulate"]
 
@@ -45,18 +44,10 @@ def _lognormal(rng: random.Random, median: float, p90: float) -> float:
     return min(rng.lognormvariate(math.log(median), sigma), 5 * p90)  # no absurd tails
 
 
-def _pick(rng: random.Random, items: list[tuple[Any, float]]) -> Any:
-    return rng.choices([i[0] for i in items], weights=[i[1] for i in items])[0]
-
-
 @dataclass(frozen=True, slots=True)
 class Case:
     entry_id: str
     events: list[dict[str, Any]]
-
-
-def _iso(at_s: float) -> str:
-    return datetime.fromtimestamp(round(at_s, 3), SHANGHAI).isoformat(timespec="milliseconds")
 
 
 def lifecycle(
@@ -70,7 +61,7 @@ def lifecycle(
     """One declaration's events (CloudEvent dicts), in event-time order; ``export``: the export
     shipment of the shared plan it declares (services/simulation.py), so that payments and refunds
     can name it; ``ie``: import or export (drawn when not given)."""
-    code, mode, _ = PORTS[[p[0] for p in PORTS].index(_pick(rng, [(p[0], p[2]) for p in PORTS]))]
+    code, mode, _ = PORTS[[p[0] for p in PORTS].index(pick(rng, [(p[0], p[2]) for p in PORTS]))]
     drawn = "E" if rng.random() < EXPORT_SHARE else "I"
     ie = ie or drawn
     year = datetime.fromtimestamp(start_s, SHANGHAI).year
@@ -78,19 +69,14 @@ def lifecycle(
     if export is not None:
         ie, code, entry, start_s = "E", export.office, export.entry_id, export.lodged_s
         mode = next(m for c, m, _ in PORTS if c == code)
-    credit = _pick(rng, CREDIT)
+    credit = pick(rng, CREDIT)
     bill = (
         f"{'COSU' if mode == '2' else 'AWB'}{rng.randrange(10**10):010d}"
         if ie == "I" or mode == "2"
         else None
     )
-    events: list[dict[str, Any]] = []
-
-    def emit(type_: str, at_s: float, **data: Any) -> None:
-        subject = data["bill_no"] if type_ == "customs.transport.arrived" else entry
-        events.append(
-            cloud_event(f"{entry}-{len(events)}", f"{source}/{code}", type_, _iso(at_s), subject, data)
-        )
+    events = CaseEvents(entry, f"{source}/{code}")
+    emit = events.emit
 
     lodged = start_s
     if ie == "I":
@@ -100,7 +86,9 @@ def lifecycle(
         else:
             arrival = lodged - _lognormal(rng, 6 * HOUR, 48 * HOUR)
             kind = "one_time"
-        emit(
+        assert bill is not None  # an import always has its bill of lading
+        events.emit_as(
+            bill,
             "customs.transport.arrived",
             arrival,
             bill_no=bill,
@@ -118,7 +106,7 @@ def lifecycle(
         bill_no=bill,
         customs_code=code,
         ie_flag=ie,
-        trade_mode=_pick(rng, TRADE_MODES),
+        trade_mode=pick(rng, TRADE_MODES),
         transport_mode=mode,
         credit_class=credit,
         declared_value={"amount": value, "currency": "CNY"},

@@ -12,9 +12,8 @@ import random
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from services.contract.envelope import cloud_event
 from services.engine.windows import SHANGHAI
-from services.simulation import shipment
+from services.simulation import CaseEvents, shipment
 from services.workdays import CalendarUnknown, WorkdayCalendar
 
 __all__ = ["lifecycle", "simulate"]
@@ -51,10 +50,6 @@ def _at(rng: random.Random, d: date) -> float:
     return moment.timestamp()
 
 
-def _iso(at_s: float) -> str:
-    return datetime.fromtimestamp(at_s, SHANGHAI).isoformat(timespec="milliseconds")
-
-
 def lifecycle(
     rng: random.Random,
     serial: int,
@@ -67,11 +62,8 @@ def lifecycle(
     category = rng.choices([c for c, _ in CATEGORIES], [w for _, w in CATEGORIES])[0]
     refund = f"RF{filed:%Y%m}{serial:08d}"
     office = rng.choice(OFFICES)
-    events: list[dict[str, Any]] = []
-
-    def emit(type_: str, at_s: float, **data: Any) -> None:
-        events.append(cloud_event(f"{refund}-{len(events)}", f"/etax/{office}", type_, _iso(at_s), refund,
-                                  {"refund_id": refund, **data}))  # fmt: skip
+    events = CaseEvents(refund, f"/etax/{office}", refund_id=refund)
+    emit = events.emit
 
     while not _is_workday(calendar, filed):
         filed += timedelta(days=1)

@@ -20,7 +20,7 @@ ALLOWED = {
     "engine": frozenset({"contract"}),
     "runtime": frozenset({"contract", "engine"}),
     "workdays": frozenset(),
-    "simulation": frozenset(),
+    "simulation": frozenset({"contract"}),  # the simulators' shared helpers build contract events
     **{name: frozenset({"contract", "engine", "workdays", "simulation"}) for name in DOMAIN_PACKAGES},
 }
 
