@@ -28,6 +28,7 @@ from services.runtime.fetch import RecordFetcher
 from services.runtime.intake import Intake
 from services.runtime.kafka_admin import READ, READ_WRITE, WRITE, Access, TopicSpec, ensure_topics
 from services.runtime.metrics import CONSUMER_LAG
+from services.runtime.permissions import Operation
 from services.runtime.settings import Settings
 from services.runtime.transport import SCHEME, RecordBatch, record_batches
 
@@ -153,23 +154,19 @@ class Worker:
         self.store.partition_counts.update(counts)
 
 
-def _topics(settings: Settings, domain: Domain) -> tuple[str, Topics, str]:
-    """The physical names of a domain's topics: input, outputs and internal ones, state."""
-    name = domain.name
-    internal = {kind: settings.topic(f"tradepulse-{name}-{kind}") for kind in ("links", "partials", "state")}
+def _topics(settings: Settings, domain: Domain) -> tuple[Topics, str]:
+    """The physical names of a domain's output and internal topics, and of its state topic."""
+    internal = {
+        kind: settings.topic(f"tradepulse-{domain.name}-{kind}") for kind in ("links", "partials", "state")
+    }
     names = Topics(
         links=internal["links"],
         partials=internal["partials"],
-        indicators=settings.topic(indicator_topic(name)),
+        indicators=settings.topic(indicator_topic(domain.name)),
         dlq=settings.topic(dlq_topic(domain.topic)),
-        cases=settings.topic(case_topic(name)),
+        cases=settings.topic(case_topic(domain.name)),
     )
-    return settings.topic(domain.topic), names, internal["state"]
-
-
-def _inputs(settings: Settings, domain: Domain) -> dict[str, str]:
-    """Physical name -> contract name of every input topic."""
-    return {settings.topic(t): t for t in domain.topics}
+    return names, internal["state"]
 
 
 def _dlqs(settings: Settings, domain: Domain) -> dict[str, str]:
@@ -177,38 +174,32 @@ def _dlqs(settings: Settings, domain: Domain) -> dict[str, str]:
     return {settings.topic(t): settings.topic(dlq_topic(t)) for t in domain.topics}
 
 
-def worker_topics(settings: Settings, domain: Domain) -> list[TopicSpec]:
-    """The topics ``tradepulse worker <domain>`` uses, as it creates them (or an administrator
-    must, with TRADEPULSE_CREATE_TOPICS=false). A derived domain's inputs are other services' case
-    topics: compacted, as those services create them."""
-    _, names, state = _topics(settings, domain)
-    partitions = settings.topic_partitions
-    inputs = [TopicSpec(t, partitions, compacted=domain.derived) for t in _inputs(settings, domain)]
-    dlqs = [TopicSpec(t, partitions, must_match_partitions=False) for t in _dlqs(settings, domain).values()]
+def _uses(settings: Settings, domain: Domain) -> list[tuple[TopicSpec, frozenset[Operation]]]:
+    """Every topic ``tradepulse worker <domain>`` uses: as it creates it (or an administrator must,
+    with TRADEPULSE_CREATE_TOPICS=false), and what it does with it. A derived domain's inputs are
+    other services' case topics: compacted, as those services create them."""
+    names, state = _topics(settings, domain)
+    n, output = settings.topic_partitions, {"compacted": True, "must_match_partitions": False}
     return [
-        *inputs,
-        TopicSpec(names.links, partitions),
-        TopicSpec(names.partials, partitions),
-        TopicSpec(state, partitions, compacted=True),
-        *dlqs,
-        TopicSpec(names.indicators, partitions, compacted=True, must_match_partitions=False),
-        TopicSpec(names.cases, partitions, compacted=True, must_match_partitions=False),
+        *[(TopicSpec(settings.topic(t), n, compacted=domain.derived), READ) for t in domain.topics],
+        (TopicSpec(names.links, n), READ_WRITE),
+        (TopicSpec(names.partials, n), READ_WRITE),
+        (TopicSpec(state, n, compacted=True), READ_WRITE),
+        *[(TopicSpec(t, n, must_match_partitions=False), WRITE) for t in _dlqs(settings, domain).values()],
+        (TopicSpec(names.indicators, n, **output), WRITE),
+        (TopicSpec(names.cases, n, **output), WRITE),
     ]
+
+
+def worker_topics(settings: Settings, domain: Domain) -> list[TopicSpec]:
+    """The topics ``tradepulse worker <domain>`` uses, as it creates them."""
+    return [spec for spec, _ in _uses(settings, domain)]
 
 
 def worker_access(settings: Settings, domain: Domain) -> Access:
     """Everything ``tradepulse worker <domain>`` does on the cluster (docs/security.md)."""
-    _, names, state = _topics(settings, domain)
     return Access(
-        topics={
-            **dict.fromkeys(_inputs(settings, domain), READ),
-            names.links: READ_WRITE,
-            names.partials: READ_WRITE,
-            state: READ_WRITE,
-            **dict.fromkeys(_dlqs(settings, domain).values(), WRITE),
-            names.indicators: WRITE,
-            names.cases: WRITE,
-        },
+        topics={spec.name: ops for spec, ops in _uses(settings, domain)},
         group=app_id(settings, domain.name),
         create=settings.create_topics,
         principal=settings.kafka.principal(),
@@ -233,8 +224,8 @@ def build_worker(settings: Settings, domain: Domain) -> Worker:
             key_serializer="raw", value_serializer="raw", internal=False,
         )  # fmt: skip
 
-    input_name, names, state_topic = _topics(settings, domain)
-    inputs = _inputs(settings, domain)
+    names, state_topic = _topics(settings, domain)
+    inputs = {settings.topic(t): t for t in domain.topics}  # physical -> contract name
     security = settings.kafka.aiokafka()
     fetch = RecordFetcher(settings.bootstrap_list(), client=security)
 
@@ -287,7 +278,7 @@ def build_worker(settings: Settings, domain: Domain) -> Worker:
     _timer(app, engine.indicator_interval_s, pipeline.publish, commit, name="publish")
     _timer(app, engine.housekeeping_interval_s, pipeline.housekeeping, commit, name="housekeeping")
     _report_lag(app, inputs, next_offset)
-    _ownership(app, store, input_name)
+    _ownership(app, store, settings.topic(domain.topic))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
