@@ -27,44 +27,21 @@ def _probe_case(serial: int, base_s: float) -> list[Record]:
     event times inside one fixed hour, so each probe adds one to one indicator key's count."""
     from datetime import datetime
 
+    from services.contract.envelope import cloud_event
     from services.engine.windows import SHANGHAI
+    from services.simulation import iso
     from services.tools.simulate import encode
 
     entry = PROBE_ENTRY.format(year=datetime.fromtimestamp(base_s, SHANGHAI).year, serial=serial)
-    at = base_s + serial * 0.001
-    common = {"specversion": "1.0", "source": "/bench/probe", "subject": entry}
-    lodged = {
-        **common,
-        "id": f"p{serial}-l",
-        "type": "customs.declaration.lodged",
-        "time": _iso(at),
-        "data": {
-            "entry_id": entry,
-            "customs_code": "9999",
-            "ie_flag": "E",
-            "trade_mode": "0110",
-            "transport_mode": "5",
-            "credit_class": "aeo",
-            "declared_value": {"amount": "1.00", "currency": "CNY"},
-            "consignee_uscc": "91440101MA5C000001",
-        },
-    }
-    released = {
-        **common,
-        "id": f"p{serial}-r",
-        "type": "customs.declaration.released",
-        "time": _iso(at + 60),
-        "data": {"entry_id": entry},
-    }
+    at, source = base_s + serial * 0.001, "/bench/probe"
+    lodging = {"entry_id": entry, "customs_code": "9999", "ie_flag": "E", "trade_mode": "0110",
+               "transport_mode": "5", "credit_class": "aeo", "consignee_uscc": "91440101MA5C000001",
+               "declared_value": {"amount": "1.00", "currency": "CNY"}}  # fmt: skip
+    lodged = cloud_event(f"p{serial}-l", source, "customs.declaration.lodged", iso(at), entry, lodging)
+    released = cloud_event(
+        f"p{serial}-r", source, "customs.declaration.released", iso(at + 60), entry, {"entry_id": entry}
+    )
     return [encode(lodged, binary=False), encode(released, binary=False)]
-
-
-def _iso(at_s: float) -> str:
-    from datetime import datetime
-
-    from services.engine.windows import SHANGHAI
-
-    return datetime.fromtimestamp(at_s, SHANGHAI).isoformat(timespec="milliseconds")
 
 
 async def _latency(bootstrap: str, prefix: str, rate: float, seconds: float, seed: int) -> list[float]:
