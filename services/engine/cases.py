@@ -12,10 +12,9 @@ so the two cannot disagree after a crash.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import orjson
@@ -65,30 +64,22 @@ class PartitionState:
     open_by: dict[str, Counter[str]] = field(default_factory=dict)
 
 
+@dataclass
 class CaseEngine:
     """Stage one of one domain on this worker."""
 
-    def __init__(
-        self,
-        domain: Domain,
-        *,
-        settings: EngineSettings,
-        context: Any,
-        store: StateStore,
-        observer: Observer,
-        late_events: Callable[[int], None] = lambda n: None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.domain = domain
-        self.kinds = domain.kinds
-        self.primary = domain.primary
-        self.specs: dict[str, IndicatorSpec] = domain.specs(settings)
-        self.settings = settings
-        self.context = context
-        self.store = store
-        self.observer = observer
-        self.late_events = late_events
-        self.clock = clock
+    domain: Domain
+    _: KW_ONLY
+    settings: EngineSettings
+    context: Any
+    store: StateStore
+    observer: Observer
+    late_events: Callable[[int], None] = lambda n: None
+
+    def __post_init__(self) -> None:
+        self.kinds = self.domain.kinds
+        self.primary = self.domain.primary
+        self.specs: dict[str, IndicatorSpec] = self.domain.specs(self.settings)
         self.states: dict[int, PartitionState] = {}
         self.changes: list[Change] = []  # of the domain's own cases, since the last stage()
         self.open_totals: dict[str, Counter[str]] = {kind: Counter() for kind in self.kinds}

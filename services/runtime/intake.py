@@ -95,6 +95,7 @@ def refusal_key(origin: Origin) -> bytes:
     return digest("\x00refused", f"{origin.topic}\x00{origin.partition}\x00{origin.offset}")
 
 
+@dataclass(kw_only=True)
 class Intake:
     """Screens batches of a domain's input topics with deduplication state that survives restarts.
 
@@ -102,27 +103,17 @@ class Intake:
     metrics; a topic not in it is labelled with the catalog's topic.
     """
 
-    def __init__(
-        self,
-        *,
-        catalog: Catalog,
-        store: StateStore,
-        horizon_s: float,
-        max_bytes: int,
-        max_skew_s: float = 300.0,
-        clock: Callable[[], float] = time.time,
-        deduplicate: bool = True,
-        labels: Mapping[str, str] | None = None,
-    ) -> None:
-        self.catalog = catalog
-        self.topic = catalog.topic
-        self.labels = dict(labels or {})
-        self._deduplicate = deduplicate
-        self._store = store
-        self._horizon_s = horizon_s
-        self._max_bytes = max_bytes
-        self._max_skew_s = max_skew_s
-        self._clock = clock
+    catalog: Catalog
+    store: StateStore
+    horizon_s: float
+    max_bytes: int
+    max_skew_s: float = 300.0
+    clock: Callable[[], float] = time.time
+    deduplicate: bool = True
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.topic = self.catalog.topic
         self._indexes: dict[int, DedupIndex] = {}
         self._keys = DEDUP_KEYS.labels(topic=self.topic)
 
@@ -130,11 +121,11 @@ class Intake:
         """The partition's index, rebuilt from the recovered state the first time it is needed."""
         index = self._indexes.get(partition)
         if index is None:
-            now = self._clock()
-            chunks = [Chunk.decode(n, v) for n, v in self._store.items(partition, DEDUP_KIND)]
-            index = DedupIndex.restore(self._horizon_s, chunks, now)
+            now = self.clock()
+            chunks = [Chunk.decode(n, v) for n, v in self.store.items(partition, DEDUP_KIND)]
+            index = DedupIndex.restore(self.horizon_s, chunks, now)
             for name in index.stale_names(chunks, now):
-                self._store.delete(partition, DEDUP_KIND, name)
+                self.store.delete(partition, DEDUP_KIND, name)
             self._indexes[partition] = index
         return index
 
@@ -154,10 +145,10 @@ class Intake:
             records,
             self.index_for,
             catalog=self.catalog,
-            max_bytes=self._max_bytes,
-            now_s=self._clock(),
-            max_skew_s=self._max_skew_s,
-            deduplicate=self._deduplicate,
+            max_bytes=self.max_bytes,
+            now_s=self.clock(),
+            max_skew_s=self.max_skew_s,
+            deduplicate=self.deduplicate,
         )
         if result.duplicates:  # only domains that read one topic deduplicate
             EVENTS_DUPLICATE.labels(topic=self.topic).inc(result.duplicates)
@@ -185,14 +176,14 @@ class Intake:
         The caller stages the batch's effects and dead letters in the same step and flushes the
         store once per batch, which writes these keys last, and only then acknowledges the batch.
         """
-        now = self._clock()
+        now = self.clock()
         for p in partitions:
-            if not self._store.owns(p):
+            if not self.store.owns(p):
                 continue
             index = self.index_for(p)
             chunk = index.cut(now)
             if chunk is not None:
-                self._store.put(p, DEDUP_KIND, chunk.name, chunk.encode())
+                self.store.put(p, DEDUP_KIND, chunk.name, chunk.encode())
             for name in index.expire(now):
-                self._store.delete(p, DEDUP_KIND, name)
+                self.store.delete(p, DEDUP_KIND, name)
         self._keys.set(sum(len(i) for i in self._indexes.values()))
