@@ -143,24 +143,10 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
             _history(services, env, seed)
         for s in services:
             if simulators and s in SIMULATED:
-                procs[f"simulate-{s}"] = _spawn(
-                    s,
-                    "simulate",
-                    s,
-                    "--cases",
-                    "20000",
-                    "--rate",
-                    "100",
-                    "--days-ago",
-                    "2",
-                    "--span-hours",
-                    "48",
-                    "--seed",
-                    str(seed + 1),  # entries of their own, not the history's
-                    "--quiet",
-                    env=env,
-                    log_name=f"simulate-{s}",
-                )
+                # seed + 1: entries of their own, not the history's
+                live = ["simulate", s, "--cases", "20000", "--rate", "100", "--days-ago", "2",
+                        "--span-hours", "48", "--seed", str(seed + 1), "--quiet"]  # fmt: skip
+                procs[f"simulate-{s}"] = _spawn(s, *live, env=env, log_name=f"simulate-{s}")
         print("\nTradePulse is running. Look at:")
         for s in services:
             port = ports[s]
