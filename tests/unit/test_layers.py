@@ -61,3 +61,15 @@ def test_no_shared_layer_lists_the_domains(package: str) -> None:
             named &= DOMAIN_PACKAGES
             where = f"{path.relative_to(SERVICES.parent)}:{node.lineno}"
             assert len(named) < 2, f"{where} lists the domains {sorted(named)}"
+
+
+def test_tests_read_metrics_as_a_scrape_does() -> None:
+    """Tests read metrics through the registry (``REGISTRY.get_sample_value``), as Prometheus sees
+    them, never through prometheus_client's private attributes, which change without notice."""
+    tests = SERVICES.parent / "tests"
+    hits = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in {"_value", "_metrics", "_children", "_sum"}:
+                hits.append(f"{path.relative_to(tests.parent)}:{node.lineno} .{node.attr}")
+    assert not hits, f"private metric attributes read: {hits}"
