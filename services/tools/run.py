@@ -3,24 +3,29 @@ stops everything cleanly (workers first, so they commit, then the stack)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
 import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.devstack.probe import web_ready
 from services.devstack.process import port_open
 from services.devstack.stack import STACK_HOME, Stack
 from services.registry import DOMAINS, SOURCES
 from services.runtime.db import redact_dsn
+from services.runtime.kafka_admin import partition_count
+from services.runtime.security import KafkaSecurity
 
-__all__ = ["run_main"]
+__all__ = ["holds_records", "run_main"]
 
 LOGS = STACK_HOME.parent / "logs"
 
@@ -41,6 +46,12 @@ def _history(services: list[str], env: dict[str, str], seed: int) -> None:
     for service, cases in HISTORY.items():
         if service not in services:
             continue
+        topic = env.get("TRADEPULSE_TOPIC_PREFIX", "") + DOMAINS[service].topic
+        if asyncio.run(holds_records(env, topic)):
+            # an earlier run's history is there; its live traffic moved the services' watermarks
+            # to today, so events older than the retention would now be refused (dead letters)
+            print(f"  export cycle history: {topic} holds an earlier run's records; not published again")
+            continue
         print(f"  export cycle history: {cases:,} {service} cases of the last 90 days ...", flush=True)
         LOGS.mkdir(parents=True, exist_ok=True)
         command = ["simulate", service, "--cases", str(cases), "--rate", "0", "--days-ago", "90",
@@ -50,6 +61,21 @@ def _history(services: list[str], env: dict[str, str], seed: int) -> None:
                 [sys.executable, "-m", "services.cli", *command],
                 env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False,
             )  # fmt: skip
+
+
+async def holds_records(env: Mapping[str, str], topic: str) -> bool:
+    """Whether ``topic`` (which may not exist) holds any record."""
+    client = {"bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"], **KafkaSecurity().aiokafka()}
+    count = await partition_count(client, topic, timeout_s=30)
+    if not count:
+        return False
+    consumer = AIOKafkaConsumer(**client, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(count)])
+        return any(ends.values())
+    finally:
+        await consumer.stop()
 
 
 def _spawn(

@@ -72,3 +72,33 @@ def test_history_names_an_unreachable_database_without_its_password(
     assert "DATABASE_URL" in line
     assert "s3cret-pw" not in done.stderr + done.stdout
     assert "other-secret" not in done.stderr + done.stdout
+
+
+def test_run_publishes_the_cycle_history_only_into_an_empty_topic(kafka_bootstrap: str, prefix: str) -> None:
+    """`tradepulse run` publishes 90 days of linked history first; run again on the same stack, the
+    services' watermarks are at the last run's live traffic and would refuse most of it as older
+    than the retention, so it is published only while the input topic holds nothing."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from services.tools.run import holds_records
+
+    env, topic = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}, f"{prefix}customs.events.v1"
+
+    async def scenario() -> list[bool]:
+        seen = [await holds_records(env, topic)]  # no such topic
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        await admin.create_topics([NewTopic(topic, 2, 1)])
+        await admin.close()
+        seen.append(await holds_records(env, topic))  # created by the workers, still empty
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        await producer.send_and_wait(topic, b"{}", partition=1)
+        await producer.stop()
+        seen.append(await holds_records(env, topic))  # an earlier run's traffic
+        return seen
+
+    assert asyncio.run(scenario()) == [False, False, True]
