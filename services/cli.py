@@ -61,7 +61,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = logging_config(level=settings.log_level, fmt=settings.log_format)
     logging.config.dictConfig(config)
     domain = DOMAINS[args.service]
-    worker = build_worker(settings, domain)
+    worker = build_worker(settings, domain, foreign=[d for d in DOMAINS if d != args.service])
     asyncio.run(worker.preflight())  # StartupError: one line naming the fix, exit 2 (main)
     logging.getLogger("tradepulse").info(
         "starting worker",

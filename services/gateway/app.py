@@ -39,15 +39,16 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from pydantic import Field, FilePath
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.contract.catalog import Catalog
 from services.contract.codec import DecodeError, decode
 from services.gateway.credentials import Credential, CredentialsError, Grants, load
-from services.registry import SOURCES
+from services.registry import DOMAINS, SOURCES
 from services.runtime.kafka_admin import require_access, require_topic
+from services.runtime.metrics import exposition
 from services.runtime.settings import Settings
 from services.tools.acls import access_of
 
@@ -429,7 +430,7 @@ def build_app(gateway: Gateway) -> web.Application:
         return web.json_response({"kafka": "ok" if ok else "unreachable"}, status=200 if ok else 503)
 
     async def metrics(request: web.Request) -> web.Response:
-        body = await asyncio.to_thread(generate_latest)
+        body = await asyncio.to_thread(exposition, DOMAINS)
         return web.Response(body=body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     handlers: dict[str, Callable[[web.Request], Awaitable[web.Response]]] = {

@@ -5,7 +5,18 @@ Base units, ``_total`` counters, label values from closed sets only.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, disable_created_metrics
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series double the output and no rule uses them
 
@@ -17,6 +28,7 @@ __all__ = [
     "EVENTS_DUPLICATE",
     "EVENTS_INVALID",
     "EVENTS_PROCESSED",
+    "exposition",
 ]
 
 EVENTS_CONSUMED = Counter("tradepulse_events_consumed_total", "Records read from an input topic.", ["topic"])
@@ -48,3 +60,21 @@ CONSUMER_LAG = Gauge(
 DEDUP_KEYS = Gauge(
     "tradepulse_dedup_keys", "(source, id) keys held for deduplication on this worker.", ["topic"]
 )
+
+
+class _Without(Collector):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        self._prefixes = prefixes
+
+    def collect(self) -> Iterator[Metric]:
+        return (m for m in REGISTRY.collect() if not m.name.startswith(self._prefixes))
+
+
+def exposition(foreign: Iterable[str] = ()) -> bytes:
+    """This process's /metrics: every registered family but the ``tradepulse_<name>_`` ones of the
+    ``foreign`` domains. Every domain's metrics are registered in every process (the registry
+    imports all domains), and another service's unlabelled gauge would show a wrong 0 on this
+    process's target (``tradepulse_cycle_open_entries`` on the customs worker)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Without(tuple(f"tradepulse_{name}_" for name in foreign)))
+    return generate_latest(registry)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from services.contract.topics import case_topic, dlq_topic, indicator_topic
 from services.engine.domain import Domain, EngineSettings
@@ -27,7 +27,7 @@ from services.runtime.commit import CommitPath, Source
 from services.runtime.fetch import RecordFetcher
 from services.runtime.intake import Intake
 from services.runtime.kafka_admin import READ, READ_WRITE, WRITE, Access, TopicSpec, ensure_topics
-from services.runtime.metrics import CONSUMER_LAG
+from services.runtime.metrics import CONSUMER_LAG, exposition
 from services.runtime.permissions import Operation
 from services.runtime.settings import Settings
 from services.runtime.transport import SCHEME, RecordBatch, record_batches
@@ -211,8 +211,9 @@ def app_id(settings: Settings, service: str) -> str:
     return f"{settings.topic_prefix}tradepulse-{service}"
 
 
-def build_worker(settings: Settings, domain: Domain) -> Worker:
-    """Wire one domain: its topics, state store, engine, commit path, agents, timers and pages."""
+def build_worker(settings: Settings, domain: Domain, *, foreign: Sequence[str] = ()) -> Worker:
+    """Wire one domain: its topics, state store, engine, commit path, agents, timers and pages
+    (``foreign``: the other domains, whose metrics this worker's /metrics leaves out)."""
     name, partitions = domain.name, settings.topic_partitions
     engine = domain.settings()
     context = domain.context(engine)
@@ -288,7 +289,7 @@ def build_worker(settings: Settings, domain: Domain) -> Worker:
             await store.close()
             await fetch.close()
 
-    _add_pages(app, name)
+    _add_pages(app, name, foreign)
     return Worker(
         app, settings, domain, engine, store, pipeline, commit,
         worker_topics(settings, domain), worker_access(settings, domain),
@@ -379,10 +380,10 @@ def _ownership(app: faust.App, store: KafkaStateStore, input_name: str) -> None:
         await store.assigned(assigned)
 
 
-def _add_pages(app: faust.App, service: str) -> None:
+def _add_pages(app: faust.App, service: str, foreign: Sequence[str]) -> None:
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        body = await asyncio.to_thread(generate_latest)
+        body = await asyncio.to_thread(exposition, foreign)
         return web.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/health")

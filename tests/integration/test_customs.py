@@ -13,6 +13,7 @@ import pytest
 
 from services.customs.domain import DOMAIN as CUSTOMS_DOMAIN
 from services.customs.simulator import simulate
+from services.registry import DOMAINS
 from tests.batch_customs import batch, compare
 from tests.factories import accepted_event, structured
 from tests.integration.domain import (
@@ -137,3 +138,10 @@ async def test_the_indicator_gauges_show_the_numbers_of_the_indicator_records(
             assert samples[start_key] == start
             checked += 1
     assert checked > 50
+    # only this service's own metrics: another's unlabelled gauge would be a wrong 0 on this target
+    families = {name for name, _ in samples}
+    assert any(n.startswith("tradepulse_customs_") for n in families)
+    foreign = sorted(
+        n for n in families for d in DOMAINS if d != "customs" and n.startswith(f"tradepulse_{d}_")
+    )
+    assert foreign == []
