@@ -223,9 +223,7 @@ def encode(event: Mapping[str, Any], *, binary: bool = False) -> tuple[list[tupl
     if not binary:
         return [STRUCTURED_HEADER], orjson.dumps(event)
     headers = [("content-type", str(event.get("datacontenttype", "application/json")).encode())]
-    headers += [
-        (f"ce_{k}", str(v).encode()) for k, v in event.items() if k not in ("data", "datacontenttype")
-    ]
+    headers += [(f"ce_{k}", str(v).encode()) for k, v in event.items() if k not in _NOT_HEADERS]
     return headers, orjson.dumps(event.get("data"))
 
 
