@@ -227,6 +227,13 @@ def _json(doc: Any) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+def _present(directory: Path) -> set[str]:
+    """Names of the generated kinds of file (JSON, YAML) in ``directory``."""
+    if not directory.exists():
+        return set()
+    return {p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}}
+
+
 def write(
     services: Services,
     directory: Path = SCHEMA_DIR,
@@ -238,7 +245,7 @@ def write(
     files = generate(services, derived, extra)
     for name, text in files.items():
         (directory / name).write_text(text)
-    for stale in {p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}} - set(files):
+    for stale in _present(directory) - set(files):
         (directory / stale).unlink()
     return sorted(files)
 
@@ -251,11 +258,6 @@ def check(
 ) -> list[str]:
     """Names of files that are missing, stale or differ from what the models generate."""
     files = generate(services, derived, extra)
-    present = (
-        {p.name for p in directory.iterdir() if p.suffix in {".json", ".yaml"}}
-        if directory.exists()
-        else set()
-    )
     drift = [n for n, t in files.items() if not (directory / n).exists() or (directory / n).read_text() != t]
-    drift += sorted(present - set(files))
+    drift += sorted(_present(directory) - set(files))
     return sorted(drift)
