@@ -19,7 +19,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-__all__ = ["SECRET_VARIABLES", "ConfigError", "KafkaSecurity", "SecretFiles", "read_secret_files"]
+__all__ = [
+    "SECRET_VARIABLES", "ConfigError", "KafkaSecurity", "SecretFiles", "kafka_client", "read_secret_files",
+]  # fmt: skip
 
 # every secret a process reads; each may also be given as <NAME>_FILE (Docker/Kubernetes secrets)
 SECRET_VARIABLES = ("KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD", "DATABASE_URL")
@@ -217,3 +219,9 @@ class KafkaSecurity(FileSecretsSettings):
             if not self.ssl_check_hostname:
                 parts.append("hostname not checked")
         return ", ".join(parts)
+
+
+def kafka_client(bootstrap: str | list[str]) -> dict[str, Any]:
+    """aiokafka options for a tool's own clients of ``bootstrap`` (a benchmark's broker, the local
+    stack): the KAFKA_* security settings apply as to every other process."""
+    return {"bootstrap_servers": bootstrap, **KafkaSecurity().aiokafka()}

@@ -32,7 +32,7 @@ from services.devstack.probe import web_get
 from services.devstack.process import free_port
 from services.registry import DOMAINS
 from services.runtime.kafka_admin import require_broker
-from services.runtime.security import KafkaSecurity
+from services.runtime.security import kafka_client
 from services.tools.bench_latency import latency_run
 from services.tools.bench_memory import bytes_per_open_order
 from services.tools.bench_quix import quix_available
@@ -97,12 +97,6 @@ async def _raw(bootstrap: str, topic: str, n: int, contract_topic: str = TOPIC) 
         return n / (time.perf_counter() - started)
     finally:
         await consumer.stop()
-
-
-def kafka_client(bootstrap: str) -> dict[str, Any]:
-    """aiokafka options for the benchmark's own clients: the KAFKA_* security settings apply to
-    an external cluster as to every other process (the workers it starts inherit them)."""
-    return {"bootstrap_servers": bootstrap, **KafkaSecurity().aiokafka()}
 
 
 def _faust_empty(

@@ -53,7 +53,8 @@ async def _latency(bootstrap: str, prefix: str, rate: float, seconds: float, see
     base = hour + 600.0
     dims = (("customs_code", "9999"), ("ie_flag", "E"), ("transport_mode", "5"))
     key = WindowKey("customs.release_time", "PT1H", hour, dims).text
-    from services.tools.bench import _customs_records, kafka_client
+    from services.runtime.security import kafka_client
+    from services.tools.bench import _customs_records
 
     load = _customs_records(int(rate * seconds) + 1, seed)
     sent_at: dict[int, float] = {}

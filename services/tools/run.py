@@ -23,7 +23,7 @@ from services.devstack.stack import STACK_HOME, Stack
 from services.registry import DOMAINS, SOURCES
 from services.runtime.db import redact_dsn
 from services.runtime.kafka_admin import partition_count
-from services.runtime.security import KafkaSecurity
+from services.runtime.security import kafka_client
 
 __all__ = ["holds_records", "run_main"]
 
@@ -65,7 +65,7 @@ def _history(services: list[str], env: dict[str, str], seed: int) -> None:
 
 async def holds_records(env: Mapping[str, str], topic: str) -> bool:
     """Whether ``topic`` (which may not exist) holds any record."""
-    client = {"bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"], **KafkaSecurity().aiokafka()}
+    client = kafka_client(env["KAFKA_BOOTSTRAP_SERVERS"])
     count = await partition_count(client, topic, timeout_s=30)
     if not count:
         return False
