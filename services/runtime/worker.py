@@ -12,6 +12,7 @@ import gc
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,19 +70,31 @@ class StopDeadline:
 
 
 class ServiceWorker(faust.Worker):
-    """Faust's worker with a deadline on stopping (:class:`StopDeadline`)."""
+    """Faust's worker with a deadline on stopping (:class:`StopDeadline`), and one log line when a
+    stop begins and one when it is done (Faust's own lines show only at debug level)."""
 
     def __init__(self, *args: Any, stop_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deadline = StopDeadline(stop_timeout_s)
+        self._stop_began = 0.0
+
+    def _stopping(self, signal: str) -> None:
+        log.info("stopping worker", extra={"signal": signal, "deadline_s": self.deadline.timeout_s})
+        self._stop_began = time.monotonic()
+        self.deadline.arm()
 
     def _on_sigterm(self) -> None:
-        self.deadline.arm()
+        self._stopping("SIGTERM")
         super()._on_sigterm()
 
     def _on_sigint(self) -> None:
-        self.deadline.arm()
+        self._stopping("SIGINT")
         super()._on_sigint()
+
+    def stop_and_shutdown(self) -> None:
+        super().stop_and_shutdown()
+        took = time.monotonic() - self._stop_began if self._stop_began else None
+        log.info("worker stopped", extra={"seconds": None if took is None else round(took, 2)})
 
 
 def tune_gc(gen0_threshold: int) -> None:

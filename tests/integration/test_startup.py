@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import asyncpg
+import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.devstack.process import free_port
-from tests.integration.harness import REPO, worker_env
+from tests.integration.harness import REPO, StartWorker, worker_env
 
 
 def _run_worker(env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
@@ -31,6 +32,22 @@ def test_unreachable_broker_fails_fast_and_names_the_fix(prefix: str) -> None:
     assert "unreachable" in done.stderr
     assert "tradepulse stack up" in done.stderr
     assert "KAFKA_BOOTSTRAP_SERVERS" in done.stderr
+
+
+def test_a_clean_start_and_stop_log_tradepulses_own_lines(start_worker: StartWorker) -> None:
+    """An operator reads a few lines of the worker's own, not Faust's two dozen lifecycle lines each
+    way, nor its warning about a sensor state it never had (the log level's default is info)."""
+    worker = start_worker("customs")
+    assert worker.stop() == 0
+    lines = [orjson.loads(line) for line in worker.log.read_text().splitlines()]
+    said = [(line["level"], line["msg"]) for line in lines]
+    assert said == [
+        ("info", "created topics"),  # a new prefix: the worker creates its topics
+        ("info", "starting worker"),
+        ("info", "state restored"),
+        ("info", "stopping worker"),
+        ("info", "worker stopped"),
+    ]
 
 
 def test_bad_configuration_names_the_variable(kafka_bootstrap: str, prefix: str) -> None:
