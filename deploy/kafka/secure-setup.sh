@@ -6,69 +6,77 @@
 set -eu
 BOOTSTRAP=127.0.0.1:9092
 cd /opt/kafka/bin
-./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name customs --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_customs_password)]"
-./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name taxrefund --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_taxrefund_password)]"
-./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name cips --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_cips_password)]"
-./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name cbec --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_cbec_password)]"
-./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name cycle --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_cycle_password)]"
-./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name history --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_history_password)]"
-./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name gateway --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_gateway_password)]"
-./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name producer --add-config "SCRAM-SHA-512=[password=$(cat /run/secrets/kafka_producer_password)]"
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic customs.events.v1 --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-customs-links --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-customs-partials --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-customs-state --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic customs.events.v1.dlq --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic indicators.customs.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.customs.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic taxrefund.events.v1 --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-taxrefund-links --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-taxrefund-partials --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-taxrefund-state --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic taxrefund.events.v1.dlq --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic indicators.taxrefund.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.taxrefund.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cips.events.v1 --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-cips-links --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-cips-partials --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-cips-state --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cips.events.v1.dlq --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic indicators.cips.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.cips.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cbec.events.v1 --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-cbec-links --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-cbec-partials --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-cbec-state --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cbec.events.v1.dlq --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic indicators.cbec.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.cbec.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.customs.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.cips.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.taxrefund.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-cycle-links --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-cycle-partials --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic tradepulse-cycle-state --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.customs.v1.dlq --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.cips.v1.dlq --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.taxrefund.v1.dlq --partitions 8 --replication-factor 1 --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic indicators.cycle.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-topics.sh --bootstrap-server $BOOTSTRAP --create --topic cases.cycle.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact --if-not-exists
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:customs --operation Read --topic customs.events.v1 --topic tradepulse-customs-links --topic tradepulse-customs-partials --topic tradepulse-customs-state
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:customs --operation Write --topic cases.customs.v1 --topic customs.events.v1.dlq --topic indicators.customs.v1 --topic tradepulse-customs-links --topic tradepulse-customs-partials --topic tradepulse-customs-state
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:customs --operation Read --group tradepulse-customs
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:taxrefund --operation Read --topic taxrefund.events.v1 --topic tradepulse-taxrefund-links --topic tradepulse-taxrefund-partials --topic tradepulse-taxrefund-state
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:taxrefund --operation Write --topic cases.taxrefund.v1 --topic indicators.taxrefund.v1 --topic taxrefund.events.v1.dlq --topic tradepulse-taxrefund-links --topic tradepulse-taxrefund-partials --topic tradepulse-taxrefund-state
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:taxrefund --operation Read --group tradepulse-taxrefund
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cips --operation Read --topic cips.events.v1 --topic tradepulse-cips-links --topic tradepulse-cips-partials --topic tradepulse-cips-state
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cips --operation Write --topic cases.cips.v1 --topic cips.events.v1.dlq --topic indicators.cips.v1 --topic tradepulse-cips-links --topic tradepulse-cips-partials --topic tradepulse-cips-state
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cips --operation Read --group tradepulse-cips
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cbec --operation Read --topic cbec.events.v1 --topic tradepulse-cbec-links --topic tradepulse-cbec-partials --topic tradepulse-cbec-state
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cbec --operation Write --topic cases.cbec.v1 --topic cbec.events.v1.dlq --topic indicators.cbec.v1 --topic tradepulse-cbec-links --topic tradepulse-cbec-partials --topic tradepulse-cbec-state
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cbec --operation Read --group tradepulse-cbec
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cycle --operation Read --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.taxrefund.v1 --topic tradepulse-cycle-links --topic tradepulse-cycle-partials --topic tradepulse-cycle-state
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cycle --operation Write --topic cases.cips.v1.dlq --topic cases.customs.v1.dlq --topic cases.cycle.v1 --topic cases.taxrefund.v1.dlq --topic indicators.cycle.v1 --topic tradepulse-cycle-links --topic tradepulse-cycle-partials --topic tradepulse-cycle-state
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:cycle --operation Read --group tradepulse-cycle
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:history --operation Read --topic cases.cbec.v1 --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.cycle.v1 --topic cases.taxrefund.v1 --topic indicators.cbec.v1 --topic indicators.cips.v1 --topic indicators.customs.v1 --topic indicators.cycle.v1 --topic indicators.taxrefund.v1
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:history --operation Read --group tradepulse-history
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:gateway --operation Write --topic cbec.events.v1 --topic cips.events.v1 --topic customs.events.v1 --topic taxrefund.events.v1
-./kafka-acls.sh --bootstrap-server $BOOTSTRAP --add --allow-principal User:producer --operation Write --topic cbec.events.v1 --topic cips.events.v1 --topic customs.events.v1 --topic taxrefund.events.v1
+
+# user NAME: its SCRAM credential from /run/secrets/kafka_NAME_password. kafka-configs takes SCRAM
+# credentials only as --add-config (not from a file): the password is on this one-shot container's
+# command line, in its own PID namespace.
+user() {
+  ./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name "$1" \
+    --add-config "SCRAM-SHA-512=[password=$(cat "/run/secrets/kafka_$1_password")]"
+}
+topic() { ./kafka-topics.sh --bootstrap-server $BOOTSTRAP --if-not-exists "$@"; }
+allow() { ./kafka-acls.sh --bootstrap-server $BOOTSTRAP "$@"; }
+
+user customs
+user taxrefund
+user cips
+user cbec
+user cycle
+user history
+user gateway
+user producer
+topic --create --topic customs.events.v1 --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-customs-links --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-customs-partials --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-customs-state --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic customs.events.v1.dlq --partitions 8 --replication-factor 1
+topic --create --topic indicators.customs.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic cases.customs.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic taxrefund.events.v1 --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-taxrefund-links --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-taxrefund-partials --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-taxrefund-state --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic taxrefund.events.v1.dlq --partitions 8 --replication-factor 1
+topic --create --topic indicators.taxrefund.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic cases.taxrefund.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic cips.events.v1 --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-cips-links --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-cips-partials --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-cips-state --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic cips.events.v1.dlq --partitions 8 --replication-factor 1
+topic --create --topic indicators.cips.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic cases.cips.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic cbec.events.v1 --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-cbec-links --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-cbec-partials --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-cbec-state --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic cbec.events.v1.dlq --partitions 8 --replication-factor 1
+topic --create --topic indicators.cbec.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic cases.cbec.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic tradepulse-cycle-links --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-cycle-partials --partitions 8 --replication-factor 1
+topic --create --topic tradepulse-cycle-state --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic cases.customs.v1.dlq --partitions 8 --replication-factor 1
+topic --create --topic cases.cips.v1.dlq --partitions 8 --replication-factor 1
+topic --create --topic cases.taxrefund.v1.dlq --partitions 8 --replication-factor 1
+topic --create --topic indicators.cycle.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic cases.cycle.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+allow --add --allow-principal User:customs --operation Read --topic customs.events.v1 --topic tradepulse-customs-links --topic tradepulse-customs-partials --topic tradepulse-customs-state
+allow --add --allow-principal User:customs --operation Write --topic cases.customs.v1 --topic customs.events.v1.dlq --topic indicators.customs.v1 --topic tradepulse-customs-links --topic tradepulse-customs-partials --topic tradepulse-customs-state
+allow --add --allow-principal User:customs --operation Read --group tradepulse-customs
+allow --add --allow-principal User:taxrefund --operation Read --topic taxrefund.events.v1 --topic tradepulse-taxrefund-links --topic tradepulse-taxrefund-partials --topic tradepulse-taxrefund-state
+allow --add --allow-principal User:taxrefund --operation Write --topic cases.taxrefund.v1 --topic indicators.taxrefund.v1 --topic taxrefund.events.v1.dlq --topic tradepulse-taxrefund-links --topic tradepulse-taxrefund-partials --topic tradepulse-taxrefund-state
+allow --add --allow-principal User:taxrefund --operation Read --group tradepulse-taxrefund
+allow --add --allow-principal User:cips --operation Read --topic cips.events.v1 --topic tradepulse-cips-links --topic tradepulse-cips-partials --topic tradepulse-cips-state
+allow --add --allow-principal User:cips --operation Write --topic cases.cips.v1 --topic cips.events.v1.dlq --topic indicators.cips.v1 --topic tradepulse-cips-links --topic tradepulse-cips-partials --topic tradepulse-cips-state
+allow --add --allow-principal User:cips --operation Read --group tradepulse-cips
+allow --add --allow-principal User:cbec --operation Read --topic cbec.events.v1 --topic tradepulse-cbec-links --topic tradepulse-cbec-partials --topic tradepulse-cbec-state
+allow --add --allow-principal User:cbec --operation Write --topic cases.cbec.v1 --topic cbec.events.v1.dlq --topic indicators.cbec.v1 --topic tradepulse-cbec-links --topic tradepulse-cbec-partials --topic tradepulse-cbec-state
+allow --add --allow-principal User:cbec --operation Read --group tradepulse-cbec
+allow --add --allow-principal User:cycle --operation Read --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.taxrefund.v1 --topic tradepulse-cycle-links --topic tradepulse-cycle-partials --topic tradepulse-cycle-state
+allow --add --allow-principal User:cycle --operation Write --topic cases.cips.v1.dlq --topic cases.customs.v1.dlq --topic cases.cycle.v1 --topic cases.taxrefund.v1.dlq --topic indicators.cycle.v1 --topic tradepulse-cycle-links --topic tradepulse-cycle-partials --topic tradepulse-cycle-state
+allow --add --allow-principal User:cycle --operation Read --group tradepulse-cycle
+allow --add --allow-principal User:history --operation Read --topic cases.cbec.v1 --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.cycle.v1 --topic cases.taxrefund.v1 --topic indicators.cbec.v1 --topic indicators.cips.v1 --topic indicators.customs.v1 --topic indicators.cycle.v1 --topic indicators.taxrefund.v1
+allow --add --allow-principal User:history --operation Read --group tradepulse-history
+allow --add --allow-principal User:gateway --operation Write --topic cbec.events.v1 --topic cips.events.v1 --topic customs.events.v1 --topic taxrefund.events.v1
+allow --add --allow-principal User:producer --operation Write --topic cbec.events.v1 --topic cips.events.v1 --topic customs.events.v1 --topic taxrefund.events.v1

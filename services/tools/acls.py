@@ -140,28 +140,36 @@ SETUP_HEADER = """#!/bin/sh
 set -eu
 BOOTSTRAP=127.0.0.1:9092
 cd /opt/kafka/bin
+
+# user NAME: its SCRAM credential from /run/secrets/kafka_NAME_password. kafka-configs takes SCRAM
+# credentials only as --add-config (not from a file): the password is on this one-shot container's
+# command line, in its own PID namespace.
+user() {
+  ./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users --entity-name "$1" \\
+    --add-config "SCRAM-SHA-512=[password=$(cat "/run/secrets/kafka_$1_password")]"
+}
+topic() { ./kafka-topics.sh --bootstrap-server $BOOTSTRAP --if-not-exists "$@"; }
+allow() { ./kafka-acls.sh --bootstrap-server $BOOTSTRAP "$@"; }
 """
 
 
 def setup_script(settings: Settings) -> str:
-    """The compose set-up script: one SCRAM user per process (its password from
-    ``/run/secrets/kafka_<process>_password``), every service's topics, every process's ACLs."""
-    lines = [SETUP_HEADER.rstrip("\n")]
+    """The compose set-up script: one SCRAM user per process, every topic once (a derived
+    service's inputs are other services' case topics), every process's ACLs."""
+    lines = [SETUP_HEADER]
+    lines += [f"user {process}" for process in PROCESSES]
+    specs: dict[str, TopicSpec] = {}
+    for domain in DOMAINS.values():
+        for spec in worker_topics(settings, domain):
+            specs.setdefault(spec.name, spec)  # as the service that writes it creates it
+    lines += [
+        f"topic {' '.join(create_arguments(spec, settings.topic_replication))}" for spec in specs.values()
+    ]
     for process in PROCESSES:
-        # kafka-configs takes SCRAM credentials only as --add-config (not from --add-config-file):
-        # the password is on this one-shot container's command line, in its own PID namespace
-        secret = f"$(cat /run/secrets/kafka_{process}_password)"
-        lines.append(
-            "./kafka-configs.sh --bootstrap-server $BOOTSTRAP --alter --entity-type users "
-            f'--entity-name {process} --add-config "SCRAM-SHA-512=[password={secret}]"'
-        )
-    for service in DOMAINS:
-        for spec in worker_topics(settings, DOMAINS[service]):
-            args = create_arguments(spec, settings.topic_replication)
-            lines.append(f"./kafka-topics.sh --bootstrap-server $BOOTSTRAP {' '.join(args)} --if-not-exists")
-    for process in PROCESSES:
-        for args in acl_arguments(access_of(process, settings), f"User:{process}"):
-            lines.append(f"./kafka-acls.sh --bootstrap-server $BOOTSTRAP {' '.join(args)}")
+        lines += [
+            f"allow {' '.join(args)}"
+            for args in acl_arguments(access_of(process, settings), f"User:{process}")
+        ]
     return "\n".join(lines) + "\n"
 
 

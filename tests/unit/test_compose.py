@@ -188,8 +188,9 @@ def test_the_set_up_script_grants_what_the_code_checks() -> None:
     script = (ROOT / "deploy" / "kafka" / "secure-setup.sh").read_text()
     fix = "run: python -m services.tools.acls > deploy/kafka/secure-setup.sh"
     assert script == setup_script(compose), fix
+    assert '$(cat "/run/secrets/kafka_$1_password")' in script  # user NAME reads kafka_NAME_password
     for user in CLIENTS:
-        assert f"/run/secrets/kafka_{user}_password" in script
+        assert f"\nuser {user}\n" in script
         assert f"kafka_{user}_password" in SECURE["kafka-setup"]["secrets"]
 
 
