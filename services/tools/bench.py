@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -20,8 +21,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -38,7 +40,7 @@ from services.tools.bench_memory import bytes_per_open_order
 from services.tools.bench_quix import quix_available
 from services.tools.simulate import Record
 
-__all__ = ["run_bench"]
+__all__ = ["bench_broker", "interleaved", "rates", "run_bench", "save"]
 
 TOPIC = "customs.events.v1"
 REPO = Path(__file__).resolve().parents[2]
@@ -147,24 +149,45 @@ def _env(bootstrap: str, prefix: str, partitions: int, port: int) -> dict[str, s
     }
 
 
-def _start_worker(bootstrap: str, prefix: str, partitions: int, service: str) -> tuple[Any, int]:
+def _start_worker(
+    bootstrap: str, prefix: str, partitions: int, service: str, *, repo: Path = REPO, log: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``tradepulse worker <service>`` from ``repo`` (its own code, this environment's packages),
+    stderr to ``log``; (process, web port)."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "worker", service],
-        cwd=REPO,
-        env=_env(bootstrap, prefix, partitions, port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    env = {**_env(bootstrap, prefix, partitions, port), "PYTHONPATH": str(repo)}
+    command = [sys.executable, "-m", "services.cli", "worker", service]
+    with log.open("ab") if log is not None else open(os.devnull, "wb") as err:
+        proc = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=err)
     return proc, port
 
 
-def _worker(bootstrap: str, prefix: str, n: int, partitions: int, service: str) -> float:
-    """From the first event taken in to the n-th fully handled (state written, acknowledged)."""
-    proc, port = _start_worker(bootstrap, prefix, partitions, service)
+def timed_worker(
+    service: str,
+    bootstrap: str,
+    prefix: str,
+    n: int,
+    *,
+    partitions: int = 4,
+    repo: Path = REPO,
+    log: Path | None = None,
+    timeout_s: float = 900.0,
+) -> tuple[float, float]:
+    """(events/s, CPU µs per event) of ``tradepulse worker <service>`` run from ``repo``, from the
+    first event it takes in to the ``n``-th fully handled (state written, acknowledged)."""
+    proc, port = _start_worker(bootstrap, prefix, partitions, service, repo=repo, log=log)
+    where = f"; see {log}" if log is not None else ""
     try:
-        timed = time_worker(proc, port, n, timeout_s=600)
-        return n / timed[0] if timed is not None and timed[0] > 0 else float("nan")
+        try:
+            timed = time_worker(proc, port, n, timeout_s=timeout_s)
+        except RuntimeError as exc:
+            msg = f"worker at {repo}: {exc}{where}"
+            raise RuntimeError(msg) from None
+        if timed is None:
+            msg = f"worker at {repo} did not process {n} records in {timeout_s:.0f} s{where}"
+            raise RuntimeError(msg)
+        seconds, cpu_s = timed
+        return n / seconds, cpu_s / n * 1e6
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -222,7 +245,7 @@ def _variant(name: str, bootstrap: str, partitions: int, records: list[Record], 
         return _faust_empty(bootstrap, prefix, len(records), partitions, "batch", topic)
     if name == "quix_streams":
         return _quix(bootstrap, len(records), prefix + topic)
-    return _worker(bootstrap, prefix, len(records), partitions, target)
+    return timed_worker(target, bootstrap, prefix, len(records), partitions=partitions)[0]
 
 
 def _percentile(xs: list[float], q: float) -> float | None:
@@ -245,20 +268,6 @@ def run_bench(
     """Throughput of (a), (b), (c) on the same records, ``rounds`` times (the medians are
     reported), then (customs) latency at a fixed offered load, or (cbec) the memory an open
     order takes."""
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    node = None
-    if external:
-        bootstrap = external
-        asyncio.run(require_broker(kafka_client(external), timeout_s=10))
-    else:
-        node = KafkaNode(
-            Path(tempfile.mkdtemp(prefix="tradepulse-bench-")),
-            port=free_port(),
-            controller_port=free_port(),
-            heap="1g",
-        )
-        node.start()
-        bootstrap = node.bootstrap
     records = _customs_records(events, seed, target)
     pipeline = f"{target}_pipeline"
     names = ["raw_aiokafka_decode", "faust_empty_agent", "faust_batch_agent", pipeline]
@@ -266,25 +275,19 @@ def run_bench(
         names.append("quix_streams")
     else:
         print("quix_streams left out: install the bench extra, pip install -e '.[bench]'", flush=True)
-    runs: dict[str, list[float]] = {name: [] for name in names}
-    try:
-        for round_no in range(1, rounds + 1):
-            for name in names:  # interleaved: a slow spell of the machine touches every variant
-                measured = _variant(name, bootstrap, partitions, records, target)
-                runs[name].append(measured)
-                print(f"round {round_no}/{rounds} {name:<22} {measured:>10,.0f} events/s", flush=True)
+    with bench_broker("bench") as (bootstrap, kafka, _):
+        variants = {
+            name: functools.partial(_variant, name, bootstrap, partitions, records, target) for name in names
+        }
+        runs = interleaved(rounds, variants, lambda rate: f"{rate:>10,.0f} events/s")
         latencies = latency_run(bootstrap, partitions, rate, latency_s, seed) if target == "customs" else []
-    finally:
-        if node is not None:
-            node.stop()
     results = {name: statistics.median(xs) for name, xs in runs.items()}
     report = {
         "benchmark": target,
         "events": len(records),
         "partitions": partitions,
         "rounds": rounds,
-        "events_per_s": {k: round(v, 1) for k, v in results.items()},
-        "events_per_s_by_round": {k: [round(x, 1) for x in xs] for k, xs in runs.items()},
+        **rates(runs),
         "events_per_s_per_worker": round(results[pipeline], 1),
         "ratio_c_over_a": round(results[pipeline] / results["raw_aiokafka_decode"], 3),
         "ratio_c_over_b": round(results[pipeline] / results["faust_empty_agent"], 3),
@@ -301,18 +304,69 @@ def run_bench(
             "p50_s": _round(_percentile(latencies, 0.5)),
             "p99_s": _round(_percentile(latencies, 0.99)),
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "kafka": node.version_line() if node else bootstrap,
-        },
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    save(out, report, kafka)
     print(json.dumps(report, indent=2))
     return report
+
+
+# -- what every benchmark command shares ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bench_broker(tag: str) -> Iterator[tuple[str, str, Path]]:
+    """(bootstrap, what the broker is, a folder of the benchmark's own): the broker of
+    KAFKA_BOOTSTRAP_SERVERS when it is set, else a Kafka node of the benchmark's own in that
+    folder, stopped afterwards."""
+    home = Path(tempfile.mkdtemp(prefix=f"tradepulse-{tag}-"))
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        asyncio.run(require_broker(kafka_client(external), timeout_s=10))
+        yield external, external, home
+        return
+    node = KafkaNode(home / "kafka", port=free_port(), controller_port=free_port(), heap="1g")
+    node.start()
+    try:
+        yield node.bootstrap, node.version_line(), home
+    finally:
+        node.stop()
+
+
+T = TypeVar("T")
+
+
+def interleaved(
+    rounds: int, variants: Mapping[str, Callable[[], T]], show: Callable[[T], str]
+) -> dict[str, list[T]]:
+    """Every variant once a round, in turn: a slow spell of the shared machine touches every
+    variant, and the medians of the rounds are compared."""
+    runs: dict[str, list[T]] = {name: [] for name in variants}
+    for round_no in range(1, rounds + 1):
+        for name, measure in variants.items():
+            runs[name].append(measure())
+            print(f"round {round_no}/{rounds} {name:<22} {show(runs[name][-1])}", flush=True)
+    return runs
+
+
+def rates(runs: Mapping[str, list[float]]) -> dict[str, Any]:
+    """Events/s of each variant: the median, and every round's."""
+    return {
+        "events_per_s": {k: round(statistics.median(xs), 1) for k, xs in runs.items()},
+        "events_per_s_by_round": {k: [round(x, 1) for x in xs] for k, xs in runs.items()},
+    }
+
+
+def save(out: Path, report: dict[str, Any], kafka: str) -> None:
+    """Write ``report`` as JSON with the machine and the time it was measured on."""
+    report["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "kafka": kafka,
+    }
+    report["when"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def _ratio(results: dict[str, float], top: str, bottom: str) -> float | None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -25,13 +25,13 @@ import orjson
 import yaml
 
 from services.contract.codec import STRUCTURED_HEADER
-from services.devstack.kafka import KafkaNode
 from services.devstack.probe import web_get
 from services.devstack.process import free_port
 from services.gateway.credentials import new_key
 from services.registry import SOURCES
 from services.runtime.kafka_admin import TopicSpec, ensure_topics
-from services.tools.bench import _percentile
+from services.runtime.security import kafka_client
+from services.tools.bench import _percentile, bench_broker, interleaved, rates, save
 
 __all__ = ["run_gateway_bench"]
 
@@ -120,72 +120,70 @@ async def _direct(
 def run_gateway_bench(
     *, events: int, out: Path, rounds: int = 3, batch: int = 100, concurrency: int = 8
 ) -> dict[str, Any]:
-    """Start a broker and a gateway of the benchmark's own, run both routes ``rounds`` times."""
-    home = Path(tempfile.mkdtemp(prefix="tradepulse-bench-gw-"))
-    node = KafkaNode(home / "kafka", port=free_port(), controller_port=free_port(), heap="1g")
-    node.start()
+    """Start a gateway of the benchmark's own, run both routes ``rounds`` times."""
     key, digest = new_key()
-    credentials = home / "credentials.yaml"
-    entry = {"name": "bench", "key_sha256": digest, "sources": ["/"], "types": ["*"],
-             "rate_per_s": 1e9, "burst": 10**9}  # fmt: skip
-    credentials.write_text(yaml.safe_dump({"credentials": [entry]}))
-    port = free_port()
-    proc = None
     corpus = _events(events, 11)
-    runs: dict[str, list[float]] = {}
-    p99: dict[str, list[float]] = {}
-    try:
+    with bench_broker("bench-gw") as (bootstrap, kafka, home):
+        credentials = home / "credentials.yaml"
+        entry = {"name": "bench", "key_sha256": digest, "sources": ["/"], "types": ["*"],
+                 "rate_per_s": 1e9, "burst": 10**9}  # fmt: skip
+        credentials.write_text(yaml.safe_dump({"credentials": [entry]}))
         specs = [TopicSpec(d.topic, 4) for d in SOURCES.values()]
-        asyncio.run(ensure_topics({"bootstrap_servers": node.bootstrap}, specs, replication=1, timeout_s=20))
-        env = {"KAFKA_BOOTSTRAP_SERVERS": node.bootstrap, "TRADEPULSE_GATEWAY_PORT": str(port),
-               "TRADEPULSE_GATEWAY_CREDENTIALS_FILE": str(credentials), "TRADEPULSE_LOG_LEVEL": "warning",
-               "PATH": "/usr/bin:/bin"}  # fmt: skip
+        asyncio.run(ensure_topics(kafka_client(bootstrap), specs, replication=1, timeout_s=20))
+        port = free_port()
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TRADEPULSE_GATEWAY_PORT": str(port),
+               "TRADEPULSE_GATEWAY_CREDENTIALS_FILE": str(credentials),
+               "TRADEPULSE_LOG_LEVEL": "warning"}  # fmt: skip
         with (home / "gateway.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", "gateway"], env=env, stdout=log, stderr=log
             )
-        deadline = time.monotonic() + 60
-        while web_get(port, "/ready")[0] != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                msg = f"the gateway did not start; see {home / 'gateway.log'}"
-                raise RuntimeError(msg)
-            time.sleep(0.2)
-        url = f"http://127.0.0.1:{port}/events"
-        variants: dict[str, Callable[[], Coroutine[Any, Any, tuple[float, list[float]]]]] = {
-            "gateway_single": lambda: _via_gateway(url, key, corpus, 1, concurrency),
-            "direct_single": lambda: _direct(node.bootstrap, TOPIC, corpus, 1, concurrency),
-            "gateway_batch": lambda: _via_gateway(url, key, corpus, batch, concurrency),
-            "direct_batch": lambda: _direct(node.bootstrap, TOPIC, corpus, batch, concurrency),
-        }
-        for round_no in range(1, rounds + 1):
-            for name, run in variants.items():
-                rate, latencies = asyncio.run(run())
-                runs.setdefault(name, []).append(rate)
-                p99.setdefault(name, []).append(_percentile(latencies, 0.99) or float("nan"))
-                line = f"{rate:>9,.0f} events/s  p99 {p99[name][-1] * 1000:7.1f} ms"
-                print(f"round {round_no}/{rounds} {name:<16} {line}", flush=True)
-    finally:
-        if proc is not None:
+        try:
+            deadline = time.monotonic() + 60
+            while web_get(port, "/ready")[0] != 200:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    msg = f"the gateway did not start; see {home / 'gateway.log'}"
+                    raise RuntimeError(msg)
+                time.sleep(0.2)
+            url = f"http://127.0.0.1:{port}/events"
+            routes: dict[str, Callable[[], Coroutine[Any, Any, tuple[float, list[float]]]]] = {
+                "gateway_single": lambda: _via_gateway(url, key, corpus, 1, concurrency),
+                "direct_single": lambda: _direct(bootstrap, TOPIC, corpus, 1, concurrency),
+                "gateway_batch": lambda: _via_gateway(url, key, corpus, batch, concurrency),
+                "direct_batch": lambda: _direct(bootstrap, TOPIC, corpus, batch, concurrency),
+            }
+            variants = {name: _rate_and_p99(route) for name, route in routes.items()}
+            runs = interleaved(
+                rounds, variants, lambda m: f"{m[0]:>9,.0f} events/s  p99 {m[1] * 1000:7.1f} ms"
+            )
+        finally:
             proc.terminate()
             proc.wait(30)
-        node.stop()
-    median = {k: statistics.median(v) for k, v in runs.items()}
+    rate = {name: [r for r, _ in measured] for name, measured in runs.items()}
+    median = {name: statistics.median(v) for name, v in rate.items()}
     report = {
         "benchmark": "gateway",
         "events": len(corpus),
         "rounds": rounds,
         "batch": batch,
         "concurrency": concurrency,
-        "events_per_s": {k: round(v, 1) for k, v in median.items()},
-        "events_per_s_by_round": {k: [round(x, 1) for x in v] for k, v in runs.items()},
-        "p99_ms": {k: round(statistics.median(v) * 1000, 2) for k, v in p99.items()},
+        **rates(rate),
+        "p99_ms": {name: round(statistics.median(p for _, p in m) * 1000, 2) for name, m in runs.items()},
         "ratio_gateway_over_direct": {
             "single": round(median["gateway_single"] / median["direct_single"], 3),
             "batch": round(median["gateway_batch"] / median["direct_batch"], 3),
         },
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    save(out, report, kafka)
     print(json.dumps(report["events_per_s"]), json.dumps(report["p99_ms"]))
     return report
+
+
+def _rate_and_p99(
+    route: Callable[[], Coroutine[Any, Any, tuple[float, list[float]]]],
+) -> Callable[[], tuple[float, float]]:
+    def measure() -> tuple[float, float]:
+        rate, latencies = asyncio.run(route())
+        return rate, _percentile(latencies, 0.99) or float("nan")
+
+    return measure

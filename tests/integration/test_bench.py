@@ -43,6 +43,7 @@ def test_the_customs_benchmark_writes_every_figure(
 
 @pytest.mark.timeout(240)
 def test_the_gateway_benchmark_writes_both_routes(tmp_path: Path) -> None:
+    """On a broker of its own (KAFKA_BOOTSTRAP_SERVERS unset)."""
     from services.tools.bench_gateway import run_gateway_bench
 
     out = tmp_path / "gateway.json"
@@ -54,11 +55,17 @@ def test_the_gateway_benchmark_writes_both_routes(tmp_path: Path) -> None:
     assert report["ratio_gateway_over_direct"]["batch"] == pytest.approx(
         report["events_per_s"]["gateway_batch"] / report["events_per_s"]["direct_batch"], rel=1e-2
     )
+    assert report["machine"]["kafka"].startswith("Apache Kafka 4.")
 
 
 @pytest.mark.timeout(300)
-def test_the_comparison_runs_an_older_commit_against_the_working_tree(tmp_path: Path) -> None:
+def test_the_comparison_runs_an_older_commit_against_the_working_tree(
+    tmp_path: Path, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the broker of KAFKA_BOOTSTRAP_SERVERS."""
     from services.tools.bench_compare import run_compare
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
 
     out = tmp_path / "compare.json"
     run_compare(old="HEAD", target="customs", events=1500, rounds=1, out=out)
@@ -69,3 +76,4 @@ def test_the_comparison_runs_an_older_commit_against_the_working_tree(tmp_path: 
     assert set(report["cpu_us_per_event"]) == {"old", "new"}
     assert all(us >= 0 for us in report["cpu_us_per_event"].values())
     assert report["new_over_old_by_round"] == [report["new_over_old"]]
+    assert report["machine"]["kafka"] == kafka_bootstrap
