@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-__all__ = ["FaustQuirks", "JsonFormatter", "RepeatFilter", "logging_config"]
+__all__ = ["JsonFormatter", "Quieter", "RepeatFilter", "logging_config"]
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -56,27 +57,41 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-class FaustQuirks(logging.Filter):
-    """Drops Faust's "Missing sensor state for rebalance" warning. On a worker without Faust tables,
-    recovery ends inside the assignment callback, so Faust ends the rebalance (clearing its sensor
-    state) before it records the assignment's return, and then warns that the state is missing: on
-    every start and every rebalance, about nothing of TradePulse's (it keeps no sensors)."""
+class Quieter(logging.Filter):
+    """Below ``debug``, drops two kinds of lines an operator cannot act on, from any logger:
+
+    - the lifecycle lines of mode services ("[^--Web]: Starting...", "[^HistoryStore]:
+      Stopping..."): Faust's, and TradePulse's own transport and history store;
+    - Faust's "Missing sensor state for rebalance" warning. On a worker without Faust tables,
+      recovery ends inside the assignment callback, so Faust ends the rebalance (clearing its
+      sensor state) before it records the assignment's return, and then warns that the state is
+      missing: on every start and rebalance, about nothing of TradePulse's (it keeps no sensors).
+    """
+
+    LIFECYCLE = re.compile(r"\[\^-*[^\]]+\]: (Starting|Stopping|Shutting down|Restarting)\.\.\.$")
+
+    def __init__(self, debug: bool = False) -> None:
+        super().__init__()
+        self.debug = debug
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Missing sensor state for rebalance" not in str(record.msg)
+        if self.debug:
+            return True
+        msg = str(record.msg)
+        return "Missing sensor state for rebalance" not in msg and not self.LIFECYCLE.match(msg)
 
 
 def logging_config(*, level: str, fmt: str, tool: bool = False) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` document for services and tools. Tools (``tool``) report
     what went wrong themselves, in one line: the Kafka client's own error logs are left out.
 
-    A worker's start and stop are TradePulse's own lines; Faust's and mode's service lifecycle
-    ("[^--Web]: Starting...", two dozen lines each way) shows only at ``debug``, their warnings
-    always. Timer overlaps are left out below ``debug`` as well: mode reports one whenever a batch
-    keeps the event loop longer than a timer's 0.25 s interval, which is any busy worker;
+    A worker's start and stop are TradePulse's own lines; Faust's and mode's info lines (service
+    lifecycle, recovery steps: two dozen each way) show only at ``debug``, their warnings always.
+    Timer overlaps are left out below ``debug`` as well: mode reports one whenever a batch keeps
+    the event loop longer than a timer's 0.25 s interval, which is any busy worker;
     consumer lag and indicator latency are the measures of falling behind."""
     debug = level.upper() == "DEBUG"
-    lifecycle = "DEBUG" if debug else "WARNING"
+    faust_level = "DEBUG" if debug else "WARNING"
     formatter: dict[str, Any] = (
         {"()": JsonFormatter}
         if fmt == "json"
@@ -86,23 +101,22 @@ def logging_config(*, level: str, fmt: str, tool: bool = False) -> dict[str, Any
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
-        "filters": {"repeats": {"()": RepeatFilter}, "quirks": {"()": FaustQuirks}},
+        "filters": {"repeats": {"()": RepeatFilter}, "quieter": {"()": Quieter, "debug": debug}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
                 "stream": "ext://sys.stderr",
-                "filters": ["quirks", "repeats"],
+                "filters": ["quieter", "repeats"],
             }
         },
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         # Kafka client internals are chatty at info; their warnings still show (once per 30 s).
         "loggers": {
             "aiokafka": {"level": "CRITICAL" if tool else "WARNING"},
-            "faust": {"level": lifecycle},
+            "faust": {"level": faust_level},
             "faust.transport": {"level": "WARNING"},
-            "mode": {"level": lifecycle},
+            "mode": {"level": faust_level},
             "mode.timers": {"level": "DEBUG" if debug else "ERROR"},
-            "services.runtime.transport": {"level": lifecycle},  # a mode service: its lifecycle too
         },
     }

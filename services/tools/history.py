@@ -133,6 +133,7 @@ async def _run(settings: Settings, stop: asyncio.Event) -> None:
         await _consume(settings, topics, store, stop)
     finally:
         await store.stop()
+        log.info("history stopped")
 
 
 async def _consume(settings: Settings, topics: list[str], store: HistoryStore, stop: asyncio.Event) -> None:

@@ -6,7 +6,7 @@ import logging
 
 import orjson
 
-from services.runtime.logs import JsonFormatter, RepeatFilter
+from services.runtime.logs import JsonFormatter, Quieter, RepeatFilter
 
 
 def _record(msg: str, at: float, name: str = "aiokafka") -> logging.LogRecord:
@@ -47,3 +47,19 @@ def test_audit_records_are_never_held_back() -> None:
     for record in records:
         record.audit = True
     assert all(repeats.filter(r) for r in records)
+
+
+def test_mode_service_lifecycle_and_faust_sensor_warning_show_only_at_debug() -> None:
+    quiet, debug = Quieter(), Quieter(debug=True)
+    noise = [
+        _record("[^--Web]: Starting...", 0, "faust.web.drivers.aiohttp"),
+        _record("[^HistoryStore]: Stopping...", 0, "services.tools.history"),
+        _record("[^-App]: Missing sensor state for rebalance #1", 0, "faust.app.base"),
+    ]
+    assert [quiet.filter(r) for r in noise] == [False, False, False]
+    assert all(debug.filter(r) for r in noise)
+    kept = [
+        _record("state restored", 0, "services.engine.state"),
+        _record("[^--Consumer]: Starting... failed: broker gone", 0, "faust.transport"),
+    ]
+    assert all(quiet.filter(r) for r in kept)
