@@ -385,6 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if more.strip():
             logging.getLogger("tradepulse").debug("details: %s", more)
         return 2
+    except OSError as exc:
+        if exc.filename is None:  # not a file the command was given
+            raise
+        print(f"tradepulse {args.command}: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

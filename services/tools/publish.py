@@ -11,7 +11,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.contract.codec import STRUCTURED_HEADER, encode
+from services.contract.catalog import Catalog
+from services.contract.codec import STRUCTURED_HEADER, DecodeError, decode, encode
+from services.registry import SOURCES
 from services.runtime.kafka_admin import READ, WRITE, Access, require_access, require_topic
 from services.runtime.permissions import Operation
 from services.runtime.settings import Settings
@@ -39,16 +41,32 @@ def _encode(item: Any, *, binary: bool) -> tuple[bytes | None, bytes, list[tuple
     return key, value, headers
 
 
+def _verdict(catalog: Catalog | None, value: bytes, headers: list[tuple[str, bytes]]) -> str:
+    """What the topic's service will make of a record: nothing to say when it takes it; else the
+    reason it will dead-letter it (publish sends what it is given, so that the dead-letter path
+    can be tried by hand, but says so)."""
+    if catalog is None:
+        return ""
+    try:
+        decode(value, headers, catalog=catalog)
+    except DecodeError as exc:
+        return f"; not a valid event, the service will dead-letter it ({exc.reason.value}: {exc.detail})"
+    return ""
+
+
 async def publish_file(settings: Settings, topic: str, path: str, *, binary: bool) -> int:
-    """Send each event of the file; prints partition and offset of each."""
+    """Send each event of the file; prints partition and offset of each, and why an event the
+    service will refuse is refused."""
+    items = _read_events(path)  # a missing file is said before the broker is asked anything
     await existing_topic(settings, topic, WRITE)
+    catalog = next((d.catalog for d in SOURCES.values() if d.topic == topic), None)
     producer = AIOKafkaProducer(**settings.kafka_client(), acks="all")
     await producer.start()
     try:
-        for item in _read_events(path):
+        for item in items:
             key, value, headers = _encode(item, binary=binary)
             meta = await producer.send_and_wait(settings.topic(topic), value, key=key, headers=headers)
-            print(f"sent to {meta.topic}[{meta.partition}]@{meta.offset}")
+            print(f"sent to {meta.topic}[{meta.partition}]@{meta.offset}{_verdict(catalog, value, headers)}")
     finally:
         await producer.stop()
     return 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +104,40 @@ def test_run_publishes_the_cycle_history_only_into_an_empty_topic(kafka_bootstra
         return seen
 
     assert asyncio.run(scenario()) == [False, False, True]
+
+
+def test_publish_names_a_missing_file_before_asking_the_broker(prefix: str) -> None:
+    env = worker_env(f"127.0.0.1:{free_port()}", prefix, TRADEPULSE_STARTUP_TIMEOUT_S="3")
+    line = _one_line(_run(["publish", "customs.events.v1", "/nonexistent/events.json"], env))
+    assert line == "tradepulse publish: No such file or directory: /nonexistent/events.json"
+
+
+def test_publish_says_which_events_the_service_will_dead_letter(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    """publish sends what it is given (the dead-letter path can be tried by hand), and says why an
+    event will be refused, in both content modes."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        await admin.create_topics([NewTopic(f"{prefix}customs.events.v1", 2, 1)])
+        await admin.close()
+
+    asyncio.run(create())
+    event = {"specversion": "1.0", "id": "demo-1", "source": "/singlewindow/5141",
+             "type": "customs.declaration.accepted", "time": "2025-03-01T08:30:00+08:00",
+             "subject": "514120250000012345", "data": {"entry_id": "514120250000012345"}}  # fmt: skip
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([event, {**event, "id": "demo-2", "data": {}}]))
+    for mode in ([], ["--binary"]):
+        done = _run(["publish", *mode, "customs.events.v1", str(events)], worker_env(kafka_bootstrap, prefix))
+        assert done.returncode == 0, done.stderr
+        first, second = done.stdout.splitlines()
+        assert first.startswith(f"sent to {prefix}customs.events.v1[")
+        assert ";" not in first
+        refused = "not a valid event, the service will dead-letter it"
+        assert second.endswith(f"; {refused} (invalid_data: data.entry_id: Field required)")
