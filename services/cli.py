@@ -287,8 +287,8 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tail", help="print records of a topic with their headers (e.g. a .dlq topic)")
     t.add_argument("topic")
-    t.add_argument("--limit", type=int, default=20)
-    t.add_argument("--timeout", type=float, default=5.0)
+    t.add_argument("--limit", type=int, default=20, help="the last LIMIT records of each partition (20)")
+    t.add_argument("--timeout", type=float, default=5.0, help="stop reading after this many seconds (5)")
     t.set_defaults(func=cmd_tail)
 
     sim = sub.add_parser("simulate", help="publish realistic events (with duplicates, disorder, bad input)")
@@ -315,7 +315,7 @@ def parser() -> argparse.ArgumentParser:
     h.set_defaults(func=cmd_history, long_running=True)
 
     a = sub.add_parser("acls", help="print the kafka-acls commands that grant one process what it needs")
-    a.add_argument("process", choices=[*SERVICES, "history", "producer"])
+    a.add_argument("process", choices=[*SERVICES, "history", "gateway", "producer"])
     a.add_argument("--principal", required=True, help="e.g. User:tradepulse-customs")
     a.set_defaults(func=cmd_acls)
 

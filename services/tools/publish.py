@@ -73,7 +73,7 @@ async def publish_file(settings: Settings, topic: str, path: str, *, binary: boo
 
 
 async def tail_topic(settings: Settings, topic: str, *, limit: int, timeout_s: float) -> int:
-    """Print the last ``limit`` records of a topic: key, headers, value."""
+    """Print the last ``limit`` records of each partition of a topic: key, headers, value."""
     name = settings.topic(topic)
     count = await existing_topic(settings, topic, READ)
     consumer = AIOKafkaConsumer(

@@ -198,3 +198,14 @@ def test_simulated_import_orders_carry_fake_personal_data() -> None:
     assert all(o["data"]["buyer_id_number"].startswith("000000") for o in imports)  # no such region
     assert all(o["data"]["buyer_phone"].startswith("100") for o in imports)  # no such mobile prefix
     assert all("buyer_name" not in o["data"] for o in orders if o["data"]["ie_flag"] == "E")
+
+
+def test_the_acls_command_serves_every_process_with_a_principal(capsys: pytest.CaptureFixture[str]) -> None:
+    from services.cli import main
+    from services.tools.acls import PROCESSES
+
+    for process in PROCESSES:
+        assert main(["acls", process, "--principal", "User:someone"]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        assert printed, process
+        assert all(line.startswith("kafka-acls.sh ") and "User:someone" in line for line in printed)
