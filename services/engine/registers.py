@@ -14,17 +14,14 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import cache
-from typing import Any, Generic, NoReturn, Self, TypeVar, cast
+from typing import Any, Generic, NoReturn, TypeVar, cast
 
-__all__ = ["EarliestWins", "FrozenDict", "Milestones", "evolve", "from_json", "to_json"]
+__all__ = ["EarliestWins", "Milestones", "evolve", "from_json", "to_json"]
 
 T = TypeVar("T")
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,31 +43,10 @@ class EarliestWins(Generic[T]):
         return self.at_s != math.inf
 
 
-class FrozenDict(dict[K, V]):
-    """A dict that cannot be changed in place: :meth:`set` returns a new one (or itself when the
-    value is already there). A dict subclass, so reads run at dict speed and orjson writes it."""
-
-    __slots__ = ()
-
-    def set(self, key: K, value: V) -> Self:
-        if key in self and self[key] == value:
-            return self
-        return type(self)({**self, key: value})
-
-    def __hash__(self) -> int:  # type: ignore[override]  # immutable, so hashable (a field default)
-        return hash(frozenset(self.items()))
-
-    def _immutable(self, *args: Any, **kwargs: Any) -> NoReturn:
-        msg = f"{type(self).__name__} cannot be changed in place; use set()"
-        raise TypeError(msg)
-
-    __setitem__ = __delitem__ = _immutable
-    update = pop = popitem = clear = setdefault = _immutable
-    __ior__ = _immutable
-
-
-class Milestones(FrozenDict[str, float]):
-    """Milestone name to the earliest event time seen for it."""
+class Milestones(dict[str, float]):
+    """Milestone name to the earliest event time seen for it. Immutable: :meth:`earliest` returns
+    new milestones (or these, when nothing changed). A dict subclass, so reads run at dict speed and
+    orjson writes it as it is."""
 
     __slots__ = ()
 
@@ -80,6 +56,17 @@ class Milestones(FrozenDict[str, float]):
         if old is not None and old <= at_s:
             return self
         return Milestones({**self, name: at_s})
+
+    def __hash__(self) -> int:  # type: ignore[override]  # immutable, so hashable (a field default)
+        return hash(frozenset(self.items()))
+
+    def _immutable(self, *args: Any, **kwargs: Any) -> NoReturn:
+        msg = "Milestones cannot be changed in place; use earliest()"
+        raise TypeError(msg)
+
+    __setitem__ = __delitem__ = _immutable
+    update = pop = popitem = clear = setdefault = _immutable
+    __ior__ = _immutable
 
 
 D = TypeVar("D")
@@ -111,7 +98,9 @@ def _slots(cls: type) -> tuple[tuple[str, Any], ...]:
 
 # -- JSON form ------------------------------------------------------------------------------------
 # One encoder and one decoder per type, compiled once from the type hints: a case's JSON form is
-# derived from its fields, never written by hand.
+# derived from its fields, never written by hand. Fields may be JSON primitives (or optional),
+# Milestones, EarliestWins[T], frozenset[T], tuple[T, ...] and frozen dataclasses of these; any
+# other type is a TypeError naming it, the first time a case of that type is stored.
 
 
 def to_json(value: Any) -> Any:
@@ -161,19 +150,12 @@ def _encoder(tp: Any) -> Codec:
         return lambda v: None if v is None else inner(v)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _dataclass_encoder(tp)
-    if tp is Decimal:
-        return str
-    if isinstance(origin, type) and issubclass(origin, Mapping):
-        value = _encoder(args[1])
-        return lambda v: {str(k): value(x) for k, x in v.items()}
     if origin in (frozenset, set):
         item = _encoder(args[0])
         return lambda v: sorted(item(x) for x in v)
-    if origin is tuple:
-        items = [_encoder(a) for a in args if a is not Ellipsis]
-        if len(args) == 2 and args[1] is Ellipsis:
-            return lambda v: [items[0](x) for x in v]
-        return lambda v: [e(x) for e, x in zip(items, v, strict=True)]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _encoder(args[0])
+        return lambda v: [item(x) for x in v]
     msg = f"no JSON form for {tp!r}"
     raise TypeError(msg)
 
@@ -215,24 +197,17 @@ def _decoder(tp: Any) -> Codec:
         return lambda doc: None if doc is None else inner[0](doc)
     if _plain(tp):
         return _identity
-    if tp is Decimal:
-        return lambda doc: Decimal(str(doc))
     if origin is EarliestWins:
         value = _decoder(args[0])
         return lambda doc: (
             EarliestWins() if doc is None else EarliestWins(value(doc[2]), float(doc[0]), doc[1])
         )
-    if isinstance(origin, type) and issubclass(origin, Mapping):
-        key, value = _decoder(args[0]), _decoder(args[1])
-        return lambda doc: FrozenDict({key(k): value(v) for k, v in (doc or {}).items()})
     if origin in (frozenset, set):
         item = _decoder(args[0])
         return lambda doc: frozenset(item(v) for v in doc or ())
-    if origin is tuple:
-        items = [_decoder(a) for a in args if a is not Ellipsis]
-        if len(args) == 2 and args[1] is Ellipsis:
-            return lambda doc: tuple(items[0](v) for v in doc or ())
-        return lambda doc: tuple(d(v) for d, v in zip(items, doc, strict=True))
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _decoder(args[0])
+        return lambda doc: tuple(item(v) for v in doc or ())
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
         fields = [(f.name, _decoder(hints[f.name])) for f in _fields(tp) if f.init]
