@@ -66,9 +66,6 @@ class Catalog:
             self._validator = TypeAdapter(tagged)
         return self._validator
 
-    def __contains__(self, type_name: object) -> bool:
-        return type_name in self.events
-
 
 def _event_model(type_name: str, data_model: type[DataModel]) -> type[CloudEvent]:
     class_name = "".join(part.capitalize() for part in type_name.replace("_", ".").split("."))

@@ -141,3 +141,42 @@ def test_publish_says_which_events_the_service_will_dead_letter(
         assert ";" not in first
         refused = "not a valid event, the service will dead-letter it"
         assert second.endswith(f"; {refused} (invalid_data: data.entry_id: Field required)")
+
+
+def test_simulate_publishes_the_records_it_announces(kafka_bootstrap: str, prefix: str) -> None:
+    """Whole lifecycles with the faults asked for: every record it counts is in the topic, and the
+    valid ones decode with the contract (the invalid ones are its deliberate bad input)."""
+    import asyncio
+    import re
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from services.contract.codec import DecodeError, decode
+    from services.registry import DOMAINS
+    from tests.integration.harness import read_all
+
+    topic = f"{prefix}customs.events.v1"
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        await admin.create_topics([NewTopic(topic, 2, 1)])
+        await admin.close()
+
+    asyncio.run(create())
+    args = ["simulate", "customs", "--cases", "20", "--rate", "0", "--quiet", "--invalid", "0.1"]
+    done = _run(args, worker_env(kafka_bootstrap, prefix))
+    assert done.returncode == 0, done.stderr
+    announced = re.search(r"([\d,]+) records", done.stderr)
+    assert announced is not None, done.stderr
+    count = int(announced.group(1).replace(",", ""))
+    records = asyncio.run(read_all(kafka_bootstrap, topic, expect=count))
+    assert len(records) == count
+    valid = 0
+    for r in records:
+        try:
+            decode(r.value, r.headers, catalog=DOMAINS["customs"].catalog)
+            valid += 1
+        except DecodeError:
+            pass
+    assert 0 < valid < count

@@ -209,3 +209,12 @@ def test_the_acls_command_serves_every_process_with_a_principal(capsys: pytest.C
         printed = capsys.readouterr().out.splitlines()
         assert printed, process
         assert all(line.startswith("kafka-acls.sh ") and "User:someone" in line for line in printed)
+
+
+def test_the_topics_command_prints_what_the_worker_creates(capsys: pytest.CaptureFixture[str]) -> None:
+    from services.cli import main
+
+    assert main(["topics", "cycle"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert any("--topic cases.customs.v1 " in line for line in printed)  # an input of the derived service
+    assert all(line.startswith("kafka-topics.sh --bootstrap-server ") for line in printed)
