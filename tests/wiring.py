@@ -62,6 +62,7 @@ class Wiring:
         )
         self.acked = 0
         self._cursors: dict[str, int] = {}
+        self.deleted: set[Origin] = set()
 
     # -- producing --------------------------------------------------------------------------
 
@@ -154,6 +155,10 @@ class Wiring:
         self._cursors[topic] = len(written)
         return records
 
+    def delete(self, record: RawRecord) -> None:
+        """Take a record out of its topic, as retention does (it cannot be read back any more)."""
+        self.deleted.add(record.origin)
+
     async def _fetch(self, origin: Origin) -> RawRecord | None:
         log = self.topics.get(f"{origin.topic}/{origin.partition}", [])
-        return log[origin.offset] if origin.offset < len(log) else None
+        return log[origin.offset] if origin.offset < len(log) and origin not in self.deleted else None

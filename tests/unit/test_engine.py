@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 
 from services.engine.records import RawRecord
 from services.engine.state import MemoryStore
+from services.runtime.commit import Source
 from tests.toy import TOY, Seen, ToySettings, event
 from tests.wiring import TOPICS, Wiring
 
@@ -126,6 +127,31 @@ def test_a_forwarded_change_past_the_retention_is_dead_lettered_from_its_own_coo
     assert letter.value == late
     assert letter.key == b"not-the-subject"
     assert (headers["dlq_topic"], int(headers["dlq_offset"])) == (b"toy.events.v1", records[0].offset)
+
+
+def test_a_refused_forwarded_event_whose_original_is_gone_is_dead_lettered_as_a_redacted_copy() -> None:
+    """Retention took the original before its refusal was resolved: the dead letter is TradePulse's
+    copy (what was forwarded, without personal data), and says so."""
+    w, _, _ = _too_late_setup()
+    late = event("toy.parcel.sent", "p3", "2025-01-01T07:30:00+08:00", 4, depot="north", recipient="Li Lei")
+    record = w.record(orjson.dumps(late), key=b"not-the-subject")
+
+    async def scenario() -> None:
+        await w.commit.run(Source.INPUT, [record], w._ack(1))  # forwarded to its case's partition
+        await w.commit.flusher.drain()
+        w.delete(record)
+        await w.settle()  # refused there: too late
+
+    asyncio.run(scenario())
+    (letter,) = w.written(TOPICS.dlq)
+    headers = dict(letter.headers)
+    assert headers["dlq_note"] == b"original no longer in its topic; a copy without personal data"
+    assert headers["dlq_reason"] == b"processing_error"
+    assert (headers["dlq_topic"], int(headers["dlq_offset"])) == (b"toy.events.v1", record.offset)
+    copy = orjson.loads(letter.value or b"")
+    assert copy["id"] == late["id"]
+    assert "recipient" not in copy["data"]
+    assert b"Li Lei" not in (letter.value or b"")
 
 
 def test_a_restart_from_the_store_gives_the_same_records_and_remembers_what_it_saw() -> None:
