@@ -30,7 +30,7 @@ import signal
 import ssl
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,7 +39,7 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
+from prometheus_client import Counter, Histogram
 from pydantic import Field, FilePath
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -48,7 +48,7 @@ from services.contract.codec import DecodeError, decode
 from services.gateway.credentials import Credential, CredentialsError, Grants, load
 from services.registry import DOMAINS, SOURCES
 from services.runtime.kafka_admin import require_access, require_topic
-from services.runtime.metrics import exposition
+from services.runtime.pages import PAGES, add_pages
 from services.runtime.settings import Settings
 from services.tools.acls import access_of
 
@@ -415,29 +415,17 @@ def _certificate_subject(request: web.Request) -> str | None:
     return None
 
 
-ROUTES = {"/events": "POST", "/health": "GET", "/ready": "GET", "/metrics": "GET"}
+ROUTES = {"/events": "POST", **dict.fromkeys(PAGES, "GET")}
 
 
 def build_app(gateway: Gateway) -> web.Application:
     """The aiohttp application: ``POST /events`` and the operational pages (schemas/gateway.openapi.yaml)."""
     app = web.Application(client_max_size=gateway.config.max_body_bytes)
-
-    async def health(request: web.Request) -> web.Response:
-        return web.json_response({"service": "gateway", "status": "ok", "credentials": len(gateway.grants)})
-
-    async def ready(request: web.Request) -> web.Response:
-        ok = gateway.kafka_ok
-        return web.json_response({"kafka": "ok" if ok else "unreachable"}, status=200 if ok else 503)
-
-    async def metrics(request: web.Request) -> web.Response:
-        body = await asyncio.to_thread(exposition, DOMAINS)
-        return web.Response(body=body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-    handlers: dict[str, Callable[[web.Request], Awaitable[web.Response]]] = {
-        "/events": gateway.handle, "/health": health, "/ready": ready, "/metrics": metrics,
-    }  # fmt: skip
-    for path, method in ROUTES.items():
-        app.router.add_route(method, path, handlers[path])
+    app.router.add_post("/events", gateway.handle)
+    add_pages(
+        app, "gateway", ready=lambda: {"kafka": gateway.kafka_ok}, foreign=DOMAINS,
+        details=lambda: {"credentials": len(gateway.grants)},
+    )  # fmt: skip
     return app
 
 

@@ -4,6 +4,11 @@ Reads every service's ``indicators.<service>.v1`` and ``cases.<service>.v1`` top
 consumer group, upserts each batch in one transaction, and commits the offsets only
 after the transaction. When PostgreSQL is down it retries the same batch with back-off, so an
 outage delays history but loses nothing; redelivery is harmless (idempotent upserts).
+
+Like the workers it serves ``/health``, ``/ready`` (503 while PostgreSQL is unreachable or no
+partition is assigned) and ``/metrics`` (rows written, failed writes, the time of the last write,
+consumer lag) on ``TRADEPULSE_WEB_PORT`` (6066), so an outage shows on the dashboards and alerts
+(``HistoryWritesFailing``), not only in its log.
 """
 
 from __future__ import annotations
@@ -19,16 +24,29 @@ import asyncpg
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import Counter, Gauge
 
 from services.contract.topics import case_topic, indicator_topic
 from services.registry import DOMAINS
 from services.runtime.db import migrate, redact_dsn, upsert_cases, upsert_indicators
 from services.runtime.kafka_admin import READ, Access, StartupError, require_access
+from services.runtime.metrics import CONSUMER_LAG
+from services.runtime.pages import serve_pages
 from services.runtime.settings import Settings
 
-__all__ = ["HistoryStore", "run_history"]
+__all__ = ["PORT", "HistoryStore", "run_history"]
 
 log = logging.getLogger(__name__)
+PORT = 6066
+
+ROWS = Counter("tradepulse_history_rows_total", "Records upserted into PostgreSQL, by table.", ["table"])
+WRITE_FAILURES = Counter(
+    "tradepulse_history_write_failures_total",
+    "Batches PostgreSQL did not take (unreachable, or the transaction failed); each is retried.",
+)
+LAST_WRITE = Gauge(
+    "tradepulse_history_last_write_timestamp_seconds", "When the last batch was written (Unix time)."
+)
 OUTAGE_ERRORS = (
     OSError,
     asyncpg.PostgresError,
@@ -102,8 +120,12 @@ class HistoryStore(faust.Service):
                 async with pool.acquire() as conn, conn.transaction():
                     await upsert_indicators(conn, indicators)
                     await upsert_cases(conn, cases)
+                ROWS.labels(table="indicator_window").inc(len(indicators))
+                ROWS.labels(table="case_state").inc(len(cases))
+                LAST_WRITE.set_to_current_time()
                 return
             except OUTAGE_ERRORS as exc:
+                WRITE_FAILURES.inc()
                 log.warning("history write failed (%s); retrying in %.1fs", exc, delay)
                 await self._reset()
                 await asyncio.sleep(delay)
@@ -129,28 +151,46 @@ async def _run(settings: Settings, stop: asyncio.Event) -> None:
     store = HistoryStore(settings.database_url.get_secret_value())
     await store.connect(give_up_after_s=settings.startup_timeout_s)  # a bad DATABASE_URL stops here
     await store.start()
-    try:
-        await _consume(settings, topics, store, stop)
-    finally:
-        await store.stop()
-        log.info("history stopped")
-
-
-async def _consume(settings: Settings, topics: list[str], store: HistoryStore, stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(
         **settings.kafka_client(),
-        group_id=settings.topic("tradepulse-history"),
+        group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         metadata_max_age_ms=5000,
     )
+
+    def ready() -> dict[str, bool]:
+        return {"postgresql": store.pool is not None, "kafka": bool(consumer.assignment())}
+
+    port = settings.port_for(PORT)
+    pages = await serve_pages(settings.web_host, port, "history", ready=ready, foreign=DOMAINS)
+    try:
+        await _consume(settings, consumer, topics, store, stop)
+    finally:
+        await pages.cleanup()
+        await store.stop()
+        log.info("history stopped")
+
+
+async def _consume(
+    settings: Settings,
+    consumer: AIOKafkaConsumer,
+    topics: list[str],
+    store: HistoryStore,
+    stop: asyncio.Event,
+) -> None:
     await consumer.start()
     consumer.subscribe(pattern="|".join(t.replace(".", r"\.") for t in topics))
     case_topics = {settings.topic(case_topic(name)) for name in DOMAINS}
+    lag_reported = 0.0
     try:
-        log.info("history running", extra={"topics": topics})
+        web = f"http://{settings.web_host}:{settings.port_for(PORT)}"
+        log.info("history running", extra={"topics": topics, "web": web})
         while not stop.is_set():
+            if time.monotonic() - lag_reported >= 5:
+                lag_reported = time.monotonic()
+                await _report_lag(consumer, settings.topic_prefix)
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             indicators: list[dict[str, Any]] = []
             cases: list[dict[str, Any]] = []
@@ -163,6 +203,15 @@ async def _consume(settings: Settings, topics: list[str], store: HistoryStore, s
             await consumer.commit()
     finally:
         await consumer.stop()
+
+
+async def _report_lag(consumer: AIOKafkaConsumer, prefix: str) -> None:
+    """Records of each assigned partition not yet written, for the lag alert and dashboards."""
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            lag = max(0, highwater - await consumer.position(tp))
+            CONSUMER_LAG.labels(topic=tp.topic.removeprefix(prefix), partition=str(tp.partition)).set(lag)
 
 
 def run_history(settings: Settings) -> int:

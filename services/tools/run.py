@@ -24,6 +24,7 @@ from services.registry import DOMAINS, SOURCES
 from services.runtime.db import redact_dsn
 from services.runtime.kafka_admin import partition_count
 from services.runtime.security import kafka_client
+from services.tools.history import PORT as HISTORY_PORT
 
 __all__ = ["holds_records", "run_main"]
 
@@ -157,11 +158,11 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         if pending and not stopping:
             print(f"workers not ready after 120 s: {sorted(pending)}; see {LOGS}", file=sys.stderr)
             code = 1
-        procs["history"] = _spawn("history", "history", env=env)
+        procs["history"] = _spawn("history", "history", env={**env, "TRADEPULSE_WEB_PORT": str(HISTORY_PORT)})
         gateway_env = {"TRADEPULSE_GATEWAY_CREDENTIALS_FILE": str(DEMO_CREDENTIALS), **env}
         procs["gateway"] = _spawn("gateway", "gateway", env=gateway_env)
         gateway_port = int(gateway_env.get("TRADEPULSE_GATEWAY_PORT", "6070"))
-        prometheus = _start_prometheus({**ports, "gateway": gateway_port})
+        prometheus = _start_prometheus({**ports, "history": HISTORY_PORT, "gateway": gateway_port})
         if prometheus is not None:
             procs["prometheus"] = prometheus
         seed = int(time.time())  # new cases each run (the dedup state remembers old ones), one plan
@@ -186,6 +187,8 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         kafka = env["KAFKA_BOOTSTRAP_SERVERS"]
         print(f"  kafka      {kafka}   e.g. tradepulse tail customs.events.v1.dlq")
         db = redact_dsn(env["DATABASE_URL"])  # an external URL may carry a password
+        history = f"http://127.0.0.1:{HISTORY_PORT}/metrics   /health   /ready"
+        print(f"  history    {history}   (log {procs['history'][1]})")
         print(f"  postgres   {db}   (history: tables indicator_window, completed_case)")
         psql = f"psql {db}" if db == env["DATABASE_URL"] else 'psql "$DATABASE_URL"'
         print(f"             {psql} -c 'SELECT indicator, count(*) FROM indicator_window GROUP BY 1'")

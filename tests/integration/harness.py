@@ -93,17 +93,10 @@ class WorkerProcess:
         return web_get(self.port, path)
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        status, text = self.get("/metrics")
-        assert status == 200, f"/metrics answered {status}"
-        out = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        return out
+        return scrape(self.port)
 
     def metric(self, name: str, **labels: str) -> float:
-        want = tuple(sorted(labels.items()))
-        return sum(v for (n, ls), v in self.metrics().items() if n == name and set(want) <= set(ls))
+        return metric(self.port, name, **labels)
 
     def wait_metric(self, name: str, value: float, timeout_s: float = 30.0, **labels: str) -> None:
         deadline = time.monotonic() + timeout_s
@@ -134,6 +127,23 @@ class WorkerProcess:
                 msg = f"worker ignored SIGTERM for {timeout_s}s:\n{tail(self.log, 30)}"
                 raise AssertionError(msg) from None
         return int(self.proc.returncode)
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a process's /metrics: (name, labels) -> value."""
+    status, text = web_get(port, "/metrics")
+    assert status == 200, f"/metrics answered {status}"
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    """The sum of a metric's samples that carry ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in scrape(port).items() if n == name and want <= set(ls))
 
 
 def new_prefix() -> str:

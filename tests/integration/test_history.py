@@ -20,9 +20,19 @@ import pytest
 
 from services.customs.simulator import simulate
 from services.devstack.postgres import PostgresCluster
+from services.devstack.probe import web_get
 from services.devstack.process import free_port
 from services.tools.simulate import Faults, perturb
-from tests.integration.harness import REPO, StartWorker, caught_up, latest, produce, worker_env
+from tests.integration.harness import (
+    REPO,
+    StartWorker,
+    caught_up,
+    eventually,
+    latest,
+    metric,
+    produce,
+    worker_env,
+)
 from tests.integration.test_customs import CUSTOMS, TOPIC
 
 START = datetime.fromisoformat("2025-03-01T00:00:00+08:00").timestamp()
@@ -49,6 +59,8 @@ def private_postgres() -> Iterator[PostgresCluster]:
 
 
 def _start_history(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``tradepulse history`` as an operator runs it (its pages on a free port unless ``env`` names one)."""
+    env = {"TRADEPULSE_WEB_PORT": str(free_port()), **env}
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "services.cli", "history"], cwd=REPO, env=env, stdout=out,
@@ -63,8 +75,10 @@ async def test_history_survives_a_postgresql_outage(
     tmp_path: Path,
     private_postgres: PostgresCluster,
 ) -> None:
-    cluster = private_postgres
-    env = worker_env(kafka_bootstrap, prefix, DATABASE_URL=cluster.url)
+    """... and shows it: /ready names PostgreSQL unreachable and the failed writes are counted
+    while it is away; afterwards /ready is 200 and the rows written are counted."""
+    cluster, port = private_postgres, free_port()
+    env = worker_env(kafka_bootstrap, prefix, DATABASE_URL=cluster.url, TRADEPULSE_WEB_PORT=str(port))
     history = _start_history(env, tmp_path / "history.log")
     try:
         start_worker("customs", **CUSTOMS.fast)
@@ -73,10 +87,13 @@ async def test_history_survives_a_postgresql_outage(
         half = len(records) // 2
         await produce(kafka_bootstrap, prefix + TOPIC, records[:half])
         await asyncio.sleep(3)
+        assert web_get(port, "/ready") == (200, '{"postgresql": "ok", "kafka": "ok"}')
         cluster.stop()  # the outage
         await produce(kafka_bootstrap, prefix + TOPIC, records[half:])
         await asyncio.sleep(5)
         assert history.poll() is None, "history must keep retrying, not exit"
+        assert web_get(port, "/ready") == (503, '{"postgresql": "unreachable", "kafka": "ok"}')
+        assert metric(port, "tradepulse_history_write_failures_total") > 0
         cluster.start()
         internal = [f"{prefix}tradepulse-customs-{n}" for n in ("links", "partials")]
         await caught_up(kafka_bootstrap, f"{prefix}tradepulse-customs", [prefix + TOPIC, *internal])
@@ -98,6 +115,15 @@ async def test_history_survives_a_postgresql_outage(
         assert cases == len(_finished(events))
         assert every == len({e["data"]["entry_id"] for e in events if "entry_id" in e["data"]})
         assert migrations == 2
+        assert web_get(port, "/ready")[0] == 200
+        assert metric(port, "tradepulse_history_rows_total", table="indicator_window") >= len(rows)
+        assert metric(port, "tradepulse_history_rows_total", table="case_state") >= every
+        assert metric(port, "tradepulse_history_last_write_timestamp_seconds") > START
+
+        def lag() -> float:
+            return metric(port, "tradepulse_consumer_lag_records", topic="indicators.customs.v1")
+
+        assert await eventually(lambda: lag() == 0, timeout_s=15), lag()  # reported every 5 s
     finally:
         history.terminate()
         history.wait(timeout=30)

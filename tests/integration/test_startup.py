@@ -85,3 +85,23 @@ async def test_postgresql_is_a_real_server_of_version_15_or_later(database_url: 
         assert await conn.fetchval("SELECT 1 + 1") == 2
     finally:
         await conn.close()
+
+
+def test_history_names_a_taken_port_and_the_variable(
+    kafka_bootstrap: str, prefix: str, database_url: str
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = worker_env(kafka_bootstrap, prefix, DATABASE_URL=database_url, TRADEPULSE_WEB_PORT=str(port))
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli", "history"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"tradepulse history: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "TRADEPULSE_WEB_PORT" in done.stderr

@@ -11,6 +11,7 @@ import yaml
 from services.cli import long_running_commands
 from services.registry import DOMAINS
 from services.runtime.settings import Settings
+from services.tools.history import PORT as HISTORY_PORT
 from tests.unit.test_readme import _env_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,9 +67,30 @@ def test_services_run_their_own_worker_on_their_own_port() -> None:
 def test_prometheus_scrapes_each_service_on_its_compose_port() -> None:
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     targets = {t for job in prom["scrape_configs"] for cfg in job["static_configs"] for t in cfg["targets"]}
-    expected = {f"{name}:{SERVICES[name]['environment']['TRADEPULSE_WEB_PORT']}" for name in DOMAINS}
-    expected.add(f"gateway:{SERVICES['gateway']['environment']['TRADEPULSE_GATEWAY_PORT']}")
+    expected = {f"{name}:{_web_port(name)}" for name in [*DOMAINS, "history", "gateway"]}
     assert targets == expected
+
+
+def _web_port(service: str) -> str:
+    """The port of a service's /health, /ready and /metrics, as the image's health check finds it."""
+    env = SERVICES[service]["environment"]
+    return str(env.get("TRADEPULSE_WEB_PORT") or env["TRADEPULSE_GATEWAY_PORT"])
+
+
+def test_every_long_running_service_has_pages_its_health_check_and_prometheus_reach() -> None:
+    """The image's HEALTHCHECK reads TRADEPULSE_WEB_PORT, else TRADEPULSE_GATEWAY_PORT: every
+    service built from it sets one, publishes it, and the image exposes it (history and the
+    gateway had none the check could use)."""
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    check = next(line for line in dockerfile.splitlines() if "urlopen" in line)
+    assert "os.environ.get('TRADEPULSE_WEB_PORT') or os.environ['TRADEPULSE_GATEWAY_PORT']" in check
+    exposed = next(line for line in dockerfile.splitlines() if line.startswith("EXPOSE")).split()[1:]
+    for name, svc in SERVICES.items():
+        if "build" in svc:
+            port = _web_port(name)
+            assert port in exposed, name
+            assert f"{port}:{port}" in svc["ports"], name
+    assert _web_port("history") == str(HISTORY_PORT)
 
 
 def test_services_reach_kafka_and_postgres_by_their_compose_names() -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-import services.runtime.metrics  # noqa: F401  (registers the metrics; the registry imports the rest)
+# imported for their metrics: the runtime's (the registry imports the domains') and history's
+import services.runtime.metrics
+import services.tools.history  # noqa: F401
 from services.engine.metrics import gauge_name
 from services.registry import DOMAINS
 

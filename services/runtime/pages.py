@@ -1,0 +1,67 @@
+"""``/health``, ``/ready`` and ``/metrics`` of the processes that are not Faust workers (the HTTP
+gateway, history), on aiohttp: the same pages and answers as a worker's, so that one container
+health check, one scrape configuration and one alert serve them all."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from services.runtime.kafka_admin import StartupError
+from services.runtime.metrics import exposition
+
+__all__ = ["PAGES", "add_pages", "serve_pages"]
+
+PAGES = ("/health", "/ready", "/metrics")
+
+
+def add_pages(
+    app: web.Application,
+    service: str,
+    *,
+    ready: Callable[[], Mapping[str, bool]],
+    foreign: Iterable[str],
+    details: Callable[[], Mapping[str, Any]] = dict,
+) -> None:
+    """``/health``: the process serves requests (with ``details``); ``/ready``: 200 when every
+    dependency ``ready`` names is reachable, else 503 naming the ones that are not; ``/metrics``:
+    this process's families (not the ``tradepulse_<name>_`` ones of the ``foreign`` domains)."""
+    hidden = tuple(foreign)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"service": service, "status": "ok", **details()})
+
+    async def readiness(request: web.Request) -> web.Response:
+        parts = ready()
+        body = {name: "ok" if ok else "unreachable" for name, ok in parts.items()}
+        return web.json_response(body, status=200 if all(parts.values()) else 503)
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(exposition, hidden)
+        return web.Response(body=body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    for path, handler in zip(PAGES, (health, readiness, metrics), strict=True):
+        app.router.add_get(path, handler)
+
+
+async def serve_pages(
+    host: str, port: int, service: str, *, ready: Callable[[], Mapping[str, bool]], foreign: Iterable[str]
+) -> web.AppRunner:
+    """The pages alone on ``host:port`` (history); the caller cleans the runner up."""
+    app = web.Application()
+    add_pages(app, service, ready=ready, foreign=foreign)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        msg = (
+            f"cannot listen on {host}:{port} ({exc.strerror}): stop what holds it or set TRADEPULSE_WEB_PORT"
+        )
+        raise StartupError(msg) from None
+    return runner
