@@ -19,7 +19,8 @@ import yaml
 from services.devstack.probe import web_get
 from services.devstack.process import free_port
 from services.tools.simulate import Faults, happened, perturb
-from tests.integration.harness import StartWorker, eventually, produce
+from tests.integration.harness import StartWorker, eventually, produce, worker_env
+from tests.integration.test_history import _start_history
 
 ROOT = Path(__file__).resolve().parents[2]
 SIMULATED = ("customs", "taxrefund", "cips", "cbec")
@@ -66,7 +67,7 @@ def _start_prometheus(binary: str, config: Path, home: Path, port: int) -> subpr
 
 
 async def test_every_dashboard_and_rule_expression_returns_data(
-    kafka_bootstrap: str, prefix: str, start_worker: StartWorker, tmp_path: Path
+    kafka_bootstrap: str, prefix: str, start_worker: StartWorker, tmp_path: Path, database_url: str
 ) -> None:
     prometheus = shutil.which("prometheus")
     if prometheus is None:
@@ -86,12 +87,18 @@ async def test_every_dashboard_and_rule_expression_returns_data(
 
         assert await eventually(fed, timeout_s=60)
 
+    history_port = free_port()  # history too: the pipeline dashboard shows its writes
+    env = worker_env(
+        kafka_bootstrap, prefix, DATABASE_URL=database_url, TRADEPULSE_WEB_PORT=str(history_port)
+    )
+    history = _start_history(env, tmp_path / "history.log")
+    ports = {**{s: w.port for s, w in workers.items()}, "history": history_port}
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ROOT / "deploy" / "prometheus" / "rules" / "tradepulse.yml")],
         "scrape_configs": [
-            {"job_name": f"tradepulse-{s}", "static_configs": [{"targets": [f"127.0.0.1:{w.port}"]}]}
-            for s, w in workers.items()
+            {"job_name": f"tradepulse-{s}", "static_configs": [{"targets": [f"127.0.0.1:{p}"]}]}
+            for s, p in ports.items()
         ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -114,3 +121,5 @@ async def test_every_dashboard_and_rule_expression_returns_data(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        history.terminate()
+        history.wait(timeout=30)

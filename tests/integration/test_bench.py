@@ -12,11 +12,16 @@ import pytest
 from services.tools.bench import run_bench
 
 
-@pytest.mark.timeout(240)
-def test_the_customs_benchmark_writes_every_figure(
-    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def on_the_session_broker(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """KAFKA_BOOTSTRAP_SERVERS names the session's broker: the benchmark uses it."""
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    return kafka_bootstrap
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.usefixtures("on_the_session_broker")
+def test_the_customs_benchmark_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "customs.json"
     run_bench(events=6000, partitions=4, out=out, rate=100.0, latency_s=4.0, rounds=1)
     report = json.loads(out.read_text())
@@ -60,12 +65,9 @@ def test_the_gateway_benchmark_writes_both_routes(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_the_comparison_runs_an_older_commit_against_the_working_tree(
-    tmp_path: Path, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, on_the_session_broker: str
 ) -> None:
-    """On the broker of KAFKA_BOOTSTRAP_SERVERS."""
     from services.tools.bench_compare import run_compare
-
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
 
     out = tmp_path / "compare.json"
     run_compare(old="HEAD", target="customs", events=1500, rounds=1, out=out)
@@ -76,4 +78,4 @@ def test_the_comparison_runs_an_older_commit_against_the_working_tree(
     assert set(report["cpu_us_per_event"]) == {"old", "new"}
     assert all(us >= 0 for us in report["cpu_us_per_event"].values())
     assert report["new_over_old_by_round"] == [report["new_over_old"]]
-    assert report["machine"]["kafka"] == kafka_bootstrap
+    assert report["machine"]["kafka"] == on_the_session_broker
