@@ -21,7 +21,7 @@ import pytest
 from services.customs.simulator import simulate
 from services.devstack.postgres import PostgresCluster
 from services.devstack.probe import web_get
-from services.devstack.process import free_port
+from services.devstack.process import free_port, tail
 from services.tools.simulate import Faults, perturb
 from tests.integration.harness import (
     REPO,
@@ -79,15 +79,19 @@ async def test_history_survives_a_postgresql_outage(
     while it is away; afterwards /ready is 200 and the rows written are counted."""
     cluster, port = private_postgres, free_port()
     env = worker_env(kafka_bootstrap, prefix, DATABASE_URL=cluster.url, TRADEPULSE_WEB_PORT=str(port))
-    history = _start_history(env, tmp_path / "history.log")
+    log = tmp_path / "history.log"
+    history = _start_history(env, log)
     try:
         start_worker("customs", **CUSTOMS.fast)
         events = simulate(cases=200, seed=41, start_s=START, span_s=86400)
         records = perturb(events, Faults(duplicates=0.05, shuffle=0.05), random.Random(41))
         half = len(records) // 2
         await produce(kafka_bootstrap, prefix + TOPIC, records[:half])
+        # ready once PostgreSQL is connected and its partitions are assigned (the indicator topics
+        # appear when the worker creates them; history's pattern subscription finds them then)
+        ready = (200, '{"postgresql": "ok", "kafka": "ok"}')
+        assert await eventually(lambda: web_get(port, "/ready") == ready, timeout_s=60), tail(log, 20)
         await asyncio.sleep(3)
-        assert web_get(port, "/ready") == (200, '{"postgresql": "ok", "kafka": "ok"}')
         cluster.stop()  # the outage
         await produce(kafka_bootstrap, prefix + TOPIC, records[half:])
         await asyncio.sleep(5)
