@@ -36,7 +36,8 @@ class RepeatFilter(logging.Filter):
     """Lets one record per logger and message template through every ``every_s`` seconds; the next
     one that passes carries how many were held back (``repeated``). Kafka clients log the same
     connection error ten times a second while a broker is away; that buries everything else.
-    Records marked ``audit`` always pass: the gateway logs every refusal with its credential."""
+    Info lines and records marked ``audit`` always pass: a second "state restored" is a rebalance,
+    and the gateway logs every refusal with its credential."""
 
     def __init__(self, every_s: float = 30.0) -> None:
         super().__init__()
@@ -44,8 +45,8 @@ class RepeatFilter(logging.Filter):
         self._last: dict[tuple[str, object], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "audit", False):
-            return True
+        if record.levelno < logging.WARNING or getattr(record, "audit", False):
+            return True  # the process's own info lines are few, and each tells something (a rebalance)
         key = (record.name, record.msg)
         last, held = self._last.get(key, (float("-inf"), 0))
         if record.created - last < self.every_s:

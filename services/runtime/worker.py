@@ -384,7 +384,10 @@ def _ownership(app: faust.App, store: KafkaStateStore, input_name: str) -> None:
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types handlers with VarArg
     async def _on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        store.revoked(mine(args[0] if args else kwargs.get("revoked", ())))
+        revoked = mine(args[0] if args else kwargs.get("revoked", ()))
+        if revoked & store.owned():
+            log.info("partitions revoked", extra={"partitions": sorted(revoked & store.owned())})
+        store.revoked(revoked)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:

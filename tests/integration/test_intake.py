@@ -164,3 +164,6 @@ async def test_dedup_state_follows_partitions_to_a_second_worker(
     accepted = sum(w.metric("tradepulse_events_accepted_total", topic=TOPIC) for w in (one, two))
     assert accepted == 40, "an event was taken twice after the rebalance"
     assert two.metric("tradepulse_events_consumed_total", topic=TOPIC) > 0, "no partition moved"
+    said = [orjson.loads(line)["msg"] for line in one.log.read_text().splitlines()]
+    assert "partitions revoked" in said  # the rebalance shows in the first worker's log
+    assert said.count("state restored") >= 2  # ... and so does what it kept (never held back)

@@ -63,3 +63,12 @@ def test_mode_service_lifecycle_and_faust_sensor_warning_show_only_at_debug() ->
         _record("[^--Consumer]: Starting... failed: broker gone", 0, "faust.transport"),
     ]
     assert all(quiet.filter(r) for r in kept)
+
+
+def test_info_lines_are_never_held_back() -> None:
+    """A second "state restored" within the period is a rebalance: it must show."""
+    repeats = RepeatFilter(every_s=30)
+    for at in (0, 1, 2):
+        record = _record("state restored", at, "services.engine.state")
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        assert repeats.filter(record)
