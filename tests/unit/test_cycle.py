@@ -187,6 +187,15 @@ def test_an_entry_in_two_refunds_counts_the_earliest_issue_with_its_category() -
     assert not any("mgmt_category=3" in k and v["count"] for k, v in got.items())
 
 
+def test_a_refund_in_a_year_the_calendar_lacks_is_not_guessed() -> None:
+    """Working days need the official calendar; 2003 is before its first year: the entry's time to
+    refund stays unknown (its time to cash still counts)."""
+    h = -22 * 365 * 24.0  # early 2003
+    got = run_cycle([export(h), payment("p1", h + 20), refund("r1", h + 24 * 9, 1)])
+    assert _rollup(got, "cycle.export_to_cash")["count"] == 1
+    assert _rollup(got, "cycle.export_to_refund")["count"] == 0
+
+
 def test_imports_unlinked_payments_and_open_cases_are_of_no_interest() -> None:
     w = Wiring(CYCLE)
     pairs = [
