@@ -8,8 +8,10 @@ from datetime import datetime
 from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from services.engine.cases import CaseEngine
 from services.engine.domain import Observer
@@ -18,6 +20,8 @@ from services.engine.state import MemoryStore
 from services.taxrefund.domain import DOMAIN
 from services.taxrefund.events import CATALOG
 from services.taxrefund.lifecycle import Declared, Refund, RefundContext, processing_workdays
+from services.taxrefund.metrics import RefundMetrics
+from services.taxrefund.settings import TaxrefundSettings
 from services.taxrefund.simulator import simulate
 from services.workdays import CalendarUnknown, WorkdayCalendar
 from tests.batch_customs import compare
@@ -55,18 +59,30 @@ def test_same_day_is_zero_working_days() -> None:
     assert time.value == 0.0
 
 
-def test_a_year_without_calendar_data_parks_the_refund_and_a_yaml_file_unparks_it(tmp_path: Path) -> None:
-    r = _refund(accepted="2026-12-28T10:00:00+08:00", issued="2027-01-05T10:00:00+08:00")
-    if CAL.covers(2027):
-        return
+def test_a_year_without_calendar_data_parks_the_refund_and_a_yaml_file_unparks_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """2003 is before the built-in calendar's first year (a year after its last would do too, but
+    that year changes as data is added; this one does not)."""
+    r = _refund(accepted="2003-03-10T10:00:00+08:00", issued="2003-03-17T10:00:00+08:00")
+    assert not CAL.covers(2003)
     gap = processing_workdays(r, CAL)
     assert isinstance(gap, CalendarUnknown)
-    assert gap.year == 2027
+    assert gap.year == 2003
     assert r.measures(CONTEXT) == []
+    # parked refunds are counted, and the year is named once, with the fix
+    metrics = RefundMetrics(TaxrefundSettings(), CONTEXT)
+    for _ in range(2):
+        metrics.housekeeping("refund", [r, r], r.milestones["issued"])
+    assert REGISTRY.get_sample_value("tradepulse_taxrefund_calendar_unknown_refunds") == 2
+    warned = [rec for rec in caplog.records if "calendar unknown" in rec.getMessage()]
+    assert len(warned) == 1
+    assert getattr(warned[0], "year", None) == 2003
+    assert "TRADEPULSE_WORKDAYS_FILE" in getattr(warned[0], "fix", "")
     store = MemoryStore()
     store.put(0, "refund", r.refund_id, orjson.dumps({"c": to_json(r), "l": {}, "t": 0.0, "r": 1}))
     yaml_file = tmp_path / "cal.yaml"
-    yaml_file.write_text("2027:\n  holidays: [2027-01-01]\n")
+    yaml_file.write_text("2003:\n  holidays: [2003-01-01]\n")
     context = RefundContext(WorkdayCalendar.with_file(yaml_file), {1: 5})
     restarted = CaseEngine(
         DOMAIN, settings=DOMAIN.settings(), context=context, store=store, observer=Observer()
