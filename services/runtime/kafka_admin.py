@@ -247,9 +247,10 @@ async def ensure_topics(
         absent = [s for s in specs if known.get(s.name) is None]
         if absent and not create:
             names = ", ".join(s.name for s in absent)
+            which, verb, them = ("topic", "does", "it") if len(absent) == 1 else ("topics", "do", "them")
             msg = (
-                f"topic {names} does not exist and TRADEPULSE_CREATE_TOPICS=false: an administrator "
-                "creates it (`tradepulse topics <service>` prints the commands; docs/security.md)"
+                f"{which} {names} {verb} not exist and TRADEPULSE_CREATE_TOPICS=false: an administrator "
+                f"creates {them} (`tradepulse topics <service>` prints the commands; docs/security.md)"
             )
             raise MissingTopic(msg)
         if absent:

@@ -105,3 +105,24 @@ def test_history_names_a_taken_port_and_the_variable(
     assert "Traceback" not in done.stderr
     assert f"tradepulse history: cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "TRADEPULSE_WEB_PORT" in done.stderr
+
+
+def test_a_missing_topic_the_worker_may_not_create_is_named_with_the_fix(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    done = _run_worker(worker_env(kafka_bootstrap, prefix, TRADEPULSE_CREATE_TOPICS="false"))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"topics {prefix}customs.events.v1, {prefix}tradepulse-customs-links" in done.stderr
+    assert "do not exist and TRADEPULSE_CREATE_TOPICS=false: an administrator creates them" in done.stderr
+    assert "tradepulse topics <service>" in done.stderr
+
+
+def test_a_replication_factor_the_cluster_cannot_give_names_the_variable(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    done = _run_worker(worker_env(kafka_bootstrap, prefix, TRADEPULSE_TOPIC_REPLICATION="3"))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "could not create topic" in done.stderr
+    assert "TRADEPULSE_TOPIC_REPLICATION" in done.stderr
