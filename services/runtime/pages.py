@@ -5,6 +5,7 @@ health check, one scrape configuration and one alert serve them all."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -14,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from services.runtime.kafka_admin import StartupError
 from services.runtime.metrics import exposition
 
-__all__ = ["PAGES", "add_pages", "serve_pages"]
+__all__ = ["PAGES", "add_pages", "require_free_port", "serve_pages"]
 
 PAGES = ("/health", "/ready", "/metrics")
 
@@ -60,8 +61,22 @@ async def serve_pages(
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
-        msg = (
-            f"cannot listen on {host}:{port} ({exc.strerror}): stop what holds it or set TRADEPULSE_WEB_PORT"
-        )
-        raise StartupError(msg) from None
+        raise _taken(host, port, exc) from None
     return runner
+
+
+def require_free_port(host: str, port: int) -> None:
+    """StartupError naming the fix when ``host:port`` cannot be listened on (another process holds
+    it): checked before a Faust worker starts, whose web server would otherwise fail with a
+    traceback after it joined its group."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise _taken(host, port, exc) from None
+
+
+def _taken(host: str, port: int, exc: OSError) -> StartupError:
+    fix = "stop what holds it, or set TRADEPULSE_WEB_PORT"
+    return StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): {fix}")

@@ -29,6 +29,7 @@ from services.runtime.fetch import RecordFetcher
 from services.runtime.intake import Intake
 from services.runtime.kafka_admin import READ, READ_WRITE, WRITE, Access, TopicSpec, ensure_topics
 from services.runtime.metrics import CONSUMER_LAG, exposition
+from services.runtime.pages import require_free_port
 from services.runtime.permissions import Operation
 from services.runtime.settings import Settings
 from services.runtime.transport import SCHEME, RecordBatch, record_batches
@@ -154,8 +155,10 @@ class Worker:
     access: Access
 
     async def preflight(self) -> None:
-        """Fail fast, with the fix in the message, when the broker, the credentials, the topics or
-        the permissions are wrong; learn the partition counts of the topics written by key."""
+        """Fail fast, with the fix in the message, when the web port is taken or the broker, the
+        credentials, the topics or the permissions are wrong; learn the partition counts of the
+        topics written by key."""
+        require_free_port(self.settings.web_host, self.settings.port_for(self.domain.port))
         counts = await ensure_topics(
             self.settings.kafka_client(),
             self.topics,

@@ -31,7 +31,7 @@ from services.registry import DOMAINS
 from services.runtime.db import migrate, redact_dsn, upsert_cases, upsert_indicators
 from services.runtime.kafka_admin import READ, Access, StartupError, require_access
 from services.runtime.metrics import CONSUMER_LAG
-from services.runtime.pages import serve_pages
+from services.runtime.pages import require_free_port, serve_pages
 from services.runtime.settings import Settings
 
 __all__ = ["PORT", "HistoryStore", "run_history"]
@@ -143,6 +143,7 @@ class HistoryStore(faust.Service):
 
 
 async def _run(settings: Settings, stop: asyncio.Event) -> None:
+    require_free_port(settings.web_host, settings.port_for(PORT))  # a local problem: named first
     topics = [settings.topic(indicator_topic(name)) for name in DOMAINS]
     topics += [settings.topic(case_topic(name)) for name in DOMAINS]
     group = settings.topic("tradepulse-history")

@@ -7,6 +7,7 @@ import sys
 
 import asyncpg
 import orjson
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.devstack.process import free_port
@@ -87,9 +88,11 @@ async def test_postgresql_is_a_real_server_of_version_15_or_later(database_url: 
         await conn.close()
 
 
-def test_history_names_a_taken_port_and_the_variable(
-    kafka_bootstrap: str, prefix: str, database_url: str
+@pytest.mark.parametrize("command", [["worker", "customs"], ["history"]])
+def test_a_taken_web_port_is_one_line_naming_the_variable(
+    command: list[str], kafka_bootstrap: str, prefix: str, database_url: str
 ) -> None:
+    """Before this was checked first, a worker joined its group and then died of a traceback."""
     import socket
 
     with socket.socket() as taken:
@@ -98,13 +101,14 @@ def test_history_names_a_taken_port_and_the_variable(
         port = taken.getsockname()[1]
         env = worker_env(kafka_bootstrap, prefix, DATABASE_URL=database_url, TRADEPULSE_WEB_PORT=str(port))
         done = subprocess.run(
-            [sys.executable, "-m", "services.cli", "history"],
+            [sys.executable, "-m", "services.cli", *command],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
-    assert f"tradepulse history: cannot listen on 127.0.0.1:{port}" in done.stderr
-    assert "TRADEPULSE_WEB_PORT" in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"tradepulse {' '.join(command)}: cannot listen on 127.0.0.1:{port}"), last
+    assert "TRADEPULSE_WEB_PORT" in last
 
 
 def test_a_missing_topic_the_worker_may_not_create_is_named_with_the_fix(
