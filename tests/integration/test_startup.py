@@ -26,13 +26,20 @@ def _run_worker(env: dict[str, str], timeout_s: float = 60) -> subprocess.Comple
     )
 
 
-def test_unreachable_broker_fails_fast_and_names_the_fix(prefix: str) -> None:
-    env = worker_env(f"127.0.0.1:{free_port()}", prefix, TRADEPULSE_STARTUP_TIMEOUT_S="3")
+def _refused(env: dict[str, str]) -> str:
+    """``tradepulse worker customs`` refused to start as a start-up error must: exit 2, no
+    traceback; returns its stderr."""
     done = _run_worker(env)
-    assert done.returncode == 2
-    assert "unreachable" in done.stderr
-    assert "tradepulse stack up" in done.stderr
-    assert "KAFKA_BOOTSTRAP_SERVERS" in done.stderr
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stderr
+
+
+def test_unreachable_broker_fails_fast_and_names_the_fix(prefix: str) -> None:
+    said = _refused(worker_env(f"127.0.0.1:{free_port()}", prefix, TRADEPULSE_STARTUP_TIMEOUT_S="3"))
+    assert "unreachable" in said
+    assert "tradepulse stack up" in said
+    assert "KAFKA_BOOTSTRAP_SERVERS" in said
 
 
 def test_a_clean_start_and_stop_log_tradepulses_own_lines(start_worker: StartWorker) -> None:
@@ -52,17 +59,12 @@ def test_a_clean_start_and_stop_log_tradepulses_own_lines(start_worker: StartWor
 
 
 def test_bad_configuration_names_the_variable(kafka_bootstrap: str, prefix: str) -> None:
-    env = worker_env(kafka_bootstrap, prefix, TRADEPULSE_TOPIC_PARTITIONS="many")
-    done = _run_worker(env)
-    assert done.returncode == 2
-    assert "TRADEPULSE_TOPIC_PARTITIONS" in done.stderr
-    assert "Traceback" not in done.stderr
+    said = _refused(worker_env(kafka_bootstrap, prefix, TRADEPULSE_TOPIC_PARTITIONS="many"))
+    assert "TRADEPULSE_TOPIC_PARTITIONS" in said
 
 
 def test_malformed_bootstrap_is_a_configuration_error(prefix: str) -> None:
-    done = _run_worker(worker_env("localhost", prefix))
-    assert done.returncode == 2
-    assert "KAFKA_BOOTSTRAP_SERVERS" in done.stderr
+    assert "KAFKA_BOOTSTRAP_SERVERS" in _refused(worker_env("localhost", prefix))
 
 
 async def test_input_topic_with_other_partition_count_is_refused(kafka_bootstrap: str, prefix: str) -> None:
@@ -72,10 +74,9 @@ async def test_input_topic_with_other_partition_count_is_refused(kafka_bootstrap
         await admin.create_topics([NewTopic(prefix + "customs.events.v1", 2, 1)])
     finally:
         await admin.close()
-    done = _run_worker(worker_env(kafka_bootstrap, prefix, TRADEPULSE_TOPIC_PARTITIONS="4"))
-    assert done.returncode == 2
-    assert "has 2 partitions" in done.stderr
-    assert "TRADEPULSE_TOPIC_PARTITIONS=2" in done.stderr
+    said = _refused(worker_env(kafka_bootstrap, prefix, TRADEPULSE_TOPIC_PARTITIONS="4"))
+    assert "has 2 partitions" in said
+    assert "TRADEPULSE_TOPIC_PARTITIONS=2" in said
 
 
 async def test_postgresql_is_a_real_server_of_version_15_or_later(database_url: str) -> None:
@@ -114,19 +115,15 @@ def test_a_taken_web_port_is_one_line_naming_the_variable(
 def test_a_missing_topic_the_worker_may_not_create_is_named_with_the_fix(
     kafka_bootstrap: str, prefix: str
 ) -> None:
-    done = _run_worker(worker_env(kafka_bootstrap, prefix, TRADEPULSE_CREATE_TOPICS="false"))
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    assert f"topics {prefix}customs.events.v1, {prefix}tradepulse-customs-links" in done.stderr
-    assert "do not exist and TRADEPULSE_CREATE_TOPICS=false: an administrator creates them" in done.stderr
-    assert "tradepulse topics <service>" in done.stderr
+    said = _refused(worker_env(kafka_bootstrap, prefix, TRADEPULSE_CREATE_TOPICS="false"))
+    assert f"topics {prefix}customs.events.v1, {prefix}tradepulse-customs-links" in said
+    assert "do not exist and TRADEPULSE_CREATE_TOPICS=false: an administrator creates them" in said
+    assert "tradepulse topics <service>" in said
 
 
 def test_a_replication_factor_the_cluster_cannot_give_names_the_variable(
     kafka_bootstrap: str, prefix: str
 ) -> None:
-    done = _run_worker(worker_env(kafka_bootstrap, prefix, TRADEPULSE_TOPIC_REPLICATION="3"))
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    assert "could not create topic" in done.stderr
-    assert "TRADEPULSE_TOPIC_REPLICATION" in done.stderr
+    said = _refused(worker_env(kafka_bootstrap, prefix, TRADEPULSE_TOPIC_REPLICATION="3"))
+    assert "could not create topic" in said
+    assert "TRADEPULSE_TOPIC_REPLICATION" in said
