@@ -388,8 +388,8 @@ def _ownership(app: faust.App, store: KafkaStateStore, input_name: str) -> None:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types handlers with VarArg
     async def _on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked = mine(args[0] if args else kwargs.get("revoked", ()))
-        if revoked & store.owned():
-            log.info("partitions revoked", extra={"partitions": sorted(revoked & store.owned())})
+        if lost := revoked & store.owned():
+            log.info("partitions revoked", extra={"partitions": sorted(lost)})  # a rebalance
         store.revoked(revoked)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]

@@ -143,7 +143,8 @@ class HistoryStore(faust.Service):
 
 
 async def _run(settings: Settings, stop: asyncio.Event) -> None:
-    require_free_port(settings.web_host, settings.port_for(PORT))  # a local problem: named first
+    port = settings.port_for(PORT)
+    require_free_port(settings.web_host, port)  # a local problem: named first
     topics = [settings.topic(indicator_topic(name)) for name in DOMAINS]
     topics += [settings.topic(case_topic(name)) for name in DOMAINS]
     group = settings.topic("tradepulse-history")
@@ -164,10 +165,9 @@ async def _run(settings: Settings, stop: asyncio.Event) -> None:
     def ready() -> dict[str, bool]:
         return {"postgresql": store.pool is not None, "kafka": bool(consumer.assignment())}
 
-    port = settings.port_for(PORT)
     pages = await serve_pages(settings.web_host, port, "history", ready=ready, foreign=DOMAINS)
     try:
-        await _consume(settings, consumer, topics, store, stop)
+        await _consume(settings, consumer, topics, store, stop, web=f"http://{settings.web_host}:{port}")
     finally:
         await pages.cleanup()
         await store.stop()
@@ -180,13 +180,14 @@ async def _consume(
     topics: list[str],
     store: HistoryStore,
     stop: asyncio.Event,
+    *,
+    web: str,
 ) -> None:
     await consumer.start()
     consumer.subscribe(pattern="|".join(t.replace(".", r"\.") for t in topics))
     case_topics = {settings.topic(case_topic(name)) for name in DOMAINS}
     lag_reported = 0.0
     try:
-        web = f"http://{settings.web_host}:{settings.port_for(PORT)}"
         log.info("history running", extra={"topics": topics, "web": web})
         while not stop.is_set():
             if time.monotonic() - lag_reported >= 5:

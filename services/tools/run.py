@@ -175,9 +175,12 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
                         "--span-hours", "48", "--seed", str(seed + 1), "--quiet"]  # fmt: skip
                 procs[f"simulate-{s}"] = _spawn(s, *live, env=env, log_name=f"simulate-{s}")
         print("\nTradePulse is running. Look at:")
+
+        def pages(name: str, port: int) -> None:
+            print(f"  {name:<10} http://127.0.0.1:{port}/metrics   /health   /ready   (log {procs[name][1]})")
+
         for s in services:
-            port = ports[s]
-            print(f"  {s:<10} http://127.0.0.1:{port}/metrics   /health   /ready   (log {procs[s][1]})")
+            pages(s, ports[s])
             if f"simulate-{s}" in procs:
                 sim_log = procs[f"simulate-{s}"][1]
                 print(f"  {'':<10} simulator: 100 records/s of realistic {s} traffic (log {sim_log})")
@@ -187,8 +190,7 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         kafka = env["KAFKA_BOOTSTRAP_SERVERS"]
         print(f"  kafka      {kafka}   e.g. tradepulse tail customs.events.v1.dlq")
         db = redact_dsn(env["DATABASE_URL"])  # an external URL may carry a password
-        history = f"http://127.0.0.1:{HISTORY_PORT}/metrics   /health   /ready"
-        print(f"  history    {history}   (log {procs['history'][1]})")
+        pages("history", HISTORY_PORT)
         print(f"  postgres   {db}   (history: tables indicator_window, completed_case)")
         psql = f"psql {db}" if db == env["DATABASE_URL"] else 'psql "$DATABASE_URL"'
         print(f"             {psql} -c 'SELECT indicator, count(*) FROM indicator_window GROUP BY 1'")

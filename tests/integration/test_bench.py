@@ -47,9 +47,12 @@ def test_the_customs_benchmark_writes_every_figure(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(240)
-def test_the_gateway_benchmark_writes_both_routes(tmp_path: Path) -> None:
-    """On a broker of its own (KAFKA_BOOTSTRAP_SERVERS unset)."""
+def test_the_gateway_benchmark_writes_both_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a broker of its own (KAFKA_BOOTSTRAP_SERVERS unset, also when the suite runs against an
+    external broker)."""
     from services.tools.bench_gateway import run_gateway_bench
+
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
 
     out = tmp_path / "gateway.json"
     run_gateway_bench(events=400, out=out, rounds=1, batch=50, concurrency=4)
