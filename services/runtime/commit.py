@@ -150,10 +150,7 @@ class CommitPath:
         dead: list[DeadLetter] = []
         if source is Source.INPUT:
             screened = self.intake.take(mine)
-            dead = [
-                DeadLetter(r.record.origin, r.reason, r.detail, r.record.partition, r.record)
-                for r in screened.rejected
-            ]
+            dead = screened.rejected
             for record, event in screened.accepted:
                 self.pipeline.take_event(record, event)
         elif source is Source.LINKS:

@@ -21,23 +21,14 @@ from prometheus_client import Counter
 from services.contract.catalog import Catalog
 from services.contract.codec import DecodeError, DlqReason, decode
 from services.contract.envelope import Event
-from services.engine.records import Origin, RawRecord
+from services.engine.records import DeadLetter, Origin, RawRecord
 from services.engine.state import StateStore
 from services.runtime.dedup import Chunk, DedupIndex, digest
 from services.runtime.metrics import DEDUP_KEYS, EVENTS_ACCEPTED, EVENTS_CONSUMED, EVENTS_DUPLICATE
 
-__all__ = ["DEDUP_KIND", "Intake", "Rejected", "Screened", "screen"]
+__all__ = ["DEDUP_KIND", "Intake", "Screened", "screen"]
 
 DEDUP_KIND = "dedup"
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A record for the dead-letter topic, with why."""
-
-    record: RawRecord
-    reason: DlqReason
-    detail: str
 
 
 @dataclass(slots=True)
@@ -45,7 +36,7 @@ class Screened:
     """The outcome of screening one batch."""
 
     accepted: list[tuple[RawRecord, Event]] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
 
 
@@ -72,7 +63,7 @@ def screen(
             if event.time_s > not_after_s:
                 raise DecodeError(DlqReason.INVALID_ENVELOPE, _future(event, now_s, max_skew_s))
         except DecodeError as exc:
-            reject(Rejected(record, exc.reason, exc.detail))
+            reject(DeadLetter(record.origin, exc.reason, exc.detail, record.partition, record))
             continue
         if not deduplicate or index_for(record.partition).add(digest(event.source, event.id)):
             accept((record, event))

@@ -10,9 +10,9 @@ import pytest
 from services.contract.codec import DlqReason
 from services.contract.envelope import Event
 from services.customs.events import CATALOG
-from services.engine.records import Origin, RawRecord, dead_letter
+from services.engine.records import DeadLetter, Origin, RawRecord, dead_letter
 from services.engine.state import MemoryStore
-from services.runtime.intake import Intake, Rejected
+from services.runtime.intake import Intake
 from tests.factories import TOPIC, accepted_event, binary, record, structured
 
 NOW = datetime.fromisoformat("2026-11-28T12:00:00+08:00").timestamp()
@@ -21,7 +21,7 @@ NOW = datetime.fromisoformat("2026-11-28T12:00:00+08:00").timestamp()
 class _Intake:
     """The intake, collecting what it rejects (the commit path dead-letters it)."""
 
-    def __init__(self, store: MemoryStore, sent: list[Rejected], now: list[float]) -> None:
+    def __init__(self, store: MemoryStore, sent: list[DeadLetter], now: list[float]) -> None:
         self.intake = Intake(
             catalog=CATALOG, store=store, horizon_s=3600, max_bytes=4096, clock=lambda: now[0]
         )
@@ -37,12 +37,12 @@ class _Intake:
         self.intake.checkpoint(partitions)
 
 
-def _intake(store: MemoryStore, sent: list[Rejected], *, now: list[float] | None = None) -> _Intake:
+def _intake(store: MemoryStore, sent: list[DeadLetter], *, now: list[float] | None = None) -> _Intake:
     return _Intake(store, sent, now or [NOW])
 
 
 async def test_batch_splits_into_accepted_rejected_and_duplicates() -> None:
-    store, sent = MemoryStore(), list[Rejected]()
+    store, sent = MemoryStore(), list[DeadLetter]()
     intake = _intake(store, sent)
     good = accepted_event()
     records = [
@@ -52,11 +52,11 @@ async def test_batch_splits_into_accepted_rejected_and_duplicates() -> None:
     ]
     accepted = await intake.take(records)
     assert [e.id for _, e in accepted] == [good["id"]]
-    assert [(r.reason, r.record.offset) for r in sent] == [(DlqReason.INVALID_JSON, 1)]
+    assert [(r.reason, r.origin.offset) for r in sent] == [(DlqReason.INVALID_JSON, 1)]
 
 
 async def test_state_is_written_once_per_partition_per_batch_not_per_event() -> None:
-    store, sent = MemoryStore(), list[Rejected]()
+    store, sent = MemoryStore(), list[DeadLetter]()
     intake = _intake(store, sent)
     records = [record(structured(accepted_event())[1], partition=i % 2, offset=i) for i in range(100)]
     await intake.take(records)
@@ -76,7 +76,7 @@ def test_a_refused_record_is_refused_once_also_after_a_restart_from_the_store() 
 
 
 async def test_duplicates_are_recognised_after_a_restart_from_the_store() -> None:
-    store, sent = MemoryStore(), list[Rejected]()
+    store, sent = MemoryStore(), list[DeadLetter]()
     event = accepted_event()
     first = _intake(store, sent)
     assert len(await first.take([record(structured(event)[1])])) == 1
@@ -86,7 +86,7 @@ async def test_duplicates_are_recognised_after_a_restart_from_the_store() -> Non
 
 
 async def test_keys_expire_after_the_horizon_and_their_chunks_are_deleted() -> None:
-    store, sent = MemoryStore(), list[Rejected]()
+    store, sent = MemoryStore(), list[DeadLetter]()
     now = [NOW]
     intake = _intake(store, sent, now=now)
     event = accepted_event()
@@ -118,7 +118,7 @@ def test_a_dead_letter_keeps_the_original_and_adds_the_contract_headers() -> Non
 
 @pytest.mark.parametrize("size", [4096, 4097])
 async def test_size_limit_is_inclusive(size: int) -> None:
-    store, sent = MemoryStore(), list[Rejected]()
+    store, sent = MemoryStore(), list[DeadLetter]()
     intake = _intake(store, sent)
     event = accepted_event()
     value = orjson.dumps(event)
@@ -129,7 +129,7 @@ async def test_size_limit_is_inclusive(size: int) -> None:
 
 @pytest.mark.parametrize(("ahead_s", "refused"), [(300, False), (301, True), (10**11, True)])
 async def test_events_stamped_beyond_the_clock_skew_are_invalid(ahead_s: int, refused: bool) -> None:
-    store, sent = MemoryStore(), list[Rejected]()
+    store, sent = MemoryStore(), list[DeadLetter]()
     intake = _intake(store, sent)
     at = datetime.fromtimestamp(NOW + ahead_s, datetime.fromisoformat("2026-01-01T00:00:00+08:00").tzinfo)
     event = accepted_event(time=at.isoformat())
@@ -142,7 +142,7 @@ async def test_events_stamped_beyond_the_clock_skew_are_invalid(ahead_s: int, re
 
 
 async def test_the_year_9999_is_refused_with_its_time_named() -> None:
-    store, sent = MemoryStore(), list[Rejected]()
+    store, sent = MemoryStore(), list[DeadLetter]()
     event = accepted_event(time="9999-12-31T23:59:59+08:00")
     assert await _intake(store, sent).take([record(structured(event)[1])]) == []
     assert "9999-12-31T23:59:59+08:00" in sent[0].detail
