@@ -97,6 +97,8 @@ def _spawn(
 
 PROMETHEUS_PORT = 9090
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules" / "tradepulse.yml"
+HISTORY_TABLES = "tables indicator_window, case_state; view completed_case"
+"""What history writes (services/runtime/migrations), as the start-up lines and the README name it."""
 DEMO_CREDENTIALS = RULES.parents[3] / "deploy" / "gateway" / "credentials.example.yaml"
 
 
@@ -186,12 +188,13 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
                 print(f"  {'':<10} simulator: 100 records/s of realistic {s} traffic (log {sim_log})")
                 print(f"  {'':<10} indicators: tradepulse tail indicators.{s}.v1")
         gateway_log = procs["gateway"][1]
-        print(f"  gateway    http://127.0.0.1:{gateway_port}/events   (log {gateway_log}; the README's curl)")
+        url = f"http://127.0.0.1:{gateway_port}/events"
+        print(f"  gateway    {url}   (log {gateway_log}; try it: README, 'HTTP gateway')")
         kafka = env["KAFKA_BOOTSTRAP_SERVERS"]
         print(f"  kafka      {kafka}   e.g. tradepulse tail customs.events.v1.dlq")
         db = redact_dsn(env["DATABASE_URL"])  # an external URL may carry a password
         pages("history", HISTORY_PORT)
-        print(f"  postgres   {db}   (history: tables indicator_window, completed_case)")
+        print(f"  postgres   {db}   (history: {HISTORY_TABLES})")
         psql = f"psql {db}" if db == env["DATABASE_URL"] else 'psql "$DATABASE_URL"'
         print(f"             {psql} -c 'SELECT indicator, count(*) FROM indicator_window GROUP BY 1'")
         if prometheus is not None:

@@ -13,6 +13,7 @@ from services.gateway.app import GatewaySettings
 from services.registry import DOMAINS
 from services.runtime.security import SECRET_VARIABLES, KafkaSecurity
 from services.runtime.settings import Settings
+from services.tools.run import HISTORY_TABLES
 from services.workdays import WorkdaySettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,3 +69,28 @@ def test_readme_starts_with_the_two_commands_and_they_are_executable() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     assert "exec scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _created(kind: str) -> set[str]:
+    """Tables (or views) the history migrations leave in place, in the order they run."""
+    names: set[str] = set()
+    for sql in sorted((ROOT / "services" / "runtime" / "migrations").glob("*.sql")):
+        for line in sql.read_text().splitlines():
+            words = line.rstrip(";( ").split()
+            if words[:2] == ["CREATE", kind]:
+                names.add(words[2])
+            elif words[:2] == ["DROP", kind]:
+                names.discard(words[2])
+    return names
+
+
+def test_the_sample_start_up_lines_name_every_service_and_what_history_writes() -> None:
+    """The README shows what ``scripts/run`` prints: a line per service with its port, and the history
+    tables as they are after the migrations (the sample had named a table migration 2 replaced)."""
+    sample = README.split("it prints where to look:", 1)[1].split("```", 2)[1]
+    for name, domain in DOMAINS.items():
+        assert f"  {name:<10} http://127.0.0.1:{domain.port}/metrics" in sample, name
+    tables, views = HISTORY_TABLES.split("; ")
+    assert set(tables.removeprefix("tables ").split(", ")) == _created("TABLE")
+    assert set(views.removeprefix("view ").split(", ")) == _created("VIEW")
+    assert f"(history: {HISTORY_TABLES})" in sample
