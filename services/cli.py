@@ -311,7 +311,7 @@ def parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(func=cmd_simulate)
 
-    h = sub.add_parser("history", help="write indicator revisions and completed cases to PostgreSQL")
+    h = sub.add_parser("history", help="write indicator revisions and every case state to PostgreSQL")
     h.set_defaults(func=cmd_history, long_running=True)
 
     a = sub.add_parser("acls", help="print the kafka-acls commands that grant one process what it needs")
