@@ -60,8 +60,11 @@ class NotOwned(LookupError):
     """State of a partition this worker does not own (any more) was asked for."""
 
 
-Record = tuple[bytes | None, bytes | None, float | None, list[Any]]
-"""(key, value, timestamp in seconds, headers) of a record to send."""
+Record = tuple[bytes | None, bytes | None, int | None, list[Any]]
+"""(key, value, timestamp in milliseconds, headers) of a record to send. Milliseconds, although
+aiokafka's ``BatchBuilder.append`` documents seconds: its record builder takes the value as
+milliseconds, so seconds stamped dead letters in January 1970, and the dead-letter topic's time
+retention deleted them at the broker's next check (tests/integration/test_dead_letters.py)."""
 
 
 def _key(kind: str, name: str) -> bytes:
@@ -190,7 +193,7 @@ class KafkaStateStore:
                     )
                     continue
                 partition = partition_for(out.key, count)
-            record = (out.key, out.value, ts / 1000 if ts is not None else None, list(out.headers))
+            record = (out.key, out.value, ts, list(out.headers))
             groups.setdefault((out.topic, partition), []).append(record)
         for (topic, partition), records in groups.items():
             futures.extend(await self._send_batches(topic, partition, records))

@@ -19,6 +19,7 @@ from tests.integration.harness import (
     latest,
     produce,
     read_all,
+    read_to_end,
 )
 
 FAULTS = Faults(duplicates=0.05, shuffle=0.1, late=0.05, invalid=0.02, binary=0.5, rekey=0.1)
@@ -86,10 +87,17 @@ async def batch_equality(
 async def all_invalid_dead_lettered(
     d: DomainCase, bootstrap: str, prefix: str, worker: WorkerProcess
 ) -> None:
-    """The corpus had invalid records, and every one the worker counted is in the dead-letter topic."""
+    """The corpus had invalid records, and every one the worker counted is in the dead-letter topic,
+    with its original's timestamp (the topic's time retention counts from it: a letter stamped in
+    1970 is deleted at the broker's next retention check)."""
     invalid = worker.metric("tradepulse_events_invalid_total", topic=d.topic)
     assert invalid > 0
-    assert len(await read_all(bootstrap, prefix + d.topic + ".dlq", expect=int(invalid))) == invalid
+    letters = await read_all(bootstrap, prefix + d.topic + ".dlq", expect=int(invalid))
+    assert len(letters) == invalid
+    originals = {(r.partition, r.offset): r.timestamp for r in await read_to_end(bootstrap, prefix + d.topic)}
+    for letter in letters:
+        got = dict(letter.headers)
+        assert letter.timestamp == originals[int(got["dlq_partition"]), int(got["dlq_offset"])]
 
 
 async def restart_mid_stream(

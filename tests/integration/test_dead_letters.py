@@ -67,6 +67,12 @@ async def test_a_forwarded_event_too_late_for_its_windows_is_dead_lettered_as_pr
     assert b"older than the retention" in got["dlq_detail"]
     assert got["dlq_topic"].decode() == prefix + TOPIC
     assert (int(got["dlq_partition"]), int(got["dlq_offset"])) == (partition, offset)
+    (original,) = [
+        r
+        for r in await read_to_end(kafka_bootstrap, prefix + TOPIC)
+        if r.offset == offset and r.partition == partition
+    ]
+    assert letter.timestamp == original.timestamp, "the original's timestamp (time retention counts from it)"
     worker.wait_metric("tradepulse_events_invalid_total", 1, topic=TOPIC, reason="processing_error")
 
 
