@@ -26,12 +26,19 @@ __all__ = ["Faults", "Record", "happened", "perturb", "run_simulation"]
 
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
+
+def _key(event: dict[str, Any]) -> bytes:
+    return str(event["subject"]).encode()
+
+
+# Bad records as producers send them: garbage without a key, and broken events keyed by their
+# subject like good ones (a keyed dead letter takes another write path than a keyless one).
 INVALID_SAMPLES: list[Callable[[dict[str, Any]], Record]] = [
     lambda e: (None, b"{not json", [codec.STRUCTURED_HEADER]),
     lambda e: (None, orjson.dumps([e]), [codec.STRUCTURED_HEADER]),
-    lambda e: (None, orjson.dumps({**e, "time": "yesterday"}), [codec.STRUCTURED_HEADER]),
-    lambda e: (None, orjson.dumps({**e, "type": "customs.unknown"}), []),
-    lambda e: (None, orjson.dumps({**e, "data": {}}), [codec.STRUCTURED_HEADER]),
+    lambda e: (_key(e), orjson.dumps({**e, "time": "yesterday"}), [codec.STRUCTURED_HEADER]),
+    lambda e: (_key(e), orjson.dumps({**e, "type": "customs.unknown"}), []),
+    lambda e: (_key(e), orjson.dumps({**e, "data": {}}), [codec.STRUCTURED_HEADER]),
 ]
 
 
