@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import datetime
+from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from services.cbec.domain import DOMAIN
 from services.cbec.lifecycle import Listing, Order, OrderDoc, exception_of, match_result
@@ -78,3 +82,51 @@ def test_the_11_11_peak_carries_four_times_the_orders() -> None:
     days = [e["time"][:10] for e in events if e["type"] == "cbec.order.declared"]
     peak, before = days.count("2025-11-11"), days.count("2025-11-10")
     assert 3.0 < peak / before < 5.0
+
+
+def _time(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["time"]).timestamp()
+
+
+def test_a_return_weeks_after_the_release_still_finds_its_order() -> None:
+    """Returns come up to 30 days after the release (docs/domain.md section 3.4). With the default
+    settings and housekeeping running, a return must reach its order: counted under the order's
+    supervision mode, and the order's case record keeps its milestones, its revision increasing.
+    (With final orders dropped after 7 days, a late return started a new case: its record, revision
+    1 with the return alone, replaced the released order's in the compacted case topic, and the
+    return was counted under "unknown".)"""
+    # a month of orders, so that watermarks move on every day as they do in production
+    events = sorted(simulate(cases=3000, seed=7, start_s=START, span_s=30 * 86400), key=_time)
+    wiring = Wiring(DOMAIN)
+    unknown = (
+        REGISTRY.get_sample_value("tradepulse_cbec_returns_total", {"supervision_mode": "unknown"}) or 0.0
+    )
+
+    async def go() -> None:
+        records = wiring.event_records(events)
+        for i in range(0, len(records), 200):
+            await wiring.take(records[i : i + 200])
+            await wiring.tick(wiring.pipeline.housekeeping)
+
+    asyncio.run(go())
+    late = {e["subject"] for e in events if e["type"] == "cbec.return.requested"}
+    released = {
+        e["subject"]: _time(e)
+        for e in events
+        if e["type"] == "cbec.list.status" and e["data"]["status"] == 800
+    }
+    returns = [
+        e
+        for e in events
+        if e["type"] == "cbec.return.requested" and _time(e) - released[e["subject"]] > 10 * 86400
+    ]
+    assert len(returns) >= 5, "the corpus must have returns weeks after the release"
+    history: dict[str, list[dict[str, Any]]] = {}
+    for out in wiring.written("cases"):
+        history.setdefault((out.key or b"").decode(), []).append(orjson.loads(out.value or b"")["data"])
+    for key in late:
+        revisions = [r["revision"] for r in history[key]]
+        assert revisions == sorted(set(revisions)), f"{key}: revisions {revisions}"
+        assert {"s800", "return"} <= history[key][-1]["milestones"].keys(), key
+    after = REGISTRY.get_sample_value("tradepulse_cbec_returns_total", {"supervision_mode": "unknown"}) or 0.0
+    assert after == unknown, "a return counted without its order's supervision mode"
