@@ -18,6 +18,6 @@ class CbecSettings(EngineSettings):
     # days after the release (docs/domain.md section 3.4) and must find their order: a return
     # after the drop started a new case, whose record (revision 1, the return alone) replaced the
     # released order's in the compacted case topic, and it counted under no supervision mode.
-    # 31 days: the window plus a day of lateness (an order takes about 1.8 KB: docs/performance.md).
+    # 31 days: the window plus a day of lateness (a kept order takes about 2.4 KB: docs/performance.md).
     window_retention_s: Annotated[float, Field(gt=0)] = 31 * 86400.0
     case_expiry_s: Annotated[float, Field(gt=0)] = 30 * 86400.0
