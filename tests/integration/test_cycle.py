@@ -17,9 +17,8 @@ from tests.batch_customs import compare
 from tests.batch_cycle import batch
 from tests.integration.domain import VALID_ONLY, DomainCase
 from tests.integration.harness import StartWorker, caught_up, eventually, latest, produce
-from tests.integration.test_cips import CIPS
 from tests.integration.test_customs import CUSTOMS
-from tests.integration.test_taxrefund import REFUNDS
+from tests.integration.test_domains import CIPS, REFUNDS
 
 START = datetime.fromisoformat("2025-04-07T00:00:00+08:00").timestamp()
 SPAN = 3 * 86400.0

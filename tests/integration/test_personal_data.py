@@ -17,7 +17,7 @@ from services.cbec.events import OrderDeclared
 from services.cbec.simulator import simulate
 from services.tools.simulate import Faults, encode, perturb
 from tests.integration.harness import StartWorker, caught_up, produce, read_to_end, worker_env
-from tests.integration.test_cbec import CBEC
+from tests.integration.test_domains import CBEC
 from tests.integration.test_history import _start_history
 
 PERSONAL = OrderDeclared.personal_fields()
