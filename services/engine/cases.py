@@ -26,13 +26,15 @@ from services.engine.registers import from_json, to_json
 from services.engine.state import StateStore
 from services.engine.windows import WINDOWS, Contribution, IndicatorSpec, WindowKey
 
-__all__ = ["AGGKEY", "CaseEngine", "Change", "Entry", "PartitionState", "TooLate"]
+__all__ = ["AGGKEY", "RETIRED", "CaseEngine", "Change", "Entry", "PartitionState", "TooLate"]
 
 AGGKEY = "aggkey"  # state kind: the window keys a partition has aggregates for
+RETIRED = "retired"  # state kind: the domain's own cases the engine dropped, with the watermark then
 
 
 class TooLate(ValueError):
-    """A change to a window older than the retention; the event that caused it is dead-lettered."""
+    """A change the engine can no longer make: to a window older than the retention, or to a case it
+    has dropped. The event (or the one that sent the message) is dead-lettered."""
 
 
 @dataclass(slots=True)
@@ -62,6 +64,7 @@ class PartitionState:
     tables: dict[str, dict[str, Entry]]
     dirty: set[tuple[str, str]] = field(default_factory=set)
     open_by: dict[str, Counter[str]] = field(default_factory=dict)
+    retired: dict[str, float] = field(default_factory=dict)  # own cases dropped: key -> watermark then
 
 
 @dataclass
@@ -106,6 +109,7 @@ class CaseEngine:
         for text, _ in self.store.items(p, AGGKEY):
             wkey = WindowKey.parse(text)
             partials.aggs[wkey] = aggregation_type(self.specs[wkey.indicator].kind)()
+        st.retired = {key: float(raw) for key, raw in self.store.items(p, RETIRED)}
         for kind, cls in self.kinds.items():
             table = st.tables[kind]
             counts = st.open_by.setdefault(kind, Counter())
@@ -143,6 +147,8 @@ class CaseEngine:
         st = self.state(p)
         st.partials.observe(event.time_s)
         entry = st.tables[kind].get(key)
+        if entry is None:
+            self._refuse_if_dropped(st, kind, key)
         before = self.kinds[kind].empty(key) if entry is None else entry.case
         return self._change(st, kind, key, entry, before, before.apply(event), event.time_s)
 
@@ -152,6 +158,8 @@ class CaseEngine:
         st.partials.observe(at_s)
         kind, key = message.kind, message.key
         entry = st.tables[kind].get(key)
+        if entry is None:
+            self._refuse_if_dropped(st, kind, key)
         before = self.kinds[kind].empty(key) if entry is None else entry.case
         return self._change(st, kind, key, entry, before, before.receive(message.body), at_s)
 
@@ -199,6 +207,17 @@ class CaseEngine:
             self.changes.append(Change(st.partition, key, entry))
         self.observer.changed(kind, before, after, added)
         return after.messages(before)
+
+    def _refuse_if_dropped(self, st: PartitionState, kind: str, key: str) -> None:
+        """A case the engine dropped takes nothing more: folded into a new, empty case, the change
+        would publish a record (revision 1, without the case's history) that replaces the case's
+        own on the compacted case topic, and count again what was counted."""
+        if kind == self.primary and key in st.retired:
+            msg = (
+                f"{key}: the case was closed and dropped (completed and past window_retention_s, or "
+                "no event for case_expiry_s); a later change cannot be applied to it"
+            )
+            raise TooLate(msg)
 
     def _refuse_if_retired(
         self, st: PartitionState, key: str, old: tuple[Contribution, ...], new: tuple[Contribution, ...]
@@ -273,15 +292,19 @@ class CaseEngine:
                 for key, entry in list(table.items()):
                     case = entry.case
                     if case.completed and entry.last_s < wm - retention - 2 * WINDOWS["P1D"]:
-                        self._drop(st, kind, key)
+                        self._drop(st, kind, key, wm)
                     elif not case.completed and entry.last_s < wm - expiry:
                         self.observer.expired(kind, case)
                         counts[case.group] -= case.open
                         self.open_totals[kind][case.group] -= case.open
-                        self._drop(st, kind, key)
+                        self._drop(st, kind, key, wm)
                         if kind == self.primary:
                             entry.revision += 1
                             self.changes.append(Change(p, key, entry, "expired"))
+            # a dropped case is remembered for one case expiry, then its key is like any other
+            for key in [k for k, dropped_s in st.retired.items() if dropped_s < wm - expiry]:
+                del st.retired[key]
+                self.store.delete(p, RETIRED, key)
             horizon = wm - retention
             for wkey in [k for k in st.partials.aggs if k.end_s + WINDOWS["P1D"] < horizon]:
                 del st.partials.aggs[wkey]
@@ -292,10 +315,13 @@ class CaseEngine:
             self.observer.housekeeping(kind, cases, newest)
         self._report_open()
 
-    def _drop(self, st: PartitionState, kind: str, key: str) -> None:
+    def _drop(self, st: PartitionState, kind: str, key: str, watermark_s: float) -> None:
         del st.tables[kind][key]
         st.dirty.discard((kind, key))
         self.store.delete(st.partition, kind, key)
+        if kind == self.primary:
+            st.retired[key] = watermark_s
+            self.store.put(st.partition, RETIRED, key, repr(watermark_s).encode())
 
     def cases(self, kind: str) -> Iterator[tuple[int, str, Entry]]:
         """Every case of ``kind`` on this worker: (partition, key, entry)."""

@@ -184,6 +184,27 @@ def test_unfinished_cases_expire_and_finished_ones_leave_with_their_windows() ->
     assert observer.open == {"all": 1}
 
 
+def test_a_case_the_engine_dropped_takes_no_more_events_also_after_a_restart() -> None:
+    """Folded into a new, empty case, a later event would publish a record (revision 1, without the
+    case's history) that replaces the dropped case's own on the compacted case topic: CBEC returns
+    did that when orders were kept 7 days. The event is dead-lettered instead, saying why."""
+    store, settings = MemoryStore(1), ToySettings(case_expiry_s=30 * DAY, window_retention_s=7 * DAY)
+    w = Wiring(TOY, partitions=1, store=store, settings=settings)
+    w.run([event("toy.parcel.sent", "stuck", "2025-01-01T08:00:00+08:00", 1, depot="north"),
+           event("toy.parcel.sent", "done", "2025-01-01T08:00:00+08:00", 1, depot="north"),
+           event("toy.parcel.delivered", "done", "2025-01-01T09:00:00+08:00", 2),
+           event("toy.parcel.sent", "fresh", "2025-03-01T08:00:00+08:00", 1, depot="north")])  # fmt: skip
+    asyncio.run(w.tick(w.pipeline.housekeeping))  # "done" completed and past retention, "stuck" expired
+    restarted, written = Wiring(TOY, partitions=1, store=store, settings=settings), len(store.written)
+    restarted.run([event("toy.parcel.delivered", "done", "2025-03-01T09:00:00+08:00", 3),
+                   event("toy.parcel.delivered", "stuck", "2025-03-01T09:00:00+08:00", 2),
+                   event("toy.parcel.delivered", "fresh", "2025-03-01T09:00:00+08:00", 2)])  # fmt: skip
+    details = sorted(dict(o.headers)["dlq_detail"].decode() for o in restarted.written(TOPICS.dlq))
+    assert [d.split(":")[0] for d in details] == ["done", "stuck"]
+    assert all("closed and dropped" in d for d in details)
+    assert [o.key for o in store.written[written:] if o.topic == TOPICS.cases] == [b"fresh"]
+
+
 def test_gauges_show_the_numbers_of_the_records() -> None:
     w = Wiring(TOY)
     latest = w.run(_corpus())
