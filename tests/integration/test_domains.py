@@ -5,6 +5,7 @@ arrivals, has tests of its own (test_customs.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,51 +30,50 @@ CBEC = DomainCase("cbec", simulate_cbec, batch_cbec, _day("2025-11-10"), 2 * 864
 CIPS = DomainCase("cips", simulate_cips, batch_cips, _day("2025-03-03"), 2 * 86400)
 REFUNDS = DomainCase("taxrefund", simulate_refunds, batch_refunds, _day("2025-09-01"), 40 * 86400)
 
-# (domain, cases and seed of the batch comparison, of the restart, metrics its observer must move)
-RUNS: list[tuple[DomainCase, tuple[int, int], tuple[int, int], list[tuple[str, dict[str, Any]]]]] = [
-    (CBEC, (400, 51), (700, 52), [
+
+@dataclass(frozen=True)
+class Run:
+    """One domain's runs: (cases, seed) of the batch comparison and of the restart, and the metrics
+    its observer must have moved."""
+
+    d: DomainCase
+    corpus: tuple[int, int]
+    restart: tuple[int, int]
+    metrics: list[tuple[str, dict[str, Any]]]
+
+
+RUNS = [
+    Run(CBEC, (400, 51), (700, 52), [
         ("tradepulse_cbec_release_seconds_count", {}),
         ("tradepulse_cbec_doc_match_total", {"result": "match"}),
     ]),
-    (CIPS, (400, 31), (800, 32), [
+    Run(CIPS, (400, 31), (800, 32), [
         ("tradepulse_cips_credit_seconds_count", {}),
         ("tradepulse_cips_settled_cny_total", {}),
         ("tradepulse_cips_payments_total", {"status": "credited"}),
     ]),
-    (REFUNDS, (300, 21), (800, 22), [
+    Run(REFUNDS, (300, 21), (800, 22), [
         ("tradepulse_taxrefund_processing_workdays_count", {}),
         ("tradepulse_taxrefund_issued_total", {"mgmt_category": "2", "within_limit": "true"}),
     ]),
 ]  # fmt: skip
-IDS = [d.service for d, *_ in RUNS]
+by_service = pytest.mark.parametrize("run", RUNS, ids=[r.d.service for r in RUNS])
 
 
-@pytest.mark.parametrize(("d", "corpus", "_restart", "metrics"), RUNS, ids=IDS)
+@by_service
 async def test_indicators_equal_a_batch_computation(
-    kafka_bootstrap: str,
-    prefix: str,
-    start_worker: StartWorker,
-    d: DomainCase,
-    corpus: tuple[int, int],
-    _restart: tuple[int, int],
-    metrics: list[tuple[str, dict[str, Any]]],
+    kafka_bootstrap: str, prefix: str, start_worker: StartWorker, run: Run
 ) -> None:
-    cases, seed = corpus
-    (worker,), _ = await batch_equality(d, kafka_bootstrap, prefix, start_worker, cases=cases, seed=seed)
-    for name, labels in metrics:
+    cases, seed = run.corpus
+    (worker,), _ = await batch_equality(run.d, kafka_bootstrap, prefix, start_worker, cases=cases, seed=seed)
+    for name, labels in run.metrics:
         assert worker.metric(name, **labels) > 0, name
-    await all_invalid_dead_lettered(d, kafka_bootstrap, prefix, worker)
+    await all_invalid_dead_lettered(run.d, kafka_bootstrap, prefix, worker)
 
 
-@pytest.mark.parametrize(("d", "_corpus", "restart", "_metrics"), RUNS, ids=IDS)
+@by_service
 async def test_same_records_after_a_restart_mid_stream(
-    kafka_bootstrap: str,
-    prefix: str,
-    start_worker: StartWorker,
-    d: DomainCase,
-    _corpus: tuple[int, int],
-    restart: tuple[int, int],
-    _metrics: list[tuple[str, dict[str, Any]]],
+    kafka_bootstrap: str, prefix: str, start_worker: StartWorker, run: Run
 ) -> None:
-    cases, seed = restart
-    await restart_mid_stream(d, kafka_bootstrap, prefix, start_worker, cases=cases, seed=seed)
+    cases, seed = run.restart
+    await restart_mid_stream(run.d, kafka_bootstrap, prefix, start_worker, cases=cases, seed=seed)
