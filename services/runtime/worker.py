@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from services.contract.topics import case_topic, dlq_topic, indicator_topic
@@ -34,7 +35,7 @@ from services.runtime.permissions import Operation
 from services.runtime.settings import Settings
 from services.runtime.transport import SCHEME, RecordBatch, record_batches
 
-__all__ = ["ServiceWorker", "StopDeadline", "Worker", "build_worker", "create_app", "tune_gc"]
+__all__ = ["ServiceWorker", "StopDeadline", "Worker", "assignment", "build_worker", "create_app", "tune_gc"]
 
 log = logging.getLogger(__name__)
 
@@ -399,6 +400,15 @@ def _ownership(app: faust.App, store: KafkaStateStore, input_name: str) -> None:
         await store.assigned(assigned)
 
 
+def assignment(app: faust.App) -> list[str]:
+    """The partitions the worker's consumer holds; none before its thread starts or after it
+    stopped (readiness probes ask then too: that was a 500 with a traceback in the log)."""
+    try:
+        return sorted(str(tp) for tp in app.consumer.assignment())
+    except ConsumerNotStarted:
+        return []
+
+
 def _add_pages(app: faust.App, service: str, foreign: Sequence[str]) -> None:
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -414,7 +424,7 @@ def _add_pages(app: faust.App, service: str, foreign: Sequence[str]) -> None:
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
         """Readiness: partitions assigned and no rebalance or recovery under way."""
-        assigned = sorted(str(tp) for tp in app.consumer.assignment()) if app.consumer else []
+        assigned = assignment(app)
         is_ready = bool(assigned) and not app.rebalancing
         body = {"service": service, "ready": is_ready, "assigned": assigned}
         return web.json(body, status=200 if is_ready else 503)
