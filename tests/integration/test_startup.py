@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 
 import asyncpg
 import orjson
@@ -13,10 +14,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from services.devstack.process import free_port
 from tests.integration.harness import REPO, StartWorker, worker_env
 
+WORKER = ("worker", "customs")
 
-def _run_worker(env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+
+def _run_worker(
+    env: dict[str, str], timeout_s: float = 60, command: Sequence[str] = WORKER
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", "worker", "customs"],
+        [sys.executable, "-m", "services.cli", *command],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -26,10 +31,10 @@ def _run_worker(env: dict[str, str], timeout_s: float = 60) -> subprocess.Comple
     )
 
 
-def _refused(env: dict[str, str]) -> str:
-    """``tradepulse worker customs`` refused to start as a start-up error must: exit 2, no
-    traceback; returns its stderr."""
-    done = _run_worker(env)
+def _refused(env: dict[str, str], command: Sequence[str] = WORKER) -> str:
+    """``tradepulse worker customs`` (or ``command``) refused to start as a start-up error must:
+    exit 2, no traceback; returns its stderr."""
+    done = _run_worker(env, command=command)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     return done.stderr
@@ -101,13 +106,8 @@ def test_a_taken_web_port_is_one_line_naming_the_variable(
         taken.listen()
         port = taken.getsockname()[1]
         env = worker_env(kafka_bootstrap, prefix, DATABASE_URL=database_url, TRADEPULSE_WEB_PORT=str(port))
-        done = subprocess.run(
-            [sys.executable, "-m", "services.cli", *command],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    last = done.stderr.strip().splitlines()[-1]
+        said = _refused(env, command)
+    last = said.strip().splitlines()[-1]
     assert last.startswith(f"tradepulse {' '.join(command)}: cannot listen on 127.0.0.1:{port}"), last
     assert "TRADEPULSE_WEB_PORT" in last
 
