@@ -19,6 +19,7 @@ from typing import Any
 
 import faust
 from faust.exceptions import ConsumerNotStarted
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from services.contract.topics import case_topic, dlq_topic, indicator_topic
@@ -365,9 +366,9 @@ def _report_lag(app: faust.App, inputs: dict[str, str], next_offset: dict[tuple[
     """Consumer lag per owned input partition, for the lag alert."""
 
     async def report() -> None:
-        if app.should_stop or app.consumer is None:
+        if app.should_stop:
             return
-        for tp in app.consumer.assignment():
+        for tp in assignment(app):
             contract = inputs.get(tp.topic)
             taken = next_offset.get((tp.topic, tp.partition))
             if contract is None or taken is None:
@@ -400,13 +401,14 @@ def _ownership(app: faust.App, store: KafkaStateStore, input_name: str) -> None:
         await store.assigned(assigned)
 
 
-def assignment(app: faust.App) -> list[str]:
+def assignment(app: faust.App) -> set[TP]:
     """The partitions the worker's consumer holds; none before its thread starts or after it
-    stopped (readiness probes ask then too: that was a 500 with a traceback in the log)."""
+    stopped. Faust raises ConsumerNotStarted then, and the readiness page and the lag timer ask at
+    those times too (the page answered 500 with a traceback in the log)."""
     try:
-        return sorted(str(tp) for tp in app.consumer.assignment())
+        return set(app.consumer.assignment())
     except ConsumerNotStarted:
-        return []
+        return set()
 
 
 def _add_pages(app: faust.App, service: str, foreign: Sequence[str]) -> None:
@@ -424,7 +426,7 @@ def _add_pages(app: faust.App, service: str, foreign: Sequence[str]) -> None:
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
         """Readiness: partitions assigned and no rebalance or recovery under way."""
-        assigned = assignment(app)
+        assigned = sorted(str(tp) for tp in assignment(app))
         is_ready = bool(assigned) and not app.rebalancing
         body = {"service": service, "ready": is_ready, "assigned": assigned}
         return web.json(body, status=200 if is_ready else 503)

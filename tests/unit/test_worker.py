@@ -14,7 +14,7 @@ def test_a_worker_whose_consumer_has_not_started_holds_no_partitions() -> None:
     503 "not ready" (seen in a worker's log during a start)."""
     app = create_app(Settings(), service="customs", port=6061)
     try:
-        assert assignment(app) == []
+        assert assignment(app) == set()
     finally:  # the event loops Faust made for the app and the consumer's thread
         consumer: Any = app.consumer  # Faust's aiokafka consumer, whose thread has a loop of its own
         consumer._thread.thread_loop.close()
