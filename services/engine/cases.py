@@ -144,24 +144,32 @@ class CaseEngine:
     def apply_event(self, p: int, kind: str, key: str, event: Any) -> Sequence[Message]:
         """Fold one input event into its case; returns the messages the change sends.
         Raises :class:`TooLate` (changing nothing) if it would touch a retired window."""
-        st = self.state(p)
-        st.partials.observe(event.time_s)
-        entry = st.tables[kind].get(key)
-        if entry is None:
-            self._refuse_if_dropped(st, kind, key)
-        before = self.kinds[kind].empty(key) if entry is None else entry.case
+        st, entry, before = self._current(p, kind, key, event.time_s)
         return self._change(st, kind, key, entry, before, before.apply(event), event.time_s)
 
     def apply_message(self, p: int, message: Message, at_s: float) -> Sequence[Message]:
         """Fold a message from another case (sent because of an event at ``at_s``)."""
+        kind, key = message.kind, message.key
+        st, entry, before = self._current(p, kind, key, at_s)
+        return self._change(st, kind, key, entry, before, before.receive(message.body), at_s)
+
+    def _current(self, p: int, kind: str, key: str, at_s: float) -> tuple[PartitionState, Entry | None, Case]:
+        """The partition (its watermark moved on by a change at ``at_s``) and the case as it is: its
+        entry, or None and an empty case. A case the engine dropped takes nothing more (TooLate):
+        folded into a new, empty case, the change would publish a record (revision 1, without the
+        case's history) that replaces the case's own on the compacted case topic."""
         st = self.state(p)
         st.partials.observe(at_s)
-        kind, key = message.kind, message.key
         entry = st.tables[kind].get(key)
-        if entry is None:
-            self._refuse_if_dropped(st, kind, key)
-        before = self.kinds[kind].empty(key) if entry is None else entry.case
-        return self._change(st, kind, key, entry, before, before.receive(message.body), at_s)
+        if entry is not None:
+            return st, entry, entry.case
+        if kind == self.primary and key in st.retired:
+            msg = (
+                f"{key}: the case was closed and dropped (completed and past window_retention_s, or "
+                "no event for case_expiry_s); a later change cannot be applied to it"
+            )
+            raise TooLate(msg)
+        return st, None, self.kinds[kind].empty(key)
 
     def _change(
         self,
@@ -207,17 +215,6 @@ class CaseEngine:
             self.changes.append(Change(st.partition, key, entry))
         self.observer.changed(kind, before, after, added)
         return after.messages(before)
-
-    def _refuse_if_dropped(self, st: PartitionState, kind: str, key: str) -> None:
-        """A case the engine dropped takes nothing more: folded into a new, empty case, the change
-        would publish a record (revision 1, without the case's history) that replaces the case's
-        own on the compacted case topic, and count again what was counted."""
-        if kind == self.primary and key in st.retired:
-            msg = (
-                f"{key}: the case was closed and dropped (completed and past window_retention_s, or "
-                "no event for case_expiry_s); a later change cannot be applied to it"
-            )
-            raise TooLate(msg)
 
     def _refuse_if_retired(
         self, st: PartitionState, key: str, old: tuple[Contribution, ...], new: tuple[Contribution, ...]
