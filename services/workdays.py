@@ -50,6 +50,11 @@ class CalendarUnknown(LookupError):
         )
         self.year = year
 
+    @property
+    def token(self) -> str:
+        """What a case whose measure needs the year waits for (services.engine: parked cases)."""
+        return f"calendar:{self.year}"
+
 
 @dataclass(frozen=True, slots=True)
 class YearData:
@@ -103,6 +108,11 @@ class WorkdayCalendar:
 
     def covers(self, year: int) -> bool:
         return year in self.years
+
+    def resolves(self, token: str) -> bool:
+        """Whether the calendar now has the year of a :attr:`CalendarUnknown.token`."""
+        kind, _, year = token.partition(":")
+        return kind == "calendar" and year.isdigit() and self.covers(int(year))
 
     def is_workday(self, d: date) -> bool:
         data = self.years.get(d.year)

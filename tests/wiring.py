@@ -20,10 +20,16 @@ from services.engine.pipeline import Pipeline, Topics
 from services.engine.records import Origin, Out, RawRecord
 from services.engine.state import MemoryStore
 from services.runtime.commit import CommitPath, Source
+from services.runtime.dedup import STATE_INDEXES
 from services.runtime.intake import Intake
 
 TOPICS = Topics(links="links", partials="partials", indicators="indicators", dlq="dlq", cases="cases")
 STRUCTURED = [("content-type", b"application/cloudevents+json")]
+
+
+def memory_store(partitions: int = 1) -> MemoryStore:
+    """A store in memory with the indexes every worker's store keeps."""
+    return MemoryStore(partitions, indexes=STATE_INDEXES)
 
 
 class Wiring:
@@ -37,13 +43,14 @@ class Wiring:
         settings: EngineSettings | None = None,
         store: MemoryStore | None = None,
         clock: Any = None,
+        context: Any = None,
     ) -> None:
         self.domain = domain
         self.partitions = partitions
         self.settings = settings or domain.settings()
-        self.store = store or MemoryStore(partitions)
+        self.store = store or memory_store(partitions)
         self.topics: dict[str, list[RawRecord]] = defaultdict(list)
-        context = domain.context(self.settings)
+        context = context if context is not None else domain.context(self.settings)
         self.pipeline = Pipeline(
             domain,
             settings=self.settings,

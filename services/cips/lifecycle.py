@@ -87,6 +87,12 @@ class Payment(Case):
     def completed(self) -> bool:
         return self.outcome != "open"
 
+    CLOCKS = ("open",)
+
+    def clocks(self, context: Any = None) -> Sequence[tuple[str, float]]:
+        """An open payment is under its initiation (the oldest open payment's age)."""
+        return (("open", self.milestones["initiated"]),) if self.open else ()
+
     def measures(self, context: Any = None) -> Sequence[Contribution]:
         """The payment's measures, from its state alone."""
         t = self.milestones

@@ -3,7 +3,7 @@ the settlement leg: an observer of the engine's changes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -61,6 +61,12 @@ class CipsMetrics(Backlog):
                 max(0.0, t["settled"] - t["submitted"])
             )
 
-    def housekeeping(self, kind: str, cases: Iterable[Any], newest_event_s: float) -> None:
-        oldest = max((newest_event_s - p.milestones["initiated"] for p in cases if p.open), default=0.0)
-        OLDEST_OPEN.set(max(0.0, oldest))
+    def housekeeping(
+        self,
+        kind: str,
+        tallies: Mapping[tuple[str, ...], int],
+        earliest: Mapping[str, float],
+        newest_event_s: float,
+    ) -> None:
+        since = earliest.get("open")
+        OLDEST_OPEN.set(max(0.0, newest_event_s - since) if since is not None else 0.0)

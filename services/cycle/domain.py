@@ -17,6 +17,10 @@ def context(settings: CycleSettings) -> WorkdayCalendar:
     return WorkdaySettings().calendar()
 
 
+def resolves(calendar: WorkdayCalendar, token: str) -> bool:
+    return calendar.resolves(token)
+
+
 DOMAIN = Domain(
     name="cycle",
     catalog=CATALOG,  # cases.customs.v1, with cases.cips.v1 and cases.taxrefund.v1 (inputs)
@@ -30,4 +34,5 @@ DOMAIN = Domain(
     messages=(Credited, Issued),
     context=context,
     observer=CycleMetrics,
+    resolves=resolves,
 )

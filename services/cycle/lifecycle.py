@@ -145,6 +145,16 @@ class Entry(Case):
                 out.append(Contribution("cycle.export_to_refund", max(released, issued), dims, float(days)))
         return out
 
+    def parked(self, context: WorkdayCalendar) -> Sequence[str]:
+        """An entry whose release-to-refund needs a year the calendar lacks waits for it."""
+        if not (self.released.known and self.refund.known):
+            return ()
+        try:
+            context.workdays_between(local_date(self.released.at_s), local_date(self.refund.at_s))
+        except CalendarUnknown as exc:
+            return (exc.token,)
+        return ()
+
     def attributes(self) -> Mapping[str, Any]:
         return {
             "customs_code": self.released.value, "prepaid": self.prepaid, "payment": self.credit.value,

@@ -5,31 +5,75 @@ For each change it computes the case's new state and new contributions *before* 
 anything: a change that would touch a window older than the retention raises :class:`TooLate`
 and leaves the case as it was. Otherwise it replaces the case's contributions in the partition's
 aggregates (a correction moves a case, never counts it twice), counts late contributions, tells
-the domain's observer, and marks the case for the state store. Cases are restored from the store
-the first time their partition is used; aggregates are never stored, only rebuilt from the cases,
-so the two cannot disagree after a crash.
+the domain's observer, and marks the case for the state store.
+
+What a partition keeps, all in the state store (services.engine.state) and written with the
+batch that changed it, so that none of it is ever rebuilt by reading every case:
+
+- each case, with the contributions it counts (exactly as counted: a context that changed since,
+  a calendar year added say, cannot make the aggregates disagree with their cases);
+- each window key's aggregate (``agg``), the watermark (``meta``) and the tallies (``tally``:
+  open cases by group, and what domains count of their cases for their gauges);
+- a *due index* (``due``): every case, and every dropped case's key, under the hour when
+  housekeeping must look at it again, so expiry costs what is due, not what is kept;
+- a *park index* (``park``): cases whose measures wait for the context (a calendar year), so
+  that the context's arrival revisits those and nothing else;
+- *clocks* (``clock``): cases under the times they name (an open payment under its initiation),
+  so the earliest is one read (the oldest open payment's age), not a scan.
+
+In memory: a bounded cache of decoded cases, the cases changed since the last stage, and the
+aggregates and tallies (which grow with windows and labels, never with cases).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+import math
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from services.engine.aggregations import aggregation_type
+from services.engine.aggregations import aggregation_of
 from services.engine.domain import NO_MESSAGES, Case, Domain, EngineSettings, Message, Observer
-from services.engine.partials import Applied, Partials, late_map, with_late
+from services.engine.partials import Applied, Partials
 from services.engine.registers import from_json, to_json
 from services.engine.state import StateStore
 from services.engine.windows import WINDOWS, Contribution, IndicatorSpec, WindowKey
 
-__all__ = ["AGGKEY", "RETIRED", "CaseEngine", "Change", "Entry", "PartitionState", "TooLate"]
+__all__ = [
+    "AGG",
+    "CLOCK",
+    "DUE",
+    "DUE_BUCKET_S",
+    "META",
+    "PARK",
+    "RETIRED",
+    "TALLY",
+    "CaseEngine",
+    "Change",
+    "Entry",
+    "PartitionState",
+    "TooLate",
+]
 
-AGGKEY = "aggkey"  # state kind: the window keys a partition has aggregates for
+AGG = "agg"  # state kind: the partition's aggregate of one window key
+CLOCK = "clock"  # state kind: `<kind>|<clock>|<ms>|<key>`, a case under a time it names
+DUE = "due"  # state kind: `<hour>|<kind>|<key>`, when housekeeping must look at a case again
+PARK = "park"  # state kind: `<token>|<kind>|<key>`, a case whose measures wait for the context
 RETIRED = "retired"  # state kind: the domain's own cases the engine dropped, with the watermark then
+TALLY = "tally"  # state kind: the partition's tallies of one case kind
+META = "meta"  # state kind: the partition's watermark
+OPEN = "open"  # the tally of open cases by group
+PARKED = "parked"  # the tally of parked cases by token
+DUE_BUCKET_S = 3600  # housekeeping sees a case within an hour of its due time
+LOAD_STEP = 2000  # values read between two yields of a partition's load
+_DAY = WINDOWS["P1D"]
+_NAME_DIGITS = 10
+
+Tally = tuple[str, ...]
 
 
 class TooLate(ValueError):
@@ -45,6 +89,10 @@ class Entry:
     applied: Applied = ()
     last_s: float = float("-inf")  # the latest event time that reached the case
     revision: int = 0  # grows with every change (the case record's revision)
+    tallies: tuple[Tally, ...] = ()  # what it counts in the partition's tallies
+    due: int = 0  # the hour it is indexed under in the due index (0: not yet)
+    park: tuple[str, ...] = ()  # the tokens it is indexed under in the park index
+    clocks: tuple[tuple[str, float], ...] = ()  # the times it is indexed under (Case.clocks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +109,41 @@ class Change:
 class PartitionState:
     partition: int
     partials: Partials
-    tables: dict[str, dict[str, Entry]]
-    dirty: set[tuple[str, str]] = field(default_factory=set)
-    open_by: dict[str, Counter[str]] = field(default_factory=dict)
-    retired: dict[str, float] = field(default_factory=dict)  # own cases dropped: key -> watermark then
+    tallies: dict[str, Counter[Tally]]
+    dirty: dict[tuple[str, str], Entry] = field(default_factory=dict)
+    dirty_tallies: set[str] = field(default_factory=set)
+    stored_max_s: float = float("-inf")  # the watermark's event time as stored
+
+
+class CaseCache:
+    """Decoded cases, least recently used first out; the store holds every case, so an evicted one
+    costs a read and a decode the next time, nothing more."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._entries: OrderedDict[tuple[int, str, str], Entry] = OrderedDict()
+
+    def get(self, key: tuple[int, str, str]) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: tuple[int, str, str], entry: Entry) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def pop(self, key: tuple[int, str, str]) -> None:
+        self._entries.pop(key, None)
+
+    def forget(self, partitions: set[int]) -> None:
+        for key in [k for k in self._entries if k[0] in partitions]:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @dataclass
@@ -78,66 +157,95 @@ class CaseEngine:
     store: StateStore
     observer: Observer
     late_events: Callable[[int], None] = lambda n: None
+    cache_cases: int = 100_000
+    housekeeping_budget: int = 5_000  # cases dropped or revisited per partition per pass
 
     def __post_init__(self) -> None:
         self.kinds = self.domain.kinds
         self.primary = self.domain.primary
         self.specs: dict[str, IndicatorSpec] = self.domain.specs(self.settings)
         self.states: dict[int, PartitionState] = {}
+        self.cache = CaseCache(self.cache_cases)
         self.changes: list[Change] = []  # of the domain's own cases, since the last stage()
-        self.open_totals: dict[str, Counter[str]] = {kind: Counter() for kind in self.kinds}
-        self._open_moved = False  # the open-cases gauges are told once per batch (stage), not per change
+        self.totals: dict[str, Counter[Tally]] = {kind: Counter() for kind in self.kinds}
+        self._tallies_moved = False  # the gauges are told once per batch (stage), not per change
 
     # -- state per partition ------------------------------------------------------------------
 
     def state(self, p: int) -> PartitionState:
-        """The partition's cases, restored from the store the first time they are needed."""
+        """The partition's aggregates, tallies and watermark, loaded from the store the first time
+        they are needed (bounded: windows and labels, not cases)."""
         st = self.states.get(p)
         if st is None:
-            st = self._restore(p)
-            self.states[p] = st
-            for kind, counts in st.open_by.items():
-                self.open_totals[kind].update(counts)
-            self._report_open()
+            for _ in self.loading(p):
+                pass
+            st = self.states[p]
         return st
 
-    def _restore(self, p: int) -> PartitionState:
+    def loading(self, p: int) -> Iterator[None]:
+        """Load the partition's state, yielding every :data:`LOAD_STEP` values read so that a caller
+        can let its event loop turn (a month of hourly windows is tens of thousands of aggregates)."""
+        if p in self.states:
+            return
         partials = Partials(self.specs, self.settings.out_of_orderness_s)
-        st = PartitionState(p, partials, {kind: {} for kind in self.kinds})
-        # Every key this partition ever published (within retention), even if no case counts in it
-        # any more: a case that moved away just before a stop must leave a zero behind.
-        for text, _ in self.store.items(p, AGGKEY):
+        for i, (text, raw) in enumerate(self.store.items(p, AGG), 1):
             wkey = WindowKey.parse(text)
-            partials.aggs[wkey] = aggregation_type(self.specs[wkey.indicator].kind)()
-        st.retired = {key: float(raw) for key, raw in self.store.items(p, RETIRED)}
-        for kind, cls in self.kinds.items():
-            table = st.tables[kind]
-            counts = st.open_by.setdefault(kind, Counter())
-            for key, raw in self.store.items(p, kind):
-                doc = orjson.loads(raw)
-                case = from_json(cls, doc["c"])
-                entry = Entry(
-                    case, with_late(case.measures(self.context), doc.get("l", {})), doc["t"], doc["r"]
-                )
-                table[key] = entry
-                partials.restore(entry.applied)
-                partials.observe(entry.last_s)
-                counts[case.group] += case.open
-        # What was published before the stop may lag the cases (partials go out on a timer):
-        # publish every aggregate of the partition again; stage two replaces, so it is harmless.
-        partials.created.clear()
+            spec = self.specs.get(wkey.indicator)
+            if spec is not None:
+                partials.aggs[wkey] = aggregation_of(spec.kind, orjson.loads(raw))
+            if i % LOAD_STEP == 0:
+                yield
+        watermark = self.store.get(p, META, "max_event_s")
+        if watermark is not None:
+            partials.max_event_s = float(watermark)
+        tallies: dict[str, Counter[Tally]] = {}
+        for kind in self.kinds:
+            stored = self.store.get(p, TALLY, kind)
+            counts: Counter[Tally] = Counter()
+            for *key, n in orjson.loads(stored) if stored is not None else ():
+                counts[tuple(key)] = n
+            tallies[kind] = counts
+        # What was published before the stop may lag the aggregates (partials go out on a timer):
+        # hand every aggregate of the partition on again; stage two replaces, so it is harmless.
         partials.changed = set(partials.aggs)
-        return st
+        if p in self.states:  # loaded meanwhile (state() while this was paused)
+            return
+        self.states[p] = PartitionState(p, partials, tallies, stored_max_s=partials.max_event_s)
+        for kind, counts in tallies.items():
+            self.totals[kind].update(counts)
+        self._report()
 
     def forget(self, partitions: set[int]) -> None:
         """Drop revoked partitions (their next owner restores them from the store)."""
         for p in partitions:
             st = self.states.pop(p, None)
             if st is not None:
-                for kind, counts in st.open_by.items():
-                    self.open_totals[kind].subtract(counts)
+                for kind, counts in st.tallies.items():
+                    self.totals[kind].subtract(counts)
+        self.cache.forget(partitions)
         self.changes = [c for c in self.changes if c.partition not in partitions]
-        self._report_open()
+        self._report()
+
+    def entry(self, p: int, kind: str, key: str) -> Entry | None:
+        """The case ``key`` of ``kind`` on partition ``p`` as the engine keeps it, or None."""
+        st = self.state(p)
+        entry = st.dirty.get((kind, key)) or self.cache.get((p, kind, key))
+        if entry is None:
+            raw = self.store.get(p, kind, key)
+            if raw is None:
+                return None
+            entry = self._decode(kind, raw)
+            self.cache.put((p, kind, key), entry)
+        return entry
+
+    def cases(self, kind: str) -> Iterator[tuple[int, str, Entry]]:
+        """Every case of ``kind`` on this worker: (partition, key, entry). Reads the whole store:
+        for tests and tools, never on a worker's path."""
+        for p in sorted(self.store.owned()):
+            for key, _ in list(self.store.items(p, kind)):
+                entry = self.entry(p, kind, key)
+                if entry is not None:
+                    yield p, key, entry
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -160,10 +268,10 @@ class CaseEngine:
         case's history) that replaces the case's own on the compacted case topic."""
         st = self.state(p)
         st.partials.observe(at_s)
-        entry = st.tables[kind].get(key)
+        entry = self.entry(p, kind, key)
         if entry is not None:
             return st, entry, entry.case
-        if kind == self.primary and key in st.retired:
+        if kind == self.primary and self.store.get(p, RETIRED, key) is not None:
             msg = (
                 f"{key}: the case was closed and dropped (completed and past window_retention_s, or "
                 "no event for case_expiry_s); a later change cannot be applied to it"
@@ -184,6 +292,7 @@ class CaseEngine:
         if after is before:  # nothing changed; only the time of the case's latest event may have
             if entry is not None and at_s > entry.last_s:
                 entry.last_s = at_s
+                st.dirty[(kind, key)] = entry  # it decides when the case is due
             return NO_MESSAGES
         applied: Applied = () if entry is None else entry.applied
         new = tuple(after.measures(self.context))
@@ -203,14 +312,14 @@ class CaseEngine:
                 else:
                     added = new
         # 3. commit the case
-        counted = entry is not None and before.open  # a case new to the table was never counted
         if entry is None:
-            entry = st.tables[kind][key] = Entry(before)
+            entry = Entry(before)
+            self.cache.put((st.partition, kind, key), entry)
         entry.case, entry.applied, entry.revision = after, applied, entry.revision + 1
         if at_s > entry.last_s:
             entry.last_s = at_s
-        st.dirty.add((kind, key))
-        self._count_open(st, kind, before, counted, after)
+        st.dirty[(kind, key)] = entry
+        self._retally(st, kind, entry)
         if kind == self.primary:
             self.changes.append(Change(st.partition, key, entry))
         self.observer.changed(kind, before, after, added)
@@ -221,7 +330,7 @@ class CaseEngine:
     ) -> None:
         retention = self.settings.window_retention_s
         # Nothing within a day of the retention horizon: nothing can be retired (the common case).
-        horizon = st.partials.watermark_s - retention - WINDOWS["P1D"]
+        horizon = st.partials.watermark_s - retention - _DAY
         if all(c.at_s >= horizon for c in old) and all(c.at_s >= horizon for c in new):
             return
         moved = set(new).symmetric_difference(old)
@@ -229,42 +338,96 @@ class CaseEngine:
             msg = f"{key}: the change falls in a window older than the retention (window_retention_s)"
             raise TooLate(msg)
 
-    def _count_open(self, st: PartitionState, kind: str, before: Case, was: bool, after: Case) -> None:
-        now = after.open
-        if was == now and (not now or before.group == after.group):
-            return
-        counts, totals = st.open_by.setdefault(kind, Counter()), self.open_totals[kind]
-        if was:
-            counts[before.group] -= 1
-            totals[before.group] -= 1
-        if now:
-            counts[after.group] += 1
-            totals[after.group] += 1
-        self._open_moved = True
+    def _tallies_of(self, case: Case) -> tuple[Tally, ...]:
+        """What a case counts: open (by group), the domain's own tallies, and what it waits for."""
+        out: list[Tally] = [(OPEN, case.group)] if case.open else []
+        out.extend(case.tallies(self.context))
+        out.extend((PARKED, token) for token in case.parked(self.context))
+        return tuple(out)
 
-    def _report_open(self) -> None:
-        self._open_moved = False
-        for kind, totals in self.open_totals.items():
-            self.observer.open_cases(kind, totals)
+    def _retally(self, st: PartitionState, kind: str, entry: Entry) -> None:
+        now = self._tallies_of(entry.case)
+        was = entry.tallies
+        if now == was:
+            return
+        counts, totals = st.tallies[kind], self.totals[kind]
+        counts.subtract(was)
+        totals.subtract(was)
+        counts.update(now)
+        totals.update(now)
+        entry.tallies = now
+        st.dirty_tallies.add(kind)
+        self._tallies_moved = True
+
+    def _report(self) -> None:
+        self._tallies_moved = False
+        for kind, totals in self.totals.items():
+            self.observer.open_cases(kind, {t[1]: n for t, n in totals.items() if t[0] == OPEN})
+
+    def tallies(self, kind: str) -> Mapping[Tally, int]:
+        """The tallies of ``kind`` over every partition this worker owns."""
+        return {t: n for t, n in self.totals[kind].items() if n}
 
     # -- persistence and output ---------------------------------------------------------------
 
     def stage(self, partitions: set[int]) -> None:
-        """Write changed cases, and window keys new to a partition, to the store."""
-        if self._open_moved:
-            self._report_open()
+        """Write changed cases, aggregates, tallies, the watermark and the indexes to the store."""
+        if self._tallies_moved:
+            self._report()
         for p in partitions:
             st = self.states.get(p)
             if st is None or not self.store.owns(p):
                 continue
-            for kind, key in st.dirty:
-                entry = st.tables[kind].get(key)
-                if entry is not None:
-                    self.store.put(p, kind, key, _encode(entry))
+            for (kind, key), entry in st.dirty.items():
+                self._index(p, kind, key, entry)
+                self.store.put(p, kind, key, _encode(entry))
             st.dirty.clear()
-            for wkey in st.partials.created:
-                self.store.put(p, AGGKEY, wkey.text, b"1")
-            st.partials.created.clear()
+            partials = st.partials
+            for wkey in partials.dirty:
+                agg = partials.aggs.get(wkey)
+                if agg is not None:
+                    self.store.put(p, AGG, wkey.text, orjson.dumps(agg.to_json()))
+                else:
+                    self.store.delete(p, AGG, wkey.text)
+            partials.dirty.clear()
+            for kind in st.dirty_tallies:
+                self.store.put(p, TALLY, kind, orjson.dumps(_tally_json(st.tallies[kind])))
+            st.dirty_tallies.clear()
+            if partials.max_event_s != st.stored_max_s:
+                self.store.put(p, META, "max_event_s", repr(partials.max_event_s).encode())
+                st.stored_max_s = partials.max_event_s
+
+    def _index(self, p: int, kind: str, key: str, entry: Entry) -> None:
+        """Keep the case's entries in the due, park and clock indexes where it is now."""
+        due = self._due_hour(entry)
+        if due != entry.due:
+            if entry.due:
+                self.store.delete(p, DUE, _due_name(entry.due, kind, key))
+            self.store.put(p, DUE, _due_name(due, kind, key), b"")
+            entry.due = due
+        park = tuple(t[1] for t in entry.tallies if t[0] == PARKED)
+        if park != entry.park:
+            for token in set(entry.park) - set(park):
+                self.store.delete(p, PARK, f"{token}|{kind}|{key}")
+            for token in set(park) - set(entry.park):
+                self.store.put(p, PARK, f"{token}|{kind}|{key}", b"")
+            entry.park = park
+        clocks = tuple(entry.case.clocks(self.context))
+        if clocks != entry.clocks:
+            for name, at_s in set(entry.clocks) - set(clocks):
+                self.store.delete(p, CLOCK, _clock_name(kind, name, at_s, key))
+            for name, at_s in set(clocks) - set(entry.clocks):
+                self.store.put(p, CLOCK, _clock_name(kind, name, at_s, key), b"")
+            entry.clocks = clocks
+
+    def _due_hour(self, entry: Entry) -> int:
+        """The hour by which the case is due: completed cases leave when their windows left the
+        retention (and a day more), others after the case expiry without an event."""
+        if entry.case.completed:
+            due_s = entry.last_s + self.settings.window_retention_s + 2 * _DAY
+        else:
+            due_s = entry.last_s + self.settings.case_expiry_s
+        return _hour(due_s)
 
     def take_changes(self) -> list[Change]:
         """The domain's own cases changed since the last call."""
@@ -278,56 +441,191 @@ class CaseEngine:
                 continue
             yield p, st.partials.watermark_s, st.partials.take_changed()
 
-    def expire(self) -> None:
-        """Drop completed cases whose windows left the retention and unfinished ones past the case
-        expiry (told to the observer), and aggregates of windows past the retention."""
-        retention, expiry = self.settings.window_retention_s, self.settings.case_expiry_s
-        for p, st in self.states.items():
-            wm = st.partials.watermark_s
-            for kind, table in st.tables.items():
-                counts = st.open_by.setdefault(kind, Counter())
-                for key, entry in list(table.items()):
-                    case = entry.case
-                    if case.completed and entry.last_s < wm - retention - 2 * WINDOWS["P1D"]:
-                        self._drop(st, kind, key, wm)
-                    elif not case.completed and entry.last_s < wm - expiry:
-                        self.observer.expired(kind, case)
-                        counts[case.group] -= case.open
-                        self.open_totals[kind][case.group] -= case.open
-                        self._drop(st, kind, key, wm)
-                        if kind == self.primary:
-                            entry.revision += 1
-                            self.changes.append(Change(p, key, entry, "expired"))
-            # a dropped case is remembered for one case expiry, then its key is like any other
-            for key in [k for k, dropped_s in st.retired.items() if dropped_s < wm - expiry]:
-                del st.retired[key]
-                self.store.delete(p, RETIRED, key)
-            horizon = wm - retention
-            for wkey in [k for k in st.partials.aggs if k.end_s + WINDOWS["P1D"] < horizon]:
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def expire(self) -> bool:
+        """One pass of housekeeping, bounded per partition: drop completed cases whose windows left
+        the retention and unfinished ones past the case expiry (told to the observer), forget
+        dropped keys after a case expiry, drop aggregates of windows past the retention, and
+        revisit parked cases whose context arrived. Returns True if work was left for another pass."""
+        more = False
+        for p in sorted(self.store.owned()):
+            st = self.state(p)
+            budget = [self.housekeeping_budget]
+            more |= self._expire_due(p, st, budget)
+            more |= self._revisit(p, st, budget)
+            horizon = st.partials.watermark_s - self.settings.window_retention_s
+            for wkey in [k for k in st.partials.aggs if k.end_s + _DAY < horizon]:
                 del st.partials.aggs[wkey]
-                self.store.delete(p, AGGKEY, wkey.text)
+                st.partials.dirty.add(wkey)
+        newest = max((st.partials.max_event_s for st in self.states.values()), default=float("-inf"))
         for kind in self.kinds:
-            newest = max((st.partials.max_event_s for st in self.states.values()), default=float("-inf"))
-            cases = (e.case for st in self.states.values() for e in st.tables[kind].values())
-            self.observer.housekeeping(kind, cases, newest)
-        self._report_open()
+            self.observer.housekeeping(kind, self.tallies(kind), self.earliest(kind), newest)
+        self._report()
+        return more
 
-    def _drop(self, st: PartitionState, kind: str, key: str, watermark_s: float) -> None:
-        del st.tables[kind][key]
-        st.dirty.discard((kind, key))
-        self.store.delete(st.partition, kind, key)
+    def earliest(self, kind: str) -> dict[str, float]:
+        """Per clock of ``kind`` (:meth:`Case.clocks`), the earliest time a case on this worker is
+        under: one read per partition."""
+        out: dict[str, float] = {}
+        for name in self.kinds[kind].CLOCKS:
+            prefix = f"{kind}|{name}|"
+            for p in self.states:
+                if not self.store.owns(p):
+                    continue
+                first = next(self.store.items(p, CLOCK, start=prefix, stop=prefix[:-1] + "}"), None)
+                if first is not None:
+                    at_s = int(first[0][len(prefix) :].split("|", 1)[0]) / 1000
+                    out[name] = min(out.get(name, at_s), at_s)
+        return out
+
+    def _expire_due(self, p: int, st: PartitionState, budget: list[int]) -> bool:
+        wm = st.partials.watermark_s
+        if wm == float("-inf"):
+            return False
+        now_hour = math.floor(wm / DUE_BUCKET_S)
+        due = list(self.store.items(p, DUE, stop=f"{max(now_hour + 1, 0):0{_NAME_DIGITS}d}"))
+        for name, _ in due:
+            if budget[0] <= 0:
+                return True
+            budget[0] -= 1
+            hour, kind, key = name.split("|", 2)
+            if kind == RETIRED:  # a dropped case is remembered for one case expiry
+                self.store.delete(p, RETIRED, key)
+                self.store.delete(p, DUE, name)
+                continue
+            entry = self.entry(p, kind, key) if kind in self.kinds else None
+            if entry is None or entry.due != int(hour):
+                self.store.delete(p, DUE, name)  # left behind by a change (not expected)
+                continue
+            case = entry.case
+            if not case.completed:
+                self.observer.expired(kind, case)
+            self._drop(st, kind, key, entry, wm)
+            if not case.completed and kind == self.primary:
+                entry.revision += 1
+                self.changes.append(Change(p, key, entry, "expired"))
+        return False
+
+    def _drop(self, st: PartitionState, kind: str, key: str, entry: Entry, watermark_s: float) -> None:
+        p = st.partition
+        self.cache.pop((p, kind, key))
+        st.dirty.pop((kind, key), None)
+        self.store.delete(p, kind, key)
+        if entry.due:
+            self.store.delete(p, DUE, _due_name(entry.due, kind, key))
+        for token in entry.park:
+            self.store.delete(p, PARK, f"{token}|{kind}|{key}")
+        for name, at_s in entry.clocks:
+            self.store.delete(p, CLOCK, _clock_name(kind, name, at_s, key))
+        counts, totals = st.tallies[kind], self.totals[kind]
+        counts.subtract(entry.tallies)
+        totals.subtract(entry.tallies)
+        st.dirty_tallies.add(kind)
+        self._tallies_moved = True
         if kind == self.primary:
-            st.retired[key] = watermark_s
-            self.store.put(st.partition, RETIRED, key, repr(watermark_s).encode())
+            self.store.put(p, RETIRED, key, repr(watermark_s).encode())
+            forget = _hour(watermark_s + self.settings.case_expiry_s)
+            self.store.put(p, DUE, _due_name(forget, RETIRED, key), b"")
 
-    def cases(self, kind: str) -> Iterator[tuple[int, str, Entry]]:
-        """Every case of ``kind`` on this worker: (partition, key, entry)."""
-        for p, st in self.states.items():
-            for key, entry in st.tables[kind].items():
-                yield p, key, entry
+    def _revisit(self, p: int, st: PartitionState, budget: list[int]) -> bool:
+        """Cases parked for a token the context now resolves get their measures again."""
+        parked = {t[1] for counts in st.tallies.values() for t, n in counts.items() if n and t[0] == PARKED}
+        for token in sorted(parked):
+            if not self.domain.resolves(self.context, token):
+                continue
+            waiting = list(self.store.items(p, PARK, start=f"{token}|", stop=f"{token}}}"))
+            for name, _ in waiting:
+                if budget[0] <= 0:
+                    return True
+                budget[0] -= 1
+                _, kind, key = name.split("|", 2)
+                entry = self.entry(p, kind, key)
+                if entry is None:
+                    self.store.delete(p, PARK, name)
+                    continue
+                self._refresh(st, kind, key, entry)
+        return False
+
+    def _refresh(self, st: PartitionState, kind: str, key: str, entry: Entry) -> None:
+        """Measure a case again with the context as it is now (its state unchanged)."""
+        new = tuple(entry.case.measures(self.context))
+        old = tuple(c for c, _ in entry.applied)
+        if new != old:
+            try:
+                self._refuse_if_retired(st, key, old, new)
+            except TooLate:
+                new = old  # its windows are gone: it stays as counted, and stops waiting
+            else:
+                entry.applied, late = st.partials.apply(entry.applied, new)
+                if late:
+                    self.late_events(late)
+                known = {(c.indicator, c.dims) for c in old}
+                added = [c for c in new if (c.indicator, c.dims) not in known]
+                self.observer.changed(kind, entry.case, entry.case, added)
+            entry.revision += 1
+            if kind == self.primary:
+                self.changes.append(Change(st.partition, key, entry))
+        st.dirty[(kind, key)] = entry
+        self._retally(st, kind, entry)
+
+    # -- encoding -----------------------------------------------------------------------------
+
+    def _decode(self, kind: str, raw: bytes) -> Entry:
+        doc = orjson.loads(raw)
+        case = from_json(self.kinds[kind], doc["c"])
+        applied = tuple((_contribution(*a[:4]), tuple(a[4]) if len(a) > 4 else ()) for a in doc.get("a", ()))
+        tallies = tuple(tuple(t) for t in doc.get("y", ()))
+        park = tuple(t[1] for t in tallies if t[0] == PARKED)
+        clocks = tuple((name, float(at_s)) for name, at_s in doc.get("k", ()))
+        return Entry(case, applied, doc["t"], doc["r"], tallies, doc.get("d", 0), park, clocks)
+
+
+def _hour(at_s: float) -> int:
+    """The due hour holding ``at_s`` (rounded up: a case is never looked at before it is due)."""
+    return max(1, math.ceil(at_s / DUE_BUCKET_S))
+
+
+def _due_name(hour: int, kind: str, key: str) -> str:
+    return f"{hour:0{_NAME_DIGITS}d}|{kind}|{key}"
+
+
+def _clock_name(kind: str, name: str, at_s: float, key: str) -> str:
+    return f"{kind}|{name}|{max(0, round(at_s * 1000)):015d}|{key}"
+
+
+@lru_cache(maxsize=65_536)
+def _measure_parts(measure: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    indicator, _, dims = measure.partition("|")
+    pairs = tuple(tuple(p.split("=", 1)) for p in dims.split(",")) if dims else ()
+    return indicator, pairs  # type: ignore[return-value]
+
+
+def _contribution(measure: str, at_s: float, value: float, amount: str) -> Contribution:
+    indicator, dims = _measure_parts(measure)
+    return Contribution(indicator, at_s, dims, value, amount)
 
 
 def _encode(entry: Entry) -> bytes:
-    return orjson.dumps(
-        {"c": to_json(entry.case), "l": late_map(entry.applied), "t": entry.last_s, "r": entry.revision}
-    )
+    """A case as stored: its fields, its contributions as counted (with the windows they reached
+    late), the time of its latest event, its revision, its tallies, its due hour and its clocks."""
+    doc: dict[str, Any] = {
+        "c": to_json(entry.case),
+        "a": [
+            [c.measure, c.at_s, c.value, c.amount, *([list(late)] if late else [])]
+            for c, late in entry.applied
+        ],
+        "t": entry.last_s,
+        "r": entry.revision,
+        "d": entry.due,
+    }
+    if entry.tallies:
+        doc["y"] = [list(t) for t in entry.tallies]
+    if entry.clocks:
+        doc["k"] = [list(c) for c in entry.clocks]
+    return orjson.dumps(doc)
+
+
+def _tally_json(counts: Mapping[Tally, int]) -> list[list[Any]]:
+    """Tallies as stored: ``[[*tally, count], ...]`` (counts of zero left out)."""
+    return [[*t, n] for t, n in sorted(counts.items()) if n]

@@ -9,9 +9,9 @@ works (customs: an arrival, keyed by bill of lading, reaches the declarations th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Literal, NamedTuple, Self, cast
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self, cast
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -114,6 +114,27 @@ class Case:
         """Dimensions and links for the case record (docs/contract.md section 7); never personal data."""
         return {}
 
+    def tallies(self, context: Any) -> Sequence[tuple[str, ...]]:
+        """What the case counts in its partition's tallies, besides being open in its group: the
+        engine keeps each tally's count over the cases (stored with them, restored without reading
+        a case) and hands the counts to the observer, for gauges that would otherwise need every
+        case (the backlog by age, say). Values from closed or bounded sets only."""
+        return ()
+
+    CLOCKS: ClassVar[tuple[str, ...]] = ()
+    """The names of the clocks the case type may be under (:meth:`clocks`)."""
+
+    def clocks(self, context: Any) -> Sequence[tuple[str, float]]:
+        """(clock, time) pairs the case is indexed under, clocks named in :attr:`CLOCKS`: the engine
+        tells the observer the earliest time under each (the oldest open payment), with one read."""
+        return ()
+
+    def parked(self, context: Any) -> Sequence[str]:
+        """Tokens of the context the case's measures wait for (``calendar:2027``: a year the
+        working-day calendar lacks). The engine indexes such cases and measures them again when
+        :attr:`Domain.resolves` says a token is there, without reading any other case."""
+        return ()
+
 
 class Observer:
     """Domain metrics, as an observer of changes the engine made (the defaults observe nothing).
@@ -130,8 +151,16 @@ class Observer:
     def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
         """Open cases of this worker, by group, after every change of them."""
 
-    def housekeeping(self, kind: str, cases: Iterable[Any], newest_event_s: float) -> None:
-        """Called every housekeeping interval with every case of the kind on this worker."""
+    def housekeeping(
+        self,
+        kind: str,
+        tallies: Mapping[tuple[str, ...], int],
+        earliest: Mapping[str, float],
+        newest_event_s: float,
+    ) -> None:
+        """Called every housekeeping interval with the tallies of the kind's cases on this worker
+        (:meth:`Case.tallies`; ``("open", group)`` and ``("parked", token)`` included) and the
+        earliest time under each of its clocks (:meth:`Case.clocks`)."""
 
 
 class EngineSettings(BaseSettings):
@@ -155,6 +184,10 @@ class EngineSettings(BaseSettings):
 
 def _no_context(settings: Any) -> None:
     return None
+
+
+def _never(context: Any, token: str) -> bool:
+    return False
 
 
 def by_subject(kind: str) -> Callable[[Event], tuple[str, str]]:
@@ -194,6 +227,8 @@ class Domain:
     inputs: Sequence[str] = ()
     """More input topics, read with the same catalog (a derived domain's other case topics)."""
     derived: bool = False
+    resolves: Callable[[Any, str], bool] = _never
+    """Whether the context now has what a parked case waits for (:meth:`Case.parked`)."""
 
     @property
     def topic(self) -> str:

@@ -16,7 +16,7 @@ window of a series lives on one worker, which can then tell which one is the lat
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -110,13 +110,13 @@ class Merger:
         self.pending = set()
         return out
 
-    def expire(self, retention_s: float) -> list[WindowKey]:
+    def expire(self, retention_s: float) -> list[tuple[WindowKey, Merged]]:
         """Forget keys whose window left the retention (behind the slowest active partition's
         watermark, as stage one forgets their aggregates): their records are final and stay on the
         compacted topic; nothing can change them any more (stage one refuses such events)."""
         horizon = self.global_watermark() - retention_s
-        gone = [key for key in self.keys if key.end_s + _DAY < horizon]
-        for key in gone:
+        gone = [(key, merged) for key, merged in self.keys.items() if key.end_s + _DAY < horizon]
+        for key, _ in gone:
             del self.keys[key]
             self.pending.discard(key)
         return gone
@@ -158,22 +158,31 @@ class StageTwo:
     def merger(self, p: int) -> Merger:
         m = self.mergers.get(p)
         if m is None:
-            m = Merger(self.specs, self.idle_after_s)
-            for name, raw in self.store.items(p, PART):
-                src, text = name.split("|", 1)
-                key = WindowKey.parse(text)
-                doc = orjson.loads(raw)
-                m.keys.setdefault(key, Merged()).sources[int(src)] = aggregation_of(
-                    self.specs[key.indicator].kind, doc
-                )
-            for text, raw in self.store.items(p, REV):
-                revision, final = raw.decode().split(",")
-                merged = m.keys.setdefault(WindowKey.parse(text), Merged())
-                merged.revision, merged.final = int(revision), final == "1"
-            for src, raw in self.store.items(p, WM):
-                m.watermark(int(src), float(raw))
-            self.mergers[p] = m
+            for _ in self.loading(p):
+                pass
+            m = self.mergers[p]
         return m
+
+    def loading(self, p: int) -> Iterator[None]:
+        """Load a partition's merger from the store, yielding every few thousand values (a caller
+        lets its event loop turn meanwhile)."""
+        if p in self.mergers:
+            return
+        m = Merger(self.specs, self.idle_after_s)
+        for i, (name, raw) in enumerate(self.store.items(p, PART), 1):
+            src, text = name.split("|", 1)
+            key = WindowKey.parse(text)
+            kind = self.specs[key.indicator].kind
+            m.keys.setdefault(key, Merged()).sources[int(src)] = aggregation_of(kind, orjson.loads(raw))
+            if i % 2000 == 0:
+                yield
+        for text, raw in self.store.items(p, REV):
+            revision, final = raw.decode().split(",")
+            merged = m.keys.setdefault(WindowKey.parse(text), Merged())
+            merged.revision, merged.final = int(revision), final == "1"
+        for src, raw in self.store.items(p, WM):
+            m.watermark(int(src), float(raw))
+        self.mergers.setdefault(p, m)
 
     def forget(self, partitions: set[int]) -> None:
         for p in partitions:
@@ -184,16 +193,12 @@ class StageTwo:
         stage two's state stays bounded like stage one's. Returns how many keys went."""
         dropped = 0
         for p, m in self.mergers.items():
-            gone = m.expire(self.retention_s)
-            if not gone:
-                continue
-            texts = {key.text for key in gone}
-            for name, _ in list(self.store.items(p, PART)):
-                if name.split("|", 1)[1] in texts:
-                    self.store.delete(p, PART, name)
-            for text in texts:
+            for key, merged in m.expire(self.retention_s):
+                text = key.text
+                for src in merged.sources:
+                    self.store.delete(p, PART, f"{src}|{text}")
                 self.store.delete(p, REV, text)
-            dropped += len(gone)
+                dropped += 1
         return dropped
 
     def on_partials(self, p: int, value: bytes) -> None:

@@ -9,13 +9,13 @@ partition's watermark) is *late*: it still counts, and the window's ``late_event
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.engine.aggregations import Aggregation, aggregation_type
 from services.engine.windows import WINDOWS, Contribution, Dims, IndicatorSpec, WindowKey, window_start
 
-__all__ = ["Applied", "Partials", "late_map", "with_late"]
+__all__ = ["Applied", "Partials"]
 
 Applied = tuple[tuple[Contribution, tuple[str, ...]], ...]
 """A case's contributions as counted, each with the windows it reached late."""
@@ -30,17 +30,6 @@ def _key(fields: tuple[str, str, int, Dims]) -> WindowKey:
     return tuple.__new__(WindowKey, fields)
 
 
-def late_map(applied: Applied) -> dict[str, list[str]]:
-    """What must be stored of a case's contributions: only the windows they reached late (the
-    contributions themselves are derived from the case again)."""
-    return {c.measure: list(w) for c, w in applied if w}
-
-
-def with_late(contributions: Iterable[Contribution], late: Mapping[str, list[str]]) -> Applied:
-    """A restored case's applied contributions: derived from its state, lateness as stored."""
-    return tuple((c, tuple(late.get(c.measure, ()))) for c in contributions)
-
-
 @dataclass(slots=True)
 class Partials:
     """The aggregates of one input partition, with what changed since last asked."""
@@ -49,7 +38,7 @@ class Partials:
     out_of_orderness_s: float = 600.0
     aggs: dict[WindowKey, Aggregation] = field(default_factory=dict)
     changed: set[WindowKey] = field(default_factory=set)
-    created: set[WindowKey] = field(default_factory=set)  # new since last asked (to persist their keys)
+    dirty: set[WindowKey] = field(default_factory=set)  # changed since last staged (to persist them)
     max_event_s: float = float("-inf")
     _kinds: dict[str, tuple[float, type[Aggregation]]] = field(default_factory=dict)
 
@@ -87,18 +76,13 @@ class Partials:
                 applied.append((c, windows))
         return tuple(applied), late_count
 
-    def restore(self, applied: Applied) -> None:
-        """Count a restored case's contributions again (after a restart)."""
-        for c, late in applied:
-            self._add(c, 1, late)
-
     def _add(self, c: Contribution, sign: int, late: tuple[str, ...] | None) -> tuple[str, ...]:
         """Count ``c`` (``sign`` 1) or take it out (-1) in both windows, per its dimensions and in the
         rollup. The hottest loop of the engine: four aggregates per contribution."""
         grace_s, agg_type = self._kind(c.indicator)
         prepared = agg_type.prepare(c)
         late_windows: list[str] = []
-        aggs, changed, watermark = self.aggs, self.changed, self.watermark_s
+        aggs, changed, dirty, watermark = self.aggs, self.changed, self.dirty, self.watermark_s
         indicator, dims, at_s = c.indicator, c.dims, c.at_s
         if len(dims) > 1:
             dims = tuple(sorted(dims))  # keys are canonical whatever order a domain wrote
@@ -112,11 +96,11 @@ class Partials:
                 agg = aggs.get(key)
                 if agg is None:
                     agg = aggs[key] = agg_type()
-                    self.created.add(key)
                 agg.add(prepared, sign)
                 if is_late:
                     agg.late += sign
                 changed.add(key)
+                dirty.add(key)
         return tuple(late_windows)
 
     def _kind(self, indicator: str) -> tuple[float, type[Aggregation]]:

@@ -17,7 +17,7 @@ writes what :meth:`Pipeline.stage` returns. Tests drive the same code in memory.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -69,6 +69,7 @@ class Pipeline:
         partitions: int,
         topics: Topics,
         observer: Observer | None = None,
+        cache_cases: int = 100_000,
     ) -> None:
         self.domain = domain
         self.partitions = partitions
@@ -82,6 +83,7 @@ class Pipeline:
             store=store,
             observer=observer or domain.observer(settings),
             late_events=late.inc,
+            cache_cases=cache_cases,
         )
         self.stage_two = StageTwo(store, self.cases.specs, settings.idle_after_s, settings.window_retention_s)
         self.gauges = IndicatorGauges(self.cases.specs)
@@ -179,9 +181,18 @@ class Pipeline:
             self.gauges.published(pub.partition, key, record)
             self._published["true" if record.final else "false"].inc()
 
-    def housekeeping(self) -> None:
-        self.cases.expire()
+    def loading(self, partition: int) -> Iterator[None]:
+        """A partition's state was restored: load what is kept of it in memory (its aggregates,
+        tallies and stage-two windows; bounded, never its cases) before its records are taken, so
+        that gauges are right from then on. Yields now and then: the caller's loop may turn."""
+        yield from self.cases.loading(partition)
+        yield from self.stage_two.loading(partition)
+
+    def housekeeping(self) -> bool:
+        """One bounded pass of both stages' housekeeping; True if work was left for another."""
+        more = self.cases.expire()
         self.stage_two.expire()
+        return more
 
     # -- commit support -----------------------------------------------------------------------
 

@@ -1,74 +1,111 @@
-"""Durable per-partition state in a compacted Kafka topic, written in batches.
+"""Per-partition state: what the engine and the intake keep, and the order in which it becomes
+durable. Pure; no I/O of its own.
 
-Faust tables write one changelog record per update (and a persisted offset with each), and their
-recovery is where Faust's long-standing bugs live (hangs and gaps around rebalances,
-faust-streaming issues #21, #74, #175). TradePulse keeps its state the same way Kafka Streams does,
-but under its own control:
+Every input partition ``p`` owns the state of partition ``p``: cases, deduplication keys,
+aggregates, indexes. A value is named ``(kind, name)`` and lives in three layers, read top down:
 
-- every input partition ``p`` owns partition ``p`` of ``<app>-state`` (compacted, same count);
-- the service changes values in memory and :meth:`KafkaStateStore.flush` sends each changed key
-  once, in record batches on the store's own producer, and waits until the broker has them; only
-  then is the input batch acknowledged, so committed input is always covered by state;
-- when partitions are assigned (start-up, rebalance) their state is read back from the topic,
-  and the agent waits (:meth:`wait_ready`) before it processes their events; revoked partitions
-  are dropped and late writes to them are refused.
+1. *staged*: changed since the last flush began (what a batch just did);
+2. *flushing*: being written by the running flush;
+3. the *local copy*: a :class:`Backend` per partition, holding the state as of the last flush
+   that completed (in a worker, RocksDB on local disk with the state topic's offset it holds;
+   in tests, a dict).
+
+A flush (the runtime's; :class:`MemoryStore` here) takes the staged layer, writes it where it
+must survive the loss of the machine (the compacted state topic), then into the local copy in one
+atomic write, so memory holds only what changed since the last flush, never the state itself.
+
+Some kinds carry a *derived index*: keys computed from each value (the digests of a chunk of
+deduplication keys) that :meth:`LocalState.indexed` answers from, maintained with the value in the
+same local write (and on a restore from the topic), never written to the topic themselves.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
-from services.contract.topics import partition_for
 from services.engine.records import Out
 
-__all__ = ["KafkaStateStore", "MemoryStore", "NotOwned", "StateStore"]
+__all__ = [
+    "Backend",
+    "DictBackend",
+    "LocalState",
+    "MemoryStore",
+    "NotOwned",
+    "StateStore",
+    "kept",
+    "state_key",
+]
 
-log = logging.getLogger(__name__)
+Changes = dict[bytes, bytes | None]
+"""Key to new value, or None for a deletion (a tombstone on the state topic)."""
+Derive = Callable[[bytes], Iterable[bytes]]
+"""The index keys a value of an indexed kind stands for."""
+
+INDEX_PREFIX = b"\x01"  # derived index keys; never on the topic
+META_PREFIX = b"\x00"  # the local copy's own bookkeeping (its checkpoint); never on the topic
+_AFTER_SEPARATOR = b"}"  # the byte after "|": the end of a kind's key range
 
 
 class StateStore(Protocol):
-    """Per-partition byte values of the partitions this worker owns, written with the outputs that
-    belong to them; what the intake and the engine keep their state in."""
+    """What the intake and the engine keep their state in: byte values per owned partition, read
+    through the staged changes, written with the outputs that belong to them."""
 
     def put(self, partition: int, kind: str, name: str, value: bytes) -> None: ...
 
     def delete(self, partition: int, kind: str, name: str) -> None: ...
 
-    def items(self, partition: int, kind: str) -> Iterator[tuple[str, bytes]]: ...
+    def get(self, partition: int, kind: str, name: str) -> bytes | None: ...
+
+    def items(
+        self, partition: int, kind: str, *, start: str = "", stop: str | None = None
+    ) -> Iterator[tuple[str, bytes]]:
+        """(name, value) of the kind's values with ``start <= name < stop``, in name order."""
+
+    def indexed(self, partition: int, kind: str, key: bytes) -> bool:
+        """Whether a value of ``kind`` (an indexed kind) stands for ``key``."""
 
     def owns(self, partition: int) -> bool: ...
+
+    def owned(self) -> set[int]: ...
 
     def add_outputs(self, outputs: Sequence[Out]) -> None:
         """Records to write with the next flush, before the state (they belong together)."""
 
     async def flush(self) -> None:
-        """Write the pending outputs, then every changed value, each acknowledged by the broker."""
-
-    def owned(self) -> set[int]: ...
+        """Write the pending outputs, then the staged state, each acknowledged, then the local copy."""
 
     async def wait_ready(self, partitions: Iterable[int]) -> set[int]:
         """Wait until the state of ``partitions`` is restored; returns those this worker owns."""
+
+
+class Backend(Protocol):
+    """One partition's local copy: an ordered key-value store written atomically."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Keys in ``[start, stop)``, in byte order."""
+
+    def write(self, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """Apply every change, in order, all or nothing."""
+
+    def close(self) -> None: ...
 
 
 class NotOwned(LookupError):
     """State of a partition this worker does not own (any more) was asked for."""
 
 
-Record = tuple[bytes | None, bytes | None, int | None, list[Any]]
-"""(key, value, timestamp in milliseconds, headers) of a record to send. Milliseconds, although
-aiokafka's ``BatchBuilder.append`` documents seconds: its record builder takes the value as
-milliseconds, so seconds stamped dead letters in January 1970, and the dead-letter topic's time
-retention deleted them at the broker's next check (tests/integration/test_dead_letters.py)."""
-
-
-def _key(kind: str, name: str) -> bytes:
+def state_key(kind: str, name: str) -> bytes:
+    """The key of a value, on the state topic and in the local copy."""
     return f"{kind}|{name}".encode()
+
+
+def _kind_range(kind: str, start: str, stop: str | None) -> tuple[bytes, bytes]:
+    prefix = f"{kind}|".encode()
+    hi = prefix + stop.encode() if stop is not None else prefix[:-1] + _AFTER_SEPARATOR
+    return prefix + start.encode(), hi
 
 
 def kept(value: bytes) -> bytes:
@@ -78,316 +115,236 @@ def kept(value: bytes) -> bytes:
     return bytes(memoryview(value))
 
 
-class KafkaStateStore:
-    """State of the partitions this worker owns, backed by one compacted topic."""
+class DictBackend:
+    """A :class:`Backend` in memory (tests, the in-process benchmarks)."""
 
-    def __init__(
-        self,
-        *,
-        topic: str,
-        bootstrap: list[str],
-        restore_timeout_s: float = 300.0,
-        last_kinds: frozenset[str] = frozenset({"dedup"}),
-        before_restore: Callable[[], Awaitable[None]] | None = None,
-        partition_counts: Mapping[str, int] | None = None,
-        client: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.topic = topic
-        self._bootstrap = bootstrap
-        self._client = dict(client or {})
-        self.partition_counts = dict(partition_counts or {})
-        self._producer: AIOKafkaProducer | None = None
-        self._closed = False
-        self._restore_timeout_s = restore_timeout_s
-        self._last = tuple(f"{kind}|".encode() for kind in last_kinds)
-        self._before_restore = before_restore
-        self._flushing = asyncio.Lock()
-        self._data: dict[int, dict[bytes, bytes]] = {}
-        self._dirty: dict[int, dict[bytes, bytes | None]] = {}
-        self._outputs: list[Out] = []
-        self._ready: dict[int, asyncio.Event] = {}
-        self._owned: set[int] = set()
-        self._on_revoke: list[Callable[[set[int]], None]] = []
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
 
-    # -- values -----------------------------------------------------------------------------
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(k for k in self.data if start <= k < stop):
+            yield key, self.data[key]
+
+    def write(self, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
+        for key, value in changes:
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+
+    def close(self) -> None:
+        pass
+
+
+class LocalState:
+    """The three layers of every owned partition (see the module's docstring); the runtime's store
+    and :class:`MemoryStore` add how a flush reaches durable storage."""
+
+    def __init__(self, *, indexes: Mapping[str, Derive] | None = None) -> None:
+        self._indexes = {f"{kind}|".encode(): derive for kind, derive in (indexes or {}).items()}
+        self._backends: dict[int, Backend] = {}
+        self._staged: dict[int, Changes] = {}
+        self._flushing: dict[int, Changes] = {}
+        self._staged_index: dict[int, set[bytes]] = {}
+        self._flushing_index: dict[int, set[bytes]] = {}
+
+    # -- values -------------------------------------------------------------------------------
 
     def put(self, partition: int, kind: str, name: str, value: bytes) -> None:
-        """Set a value; sent on the next flush. Refused (logged) for a partition not owned."""
+        """Set a value (visible at once; durable with the next flush)."""
         if self._writable(partition):
-            key, value = _key(kind, name), kept(value)
-            self._data[partition][key] = value
-            self._dirty.setdefault(partition, {})[key] = value
+            key = state_key(kind, name)
+            self._staged.setdefault(partition, {})[key] = kept(value)
+            derive = self._derive(key)
+            if derive is not None:
+                index = self._staged_index.setdefault(partition, set())
+                prefix = INDEX_PREFIX + f"{kind}|".encode()
+                index.update(prefix + k for k in derive(value))
 
     def delete(self, partition: int, kind: str, name: str) -> None:
-        """Delete a value; a tombstone is sent on the next flush."""
+        """Delete a value (a tombstone on the state topic with the next flush)."""
         if self._writable(partition):
-            key = _key(kind, name)
-            self._data[partition].pop(key, None)
-            self._dirty.setdefault(partition, {})[key] = None
+            self._staged.setdefault(partition, {})[state_key(kind, name)] = None
+
+    def get(self, partition: int, kind: str, name: str) -> bytes | None:
+        key = state_key(kind, name)
+        for layer in (self._staged, self._flushing):
+            changes = layer.get(partition)
+            if changes is not None and key in changes:
+                return changes[key]
+        return self._backend(partition).get(key)
+
+    def items(
+        self, partition: int, kind: str, *, start: str = "", stop: str | None = None
+    ) -> Iterator[tuple[str, bytes]]:
+        """(name, value) of a kind's values with ``start <= name < stop``, in name order: the local
+        copy merged with the changes not yet in it."""
+        backend = self._backend(partition)
+        lo, hi = _kind_range(kind, start, stop)
+        overlay: Changes = {}
+        for layer in (self._flushing, self._staged):  # staged last: it is newer
+            for key, value in layer.get(partition, {}).items():
+                if lo <= key < hi:
+                    overlay[key] = value
+        cut = len(kind) + 1
+        pending = sorted(overlay)
+        i = 0
+        for key, value in backend.scan(lo, hi):
+            while i < len(pending) and pending[i] < key:
+                new = overlay[pending[i]]
+                if new is not None:
+                    yield pending[i][cut:].decode(), new
+                i += 1
+            if i < len(pending) and pending[i] == key:
+                new = overlay[key]
+                i += 1
+                if new is not None:
+                    yield key[cut:].decode(), new
+                continue
+            yield key[cut:].decode(), value
+        for key in pending[i:]:
+            new = overlay[key]
+            if new is not None:
+                yield key[cut:].decode(), new
+
+    def indexed(self, partition: int, kind: str, key: bytes) -> bool:
+        """Whether a value of the indexed ``kind`` stands for ``key``. Values being deleted still
+        count until their deletion reaches the local copy (the one use, deduplication, errs on
+        the side of having seen a key). A kind the store was not told to index is an error, not
+        an empty index: deduplication would silently take every event."""
+        if f"{kind}|".encode() not in self._indexes:
+            msg = f"the state store keeps no index of {kind!r} (indexes={sorted(self._indexes)})"
+            raise KeyError(msg)
+        index_key = INDEX_PREFIX + f"{kind}|".encode() + key
+        for layer in (self._staged_index, self._flushing_index):
+            keys = layer.get(partition)
+            if keys is not None and index_key in keys:
+                return True
+        return self._backend(partition).get(index_key) is not None
+
+    # -- partitions ---------------------------------------------------------------------------
 
     def owns(self, partition: int) -> bool:
-        return partition in self._owned
-
-    def items(self, partition: int, kind: str) -> Iterator[tuple[str, bytes]]:
-        """(name, value) of every item of one kind on an owned partition (NotOwned otherwise)."""
-        if partition not in self._owned:
-            msg = f"partition {partition} is not owned by this worker"
-            raise NotOwned(msg)
-        prefix = f"{kind}|".encode()
-        cut = len(prefix)
-        for key, value in list(self._data.get(partition, {}).items()):
-            if key.startswith(prefix):
-                yield key[cut:].decode(), value
-
-    def add_outputs(self, outputs: Sequence[Out]) -> None:
-        """Records to write with the next flush, before any state staged so far or later.
-
-        Whoever stages state stages the outputs that go with it in the same step (no await in
-        between): a case stored without the join messages its change sent would never send them
-        again, since folding the redelivered event changes nothing."""
-        self._outputs.extend(outputs)
-
-    async def flush(self) -> None:
-        """Write the pending outputs, then every changed key once, and wait until the broker has
-        them all.
-
-        The order is the commit path's guarantee: outputs (links, partials, records, dead letters)
-        before the state that says they were produced, and within the state the keys of
-        ``last_kinds`` (deduplication) last: if the process dies half-way, the state never claims
-        an event as seen whose effects were not written. Outputs of partitions revoked meanwhile
-        are dropped with their state (the new owner redoes them). Flushes are serialised: two at
-        once could write an older value of a key after a newer one.
-        """
-        async with self._flushing:
-            outputs, self._outputs = self._outputs, []
-            dirty, self._dirty = self._dirty, {}
-            try:
-                owned = [o for o in outputs if o.source is None or o.source in self._owned]
-                if owned:
-                    await asyncio.gather(*await self._send_outputs(owned))
-                pending = []
-                for partition, changes in dirty.items():
-                    if partition not in self._owned or not changes:
-                        continue  # revoked meanwhile: the new owner has the authoritative state
-                    ordered = sorted(changes.items(), key=lambda kv: kv[0].startswith(self._last))
-                    records: Iterator[Record] = ((k, v, None, []) for k, v in ordered)
-                    pending.extend(await self._send_batches(self.topic, partition, records))
-                if pending:
-                    await asyncio.gather(*pending)
-            except BaseException:
-                # Nothing is lost: put it back, under what was staged meanwhile (which is newer),
-                # so the next flush writes it again (records written twice are harmless).
-                self._outputs[:0] = outputs
-                for partition, changes in dirty.items():
-                    self._dirty[partition] = {**changes, **self._dirty.get(partition, {})}
-                raise
-
-    async def _send_outputs(self, outputs: Sequence[Out]) -> list[Any]:
-        """Send outputs in record batches per topic partition (a keyed record goes where Kafka's
-        default partitioner would put it; on a topic of unknown layout the producer decides)."""
-        producer = await self._ensure_producer()
-        groups: dict[tuple[str, int], list[Record]] = {}
-        futures = []
-        for out in outputs:
-            partition, ts = out.partition, out.timestamp_ms
-            if partition is None:
-                count = self.partition_counts.get(out.topic)
-                if count is None or out.key is None:
-                    futures.append(
-                        await producer.send(
-                            out.topic, out.value, key=out.key, headers=list(out.headers), timestamp_ms=ts
-                        )
-                    )
-                    continue
-                partition = partition_for(out.key, count)
-            record = (out.key, out.value, ts, list(out.headers))
-            groups.setdefault((out.topic, partition), []).append(record)
-        for (topic, partition), records in groups.items():
-            futures.extend(await self._send_batches(topic, partition, records))
-        return futures
-
-    async def _send_batches(
-        self,
-        topic: str,
-        partition: int,
-        records: Iterable[Record],
-    ) -> list[Any]:
-        """(key, value, timestamp, headers) records to one partition, in as few batches as fit."""
-        producer = await self._ensure_producer()
-        futures = []
-        batch = producer.create_batch()
-        for key, value, ts, headers in records:
-            if batch.append(key=key, value=value, timestamp=ts, headers=headers) is None:  # full: send it
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=ts, headers=headers)
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
-
-    async def _ensure_producer(self) -> AIOKafkaProducer:
-        if self._closed:
-            msg = "state store is closed (worker shutting down)"
-            raise RuntimeError(msg)
-        if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap,
-                acks="all",
-                max_batch_size=512 * 1024,
-                linger_ms=0,
-                **self._client,
-            )
-            await producer.start()
-            self._producer = producer
-        return self._producer
-
-    async def close(self) -> None:
-        """Stop the store's producer (pending writes are delivered first)."""
-        self._closed = True
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
-
-    def _writable(self, partition: int) -> bool:
-        if partition in self._owned:
-            return True
-        log.warning("state write for a partition this worker does not own", extra={"partition": partition})
-        return False
-
-    # -- ownership --------------------------------------------------------------------------
+        return partition in self._backends
 
     def owned(self) -> set[int]:
-        """Partitions whose state this worker holds."""
-        return set(self._owned)
+        return set(self._backends)
 
-    def on_revoke(self, callback: Callable[[set[int]], None]) -> None:
-        """Call ``callback(partitions)`` when partitions are taken away (to drop derived caches)."""
-        self._on_revoke.append(callback)
+    def adopt(self, partition: int, backend: Backend) -> None:
+        """Own ``partition``, its local copy being ``backend``."""
+        self._backends[partition] = backend
 
-    async def wait_ready(self, partitions: Iterable[int]) -> set[int]:
-        """Wait until the state of ``partitions`` is restored; returns those this worker owns."""
-        owned = set()
-        for p in set(partitions):
-            await self._ready.setdefault(p, asyncio.Event()).wait()
-            if p in self._owned:
-                owned.add(p)
-        return owned
+    def release(self, partition: int) -> None:
+        """Stop owning ``partition``: its changes not yet flushed are dropped (the next owner redoes
+        them), its local copy closed (kept on disk, for the next time it is ours)."""
+        backend = self._backends.pop(partition, None)
+        for layer in (self._staged, self._flushing, self._staged_index, self._flushing_index):
+            layer.pop(partition, None)
+        if backend is not None:
+            backend.close()
 
-    def revoked(self, partitions: set[int]) -> None:
-        """Forget revoked partitions; pending writes to them are dropped."""
-        gone = partitions & self._owned
-        self._owned -= partitions
-        for p in partitions:
-            self._data.pop(p, None)
-            self._dirty.pop(p, None)
-            event = self._ready.pop(p, None)
-            if event is not None:
-                event.set()  # release a waiter; it will see the partition is not owned
-        if gone:
-            for callback in self._on_revoke:
-                callback(gone)
+    # -- the flush ----------------------------------------------------------------------------
 
-    async def assigned(self, partitions: set[int]) -> None:
-        """Restore partitions newly assigned; those already owned keep their live state."""
-        new = partitions - self._owned
-        for p in partitions - new:
-            self._ready.setdefault(p, asyncio.Event()).set()
-        if not new:
-            return
-        for p in new:
-            self._ready.setdefault(p, asyncio.Event())
-        for callback in self._on_revoke:
-            callback(new)  # no cache derived from an earlier ownership may survive
-        if self._before_restore is not None:
-            await self._before_restore()  # our own last writes must be in the topic we read
-        started = time.monotonic()
-        restored = await self._read(new)
-        for p in new:
-            self._data[p] = restored.get(p, {})
-            self._owned.add(p)
-            self._ready[p].set()
-        log.info(
-            "state restored",
-            extra={
-                "partitions": sorted(new),
-                "keys": sum(len(v) for v in restored.values()),
-                "seconds": round(time.monotonic() - started, 3),
-            },
-        )
+    def begin_flush(self) -> dict[int, Changes]:
+        """Take the staged changes into the flushing layer; returns them per owned partition."""
+        self._flushing, self._staged = self._staged, {}
+        self._flushing_index, self._staged_index = self._staged_index, {}
+        return {p: changes for p, changes in self._flushing.items() if changes and p in self._backends}
 
-    async def _read(self, partitions: set[int]) -> dict[int, dict[bytes, bytes]]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            **self._client,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-        )
-        await consumer.start()
-        await asyncio.sleep(0)  # see aiokafka: let the no-group routine start before any stop()
-        out: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
-        try:
-            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            ends = await consumer.end_offsets(tps)
-            await consumer.seek_to_beginning(*tps)
-            remaining = {tp for tp in tps if ends[tp] > 0}
-            deadline = time.monotonic() + self._restore_timeout_s
-            while remaining:
-                if time.monotonic() > deadline:
-                    msg = (
-                        f"state restore of {self.topic} {sorted(partitions)} "
-                        f"took over {self._restore_timeout_s}s"
-                    )
-                    raise TimeoutError(msg)
-                batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=10_000)
-                for tp, records in batches.items():
-                    data = out[tp.partition]
-                    for r in records:
-                        if r.key is None:
-                            continue
-                        if r.value is None:
-                            data.pop(r.key, None)
-                        else:
-                            data[r.key] = r.value
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-        finally:
-            await consumer.stop()
+    def abort_flush(self) -> None:
+        """A flush failed: its changes go back under what was staged meanwhile (which is newer), to
+        be written again by the next (a value written twice is harmless)."""
+        for p, changes in self._flushing.items():
+            self._staged[p] = {**changes, **self._staged.get(p, {})}
+        for p, keys in self._flushing_index.items():
+            self._staged_index.setdefault(p, set()).update(keys)
+        self._flushing, self._flushing_index = {}, {}
+
+    def local_changes(
+        self, backend: Backend, changes: Changes, extra: Sequence[tuple[bytes, bytes | None]] = ()
+    ) -> list[tuple[bytes, bytes | None]]:
+        """``changes`` as one write of a partition's local copy: each value with its derived index
+        keys (those of the value it replaces removed), then ``extra`` (the checkpoint)."""
+        out: list[tuple[bytes, bytes | None]] = []
+        for key, value in changes.items():
+            derive = self._derive(key)
+            if derive is not None:
+                old = backend.get(key)
+                if old is not None:
+                    out.extend((INDEX_PREFIX + key[: key.index(b"|") + 1] + k, None) for k in derive(old))
+                if value is not None:
+                    out.extend((INDEX_PREFIX + key[: key.index(b"|") + 1] + k, b"") for k in derive(value))
+            out.append((key, value))
+        out.extend(extra)
         return out
 
+    def end_flush(self) -> None:
+        """The flush is done: what it wrote is in the local copies."""
+        self._flushing, self._flushing_index = {}, {}
 
-class MemoryStore:
+    def backend(self, partition: int) -> Backend:
+        return self._backend(partition)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _derive(self, key: bytes) -> Derive | None:
+        if not self._indexes:
+            return None
+        return self._indexes.get(key[: key.find(b"|") + 1])
+
+    def _backend(self, partition: int) -> Backend:
+        backend = self._backends.get(partition)
+        if backend is None:
+            msg = f"partition {partition} is not owned by this worker"
+            raise NotOwned(msg)
+        return backend
+
+    def _writable(self, partition: int) -> bool:
+        return partition in self._backends
+
+
+class MemoryStore(LocalState):
     """A :class:`StateStore` in memory that owns every partition: the engine without Kafka, for the
-    in-memory wiring of the tests and the memory benchmark. ``written`` collects flushed outputs."""
+    in-memory wiring of the tests and the in-process benchmarks. ``written`` collects flushed
+    outputs; a flush writes straight into the local copies."""
 
-    def __init__(self, partitions: int = 1) -> None:
+    def __init__(self, partitions: int = 1, *, indexes: Mapping[str, Derive] | None = None) -> None:
+        super().__init__(indexes=indexes)
         self.partitions = partitions
-        self.data: dict[tuple[int, str, str], bytes] = {}
+        for p in range(partitions):
+            self.adopt(p, DictBackend())
         self.pending: list[Out] = []
         self.written: list[Out] = []
-        self.writes = 0
         self.flushes = 0
 
-    def put(self, partition: int, kind: str, name: str, value: bytes) -> None:
-        self.data[(partition, kind, name)] = kept(value)
-        self.writes += 1
-
-    def delete(self, partition: int, kind: str, name: str) -> None:
-        self.data.pop((partition, kind, name), None)
-        self.writes += 1
-
-    def items(self, partition: int, kind: str) -> Iterator[tuple[str, bytes]]:
-        for (p, k, n), v in list(self.data.items()):
-            if p == partition and k == kind:
-                yield n, v
+    @property
+    def data(self) -> dict[tuple[int, str, str], bytes]:
+        """Every value, as the engine sees it: (partition, kind, name) -> value."""
+        out: dict[tuple[int, str, str], bytes] = {}
+        for p in self.owned():
+            backend = self.backend(p)
+            assert isinstance(backend, DictBackend)
+            merged: Changes = {**backend.data, **self._flushing.get(p, {}), **self._staged.get(p, {})}
+            for key, value in merged.items():
+                if value is not None and not key.startswith((INDEX_PREFIX, META_PREFIX)):
+                    kind, _, name = key.decode().partition("|")
+                    out[(p, kind, name)] = value
+        return out
 
     def owns(self, partition: int) -> bool:
         return True
 
-    def owned(self) -> set[int]:
-        return set(range(self.partitions))
+    def _writable(self, partition: int) -> bool:
+        if partition not in self._backends:
+            self.adopt(partition, DictBackend())
+        return True
+
+    def _backend(self, partition: int) -> Backend:
+        self._writable(partition)
+        return self._backends[partition]
 
     async def wait_ready(self, partitions: Iterable[int]) -> set[int]:
         return set(partitions)
@@ -396,6 +353,11 @@ class MemoryStore:
         self.pending.extend(outputs)
 
     async def flush(self) -> None:
+        changes = self.begin_flush()
         self.written.extend(self.pending)
         self.pending = []
+        for p, c in changes.items():
+            backend = self._backends[p]
+            backend.write(self.local_changes(backend, c))
+        self.end_flush()
         self.flushes += 1

@@ -27,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TypeVar
 
 from aiokafka.errors import KafkaError
 
@@ -42,6 +43,7 @@ __all__ = ["CommitPath", "Source"]
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[Origin], Awaitable[RawRecord | None]]
+T = TypeVar("T")
 
 
 class Source(Enum):
@@ -78,6 +80,9 @@ class Flusher:
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Event()
         self.acknowledged = 0
+        self.fatal: Callable[[BaseException], None] | None = None
+        """Called with a flush's unexpected error (not the broker's: those are retried); the worker
+        stops on it, where a background task would otherwise die unseen and hold every batch."""
 
     async def submit(self, ack: Ack | None, count: int = 0) -> None:
         """A unit was staged: acknowledge it (``count`` input records) after its flush; return once
@@ -99,6 +104,14 @@ class Flusher:
             await asyncio.shield(self._task)
 
     async def _run(self) -> None:
+        try:
+            await self._flush_all()
+        except Exception as exc:
+            if self.fatal is None:
+                raise
+            self.fatal(exc)
+
+    async def _flush_all(self) -> None:
         while self._staged:
             # what is staged now goes with this flush: swapped with no await before the store's own
             self._flushing, self._staged = self._staged, []
@@ -174,11 +187,13 @@ class CommitPath:
         else:
             await self.flusher.submit(ack)
 
-    async def tick(self, work: Callable[[], None]) -> None:
-        """A timer's work: steps 2-5 over every owned partition (there is nothing to acknowledge)."""
-        work()
+    async def tick(self, work: Callable[[], T]) -> T:
+        """A timer's work: steps 2-5 over every owned partition (there is nothing to acknowledge);
+        returns what the work returned."""
+        result = work()
         await self._stage(self.store.owned(), [])
         await self.flusher.submit(None)
+        return result
 
     async def _stage(self, partitions: set[int], dead: list[DeadLetter]) -> None:
         # 3. resolve dead letters (may await: reading originals back)

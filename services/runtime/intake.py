@@ -23,12 +23,12 @@ from services.contract.codec import DecodeError, DlqReason, decode
 from services.contract.envelope import Event
 from services.engine.records import DeadLetter, Origin, RawRecord
 from services.engine.state import StateStore
-from services.runtime.dedup import Chunk, DedupIndex, digest
+from services.runtime.dedup import DEDUP_KIND, DedupIndex, digest
 from services.runtime.metrics import DEDUP_KEYS, EVENTS_ACCEPTED, EVENTS_CONSUMED, EVENTS_DUPLICATE
 
 __all__ = ["DEDUP_KIND", "Intake", "Screened", "screen"]
 
-DEDUP_KIND = "dedup"
+_KEY_COUNT = ("meta", "dedup_keys")  # where a partition's number of deduplication keys is kept
 
 
 @dataclass(slots=True)
@@ -106,24 +106,23 @@ class Intake:
     def __post_init__(self) -> None:
         self.topic = self.catalog.topic
         self._indexes: dict[int, DedupIndex] = {}
+        self._counts: dict[int, int] = {}  # keys held per partition, as stored
         self._keys = DEDUP_KEYS.labels(topic=self.topic)
 
     def index_for(self, partition: int) -> DedupIndex:
-        """The partition's index, rebuilt from the recovered state the first time it is needed."""
+        """The partition's index (its keys are in the store; only those since the last cut in memory)."""
         index = self._indexes.get(partition)
         if index is None:
-            now = self.clock()
-            chunks = [Chunk.decode(n, v) for n, v in self.store.items(partition, DEDUP_KIND)]
-            index = DedupIndex.restore(self.horizon_s, chunks, now)
-            for name in index.stale_names(chunks, now):
-                self.store.delete(partition, DEDUP_KIND, name)
-            self._indexes[partition] = index
+            index = self._indexes[partition] = DedupIndex(self.store, partition, self.horizon_s)
+            raw = self.store.get(partition, *_KEY_COUNT)
+            self._counts[partition] = int(raw) if raw is not None else 0
         return index
 
     def forget(self, partitions: Iterable[int]) -> None:
-        """Drop in-memory indexes of revoked partitions; they are rebuilt if assigned again."""
+        """Drop what is held of revoked partitions; their keys stay in the store."""
         for p in partitions:
             self._indexes.pop(p, None)
+            self._counts.pop(p, None)
 
     def label(self, physical: str) -> str:
         """The contract name of an input topic, for metric labels."""
@@ -172,9 +171,13 @@ class Intake:
             if not self.store.owns(p):
                 continue
             index = self.index_for(p)
+            count = self._counts[p]
             chunk = index.cut(now)
             if chunk is not None:
-                self.store.put(p, DEDUP_KIND, chunk.name, chunk.encode())
-            for name in index.expire(now):
-                self.store.delete(p, DEDUP_KIND, name)
-        self._keys.set(sum(len(i) for i in self._indexes.values()))
+                count += len(chunk.keys)
+            _, expired = index.expire(now)
+            count -= expired
+            if count != self._counts[p]:
+                self._counts[p] = count
+                self.store.put(p, *_KEY_COUNT, str(count).encode())
+        self._keys.set(sum(self._counts.values()))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from services.runtime.permissions import Operation, group_operations, missing, topic_operations
@@ -27,11 +28,13 @@ __all__ = [
     "MissingTopic",
     "StartupError",
     "TopicSpec",
+    "cluster_id",
     "ensure_topics",
     "partition_count",
     "require_access",
     "require_broker",
     "require_topic",
+    "topic_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ class TopicSpec:
     compacted: bool = False
     retention_ms: int | None = None
     must_match_partitions: bool = True
+    max_message_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +198,33 @@ async def partition_count(client: ClientOptions, topic: str, *, timeout_s: float
         await admin.close()
 
 
+async def cluster_id(client: ClientOptions, *, timeout_s: float) -> str:
+    """The id of the Kafka cluster (local state copies name the cluster they copy)."""
+    admin = await _admin(client, timeout_s)
+    try:
+        return str((await admin.describe_cluster()).get("cluster_id") or "")
+    finally:
+        await admin.close()
+
+
+async def topic_config(client: ClientOptions, topic: str, *, timeout_s: float) -> dict[str, str]:
+    """The configuration of ``topic`` (empty when this client may not describe it)."""
+    admin = await _admin(client, timeout_s)
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    except KafkaError:
+        return {}
+    finally:
+        await admin.close()
+    out: dict[str, str] = {}
+    for response in responses:
+        for resource in response.resources:
+            error_code, entries = resource[0], resource[4]
+            if error_code == 0:
+                out.update({entry[0]: entry[1] for entry in entries if entry[1] is not None})
+    return out
+
+
 async def require_topic(client: ClientOptions, topic: str, *, timeout_s: float, fix: str) -> int:
     """The partition count of ``topic``; :class:`MissingTopic` (naming ``fix``) if it does not exist
     or this client may not see it."""
@@ -282,6 +313,8 @@ async def _create(
             config["cleanup.policy"] = "compact"
         if s.retention_ms is not None:
             config["retention.ms"] = str(s.retention_ms)
+        if s.max_message_bytes is not None:
+            config["max.message.bytes"] = str(s.max_message_bytes)
         new.append(NewTopic(s.name, s.partitions, replication, topic_configs=config))
     response: Any = await admin.create_topics(new)
     errors = {

@@ -5,6 +5,7 @@ Base units, ``_total`` counters, label values from closed sets only.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
@@ -12,6 +13,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     disable_created_metrics,
     generate_latest,
 )
@@ -28,6 +30,10 @@ __all__ = [
     "EVENTS_DUPLICATE",
     "EVENTS_INVALID",
     "EVENTS_PROCESSED",
+    "HOUSEKEEPING_SECONDS",
+    "RESTORE_PROGRESS",
+    "STATE_DISK",
+    "STATE_RESTORES",
     "exposition",
 ]
 
@@ -60,6 +66,45 @@ CONSUMER_LAG = Gauge(
 DEDUP_KEYS = Gauge(
     "tradepulse_dedup_keys", "(source, id) keys held for deduplication on this worker.", ["topic"]
 )
+STATE_RESTORES = Counter(
+    "tradepulse_state_restores_total",
+    "Partitions whose state was restored: from the local copy and the topic's tail (local), or "
+    "rebuilt from the state topic (rebuild).",
+    ["mode"],
+)
+HOUSEKEEPING_SECONDS = Histogram(
+    "tradepulse_housekeeping_seconds",
+    "Duration of one housekeeping pass (expiry, retention, parked cases, gauges), with its flush.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+STATE_DISK = Gauge(
+    "tradepulse_state_disk_bytes", "Bytes of the local copies of the state this worker owns, on disk."
+)
+
+
+class _RestoreProgress:
+    """``tradepulse_state_restore_records{partition, phase}``: state records restored so far and to
+    restore in all, per partition being restored (gone once it is ready)."""
+
+    def __init__(self) -> None:
+        self.gauge = Gauge(
+            "tradepulse_state_restore_records",
+            "State records of a partition being restored: restored so far (phase=restored) and in all "
+            "(phase=total).",
+            ["partition", "phase"],
+        )
+
+    def set(self, partition: int, done: int, total: int) -> None:
+        self.gauge.labels(partition=str(partition), phase="restored").set(done)
+        self.gauge.labels(partition=str(partition), phase="total").set(total)
+
+    def forget(self, partition: int) -> None:
+        for phase in ("restored", "total"):
+            with contextlib.suppress(KeyError):
+                self.gauge.remove(str(partition), phase)
+
+
+RESTORE_PROGRESS = _RestoreProgress()
 
 
 class _Without(Collector):

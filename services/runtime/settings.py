@@ -5,6 +5,7 @@ Every variable is listed in the README's configuration table; a test keeps the t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -12,8 +13,9 @@ from pydantic_settings import SettingsConfigDict
 
 from services.runtime.security import FileSecretsSettings, KafkaSecurity
 
-__all__ = ["LOCAL_DATABASE_URL", "LOCAL_KAFKA", "Settings", "load_settings"]
+__all__ = ["LOCAL_DATABASE_URL", "LOCAL_KAFKA", "STATE_DIR", "Settings", "load_settings"]
 
+STATE_DIR = Path(__file__).resolve().parents[2] / ".tradepulse" / "state"
 LOCAL_KAFKA = "127.0.0.1:19092"
 LOCAL_DATABASE_URL = "postgresql://tradepulse@127.0.0.1:15432/tradepulse"
 
@@ -49,6 +51,12 @@ class Settings(FileSecretsSettings):
     startup_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     stop_timeout_s: Annotated[float, Field(gt=0, le=300)] = 8.0
     create_topics: bool = True
+    # Local copies of the state (RocksDB, a folder per state topic and partition); the state topic
+    # is the source of truth, so losing the folder costs a rebuild from the topic, nothing more.
+    state_dir: Path = STATE_DIR
+    # Memory for state besides what every worker has (about 150 MB): RocksDB's cache and memtables
+    # take half, decoded cases the other half. 512 suits a worker given 2 GB (docs/performance.md).
+    state_cache_mb: Annotated[int, Field(ge=16, le=1_048_576)] = 512
     kafka: Annotated[KafkaSecurity, Field(default_factory=KafkaSecurity, exclude=True)]
 
     @field_validator("kafka_bootstrap_servers")

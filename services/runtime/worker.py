@@ -15,25 +15,38 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram
 
 from services.contract.topics import case_topic, dlq_topic, indicator_topic
 from services.engine.domain import Domain, EngineSettings
 from services.engine.pipeline import Pipeline, Topics
-from services.engine.state import KafkaStateStore
 from services.runtime.commit import CommitPath, Source
+from services.runtime.dedup import STATE_INDEXES
 from services.runtime.fetch import RecordFetcher
 from services.runtime.intake import Intake
-from services.runtime.kafka_admin import READ, READ_WRITE, WRITE, Access, TopicSpec, ensure_topics
-from services.runtime.metrics import CONSUMER_LAG, exposition
+from services.runtime.kafka_admin import (
+    READ,
+    READ_WRITE,
+    WRITE,
+    Access,
+    StartupError,
+    TopicSpec,
+    cluster_id,
+    ensure_topics,
+    topic_config,
+)
+from services.runtime.local import ROCKSDB_SHARE, LocalStateError
+from services.runtime.metrics import CONSUMER_LAG, HOUSEKEEPING_SECONDS, STATE_DISK, exposition
 from services.runtime.pages import require_free_port
 from services.runtime.permissions import Operation
 from services.runtime.settings import Settings
+from services.runtime.store import STATE_BATCH_BYTES, KafkaStateStore
 from services.runtime.transport import SCHEME, RecordBatch, record_batches
 
 __all__ = ["ServiceWorker", "StopDeadline", "Worker", "assignment", "build_worker", "create_app", "tune_gc"]
@@ -161,15 +174,47 @@ class Worker:
         credentials, the topics or the permissions are wrong; learn the partition counts of the
         topics written by key."""
         require_free_port(self.settings.web_host, self.settings.port_for(self.domain.port))
+        require_state_dir(self.store.directory)
+        client, timeout_s = self.settings.kafka_client(), self.settings.startup_timeout_s
         counts = await ensure_topics(
-            self.settings.kafka_client(),
+            client,
             self.topics,
             replication=self.settings.topic_replication,
-            timeout_s=self.settings.startup_timeout_s,
+            timeout_s=timeout_s,
             create=self.settings.create_topics,
             access=self.access,
         )
         self.store.partition_counts.update(counts)
+        self.store.cluster = await cluster_id(client, timeout_s=timeout_s)
+        config = await topic_config(client, self.store.topic, timeout_s=timeout_s)
+        if "delete.retention.ms" in config:
+            self.store.delete_retention_s = int(config["delete.retention.ms"]) / 1000
+        limit = int(config.get("max.message.bytes", STATE_MAX_MESSAGE_BYTES))
+        if limit < STATE_MAX_MESSAGE_BYTES:
+            msg = (
+                f"topic {self.store.topic} takes records of at most {limit} bytes (max.message.bytes); "
+                f"each partition's state changes are written as one record batch: set max.message.bytes="
+                f"{STATE_MAX_MESSAGE_BYTES} on it (kafka-configs.sh --alter --entity-type topics "
+                f"--entity-name {self.store.topic} --add-config max.message.bytes={STATE_MAX_MESSAGE_BYTES})"
+            )
+            raise StartupError(msg)
+
+
+STATE_MAX_MESSAGE_BYTES = STATE_BATCH_BYTES + 1024 * 1024
+CASE_BYTES = 2048  # what a decoded case takes in memory, about (docs/performance.md), to size the cache
+
+
+def require_state_dir(directory: Path) -> None:
+    """The state folder exists (made if need be) and is writable; a StartupError naming
+    TRADEPULSE_STATE_DIR otherwise."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        msg = f"cannot write the local state folder {directory} ({exc.strerror}): set TRADEPULSE_STATE_DIR"
+        raise StartupError(msg) from None
 
 
 def _topics(settings: Settings, domain: Domain) -> tuple[Topics, str]:
@@ -202,7 +247,7 @@ def _uses(settings: Settings, domain: Domain) -> list[tuple[TopicSpec, frozenset
         *[(TopicSpec(settings.topic(t), n, compacted=domain.derived), READ) for t in domain.topics],
         (TopicSpec(names.links, n), READ_WRITE),
         (TopicSpec(names.partials, n), READ_WRITE),
-        (TopicSpec(state, n, compacted=True), READ_WRITE),
+        (TopicSpec(state, n, compacted=True, max_message_bytes=STATE_MAX_MESSAGE_BYTES), READ_WRITE),
         *[(TopicSpec(t, n, must_match_partitions=False), WRITE) for t in _dlqs(settings, domain).values()],
         (TopicSpec(names.indicators, n, **output), WRITE),
         (TopicSpec(names.cases, n, **output), WRITE),
@@ -248,13 +293,13 @@ def build_worker(settings: Settings, domain: Domain, *, foreign: Sequence[str] =
     security = settings.kafka.aiokafka()
     fetch = RecordFetcher(settings.bootstrap_list(), client=security)
 
-    async def flush_producer() -> None:
-        await app.producer.flush()
-
+    cache_bytes = settings.state_cache_mb * 1024 * 1024
     store = KafkaStateStore(
         topic=state_topic,
         bootstrap=settings.bootstrap_list(),
-        before_restore=flush_producer,
+        directory=settings.state_dir / state_topic,
+        cache_bytes=int(cache_bytes * ROCKSDB_SHARE),
+        indexes=STATE_INDEXES,
         client=security,
     )
     intake = Intake(
@@ -267,14 +312,17 @@ def build_worker(settings: Settings, domain: Domain, *, foreign: Sequence[str] =
         labels=inputs,
     )
     pipeline = Pipeline(
-        domain, settings=engine, context=context, store=store, partitions=partitions, topics=names
-    )
+        domain, settings=engine, context=context, store=store, partitions=partitions, topics=names,
+        cache_cases=int(cache_bytes * (1 - ROCKSDB_SHARE)) // CASE_BYTES,
+    )  # fmt: skip
     commit = CommitPath(
         intake=intake, pipeline=pipeline, store=store, fetch=fetch, dlq=names.dlq,
         dlqs=_dlqs(settings, domain),
     )  # fmt: skip
     store.on_revoke(intake.forget)
     store.on_revoke(pipeline.forget)
+    store.on_restored(pipeline.loading)
+    store.fatal = commit.flusher.fatal = _stop_on(app)
 
     sources = {
         Source.INPUT: topic(*inputs),
@@ -295,8 +343,17 @@ def build_worker(settings: Settings, domain: Domain, *, foreign: Sequence[str] =
 
     _timer(app, engine.partials_interval_s, pipeline.emit_partials, commit, name="partials")
     _timer(app, engine.indicator_interval_s, pipeline.publish, commit, name="publish")
-    _timer(app, engine.housekeeping_interval_s, pipeline.housekeeping, commit, name="housekeeping")
+    _timer(
+        app,
+        engine.housekeeping_interval_s,
+        pipeline.housekeeping,
+        commit,
+        name="housekeeping",
+        repeat=True,
+        timed=HOUSEKEEPING_SECONDS,
+    )
     _report_lag(app, inputs, next_offset)
+    _report_disk(app, store)
     _ownership(app, store, settings.topic(domain.topic))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
@@ -307,7 +364,7 @@ def build_worker(settings: Settings, domain: Domain, *, foreign: Sequence[str] =
             await store.close()
             await fetch.close()
 
-    _add_pages(app, name, foreign)
+    _add_pages(app, name, foreign, store)
     return Worker(
         app, settings, domain, engine, store, pipeline, commit,
         worker_topics(settings, domain), worker_access(settings, domain),
@@ -344,15 +401,29 @@ def _agent(
 
 
 def _timer(
-    app: faust.App, interval_s: float, work: Callable[[], None], commit: CommitPath, *, name: str
+    app: faust.App,
+    interval_s: float,
+    work: Callable[[], object],
+    commit: CommitPath,
+    *,
+    name: str,
+    repeat: bool = False,
+    timed: Histogram | None = None,
 ) -> None:
-    """Run ``work`` every ``interval_s`` through the commit path."""
+    """Run ``work`` every ``interval_s`` through the commit path; with ``repeat``, again at once
+    (after the event loop had a turn) while it says work is left: each pass is bounded, so no pass
+    holds the loop for long, and a backlog (a day of cases due after a replay) still goes quickly."""
 
     async def tick() -> None:
         if app.should_stop:
             return
         try:
-            await commit.tick(work)
+            more = True
+            while more and not app.should_stop:
+                started = time.perf_counter()
+                more = bool(await commit.tick(work)) and repeat
+                if timed is not None:
+                    timed.observe(time.perf_counter() - started)
         except Exception:
             if not app.should_stop:
                 raise
@@ -381,6 +452,35 @@ def _report_lag(app: faust.App, inputs: dict[str, str], next_offset: dict[tuple[
     app.timer(5.0)(report)
 
 
+def _stop_on(app: faust.App) -> Callable[[BaseException], None]:
+    """The commit path cannot go on (the local state cannot be written, a full disk say, or a bug):
+    one line naming the fix, then the worker stops at once, as after a crash (nothing is lost:
+    uncommitted input is processed again after the restart)."""
+
+    def stop(exc: BaseException) -> None:
+        if isinstance(exc, LocalStateError):
+            log.critical("%s", exc, extra={"fix": "free space under TRADEPULSE_STATE_DIR, then restart"})
+        else:
+            log.critical("commit path failed; stopping", exc_info=exc)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(3)
+
+    return stop
+
+
+def _report_disk(app: faust.App, store: KafkaStateStore) -> None:
+    """Bytes of the local state on disk (what a worker's volume must hold)."""
+
+    async def report() -> None:
+        if app.should_stop:
+            return
+        sizes = await asyncio.to_thread(lambda: sum(b.disk_bytes() for _, b in store.local_copies()))
+        STATE_DISK.set(sizes)
+
+    app.timer(30.0)(report)
+
+
 def _ownership(app: faust.App, store: KafkaStateStore, input_name: str) -> None:
     """Partitions of the input topic are the unit of ownership; state follows them."""
 
@@ -390,15 +490,15 @@ def _ownership(app: faust.App, store: KafkaStateStore, input_name: str) -> None:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types handlers with VarArg
     async def _on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked = mine(args[0] if args else kwargs.get("revoked", ()))
-        if lost := revoked & store.owned():
+        if lost := revoked & store.held():
             log.info("partitions revoked", extra={"partitions": sorted(lost)})  # a rebalance
         store.revoked(revoked)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned = mine(args[0] if args else kwargs.get("assigned", ()))
-        store.revoked(store.owned() - assigned)
-        await store.assigned(assigned)
+        store.revoked(store.held() - assigned)
+        await store.assigned(assigned)  # restores in the background: the rebalance goes on
 
 
 def assignment(app: faust.App) -> set[TP]:
@@ -411,7 +511,7 @@ def assignment(app: faust.App) -> set[TP]:
         return set()
 
 
-def _add_pages(app: faust.App, service: str, foreign: Sequence[str]) -> None:
+def _add_pages(app: faust.App, service: str, foreign: Sequence[str], store: KafkaStateStore) -> None:
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         body = await asyncio.to_thread(exposition, foreign)
@@ -425,8 +525,12 @@ def _add_pages(app: faust.App, service: str, foreign: Sequence[str]) -> None:
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
-        """Readiness: partitions assigned and no rebalance or recovery under way."""
+        """Readiness: partitions assigned, no rebalance under way, and every owned partition's state
+        restored (``restoring``: records restored and in all, per partition still restoring)."""
         assigned = sorted(str(tp) for tp in assignment(app))
-        is_ready = bool(assigned) and not app.rebalancing
-        body = {"service": service, "ready": is_ready, "assigned": assigned}
+        restoring = {
+            str(p): {"restored": done, "total": total} for p, (done, total) in store.restoring().items()
+        }
+        is_ready = bool(assigned) and not app.rebalancing and not restoring
+        body = {"service": service, "ready": is_ready, "assigned": assigned, "restoring": restoring}
         return web.json(body, status=200 if is_ready else 503)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from services.engine.domain import Domain, by_subject
 from services.taxrefund.events import CATALOG
-from services.taxrefund.lifecycle import INDICATORS, Refund, RefundContext
+from services.taxrefund.lifecycle import INDICATORS, Refund, RefundContext, calendar_resolves
 from services.taxrefund.metrics import RefundMetrics
 from services.taxrefund.settings import TaxrefundSettings
 from services.workdays import WorkdaySettings
@@ -29,4 +29,5 @@ DOMAIN = Domain(
     port=6062,
     context=context,
     observer=observer,
+    resolves=calendar_resolves,
 )

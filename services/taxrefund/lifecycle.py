@@ -25,6 +25,7 @@ __all__ = [
     "Declared",
     "Refund",
     "RefundContext",
+    "calendar_resolves",
     "local_date",
     "processing_workdays",
 ]
@@ -101,9 +102,25 @@ class Refund(Case):
             out.append(Contribution("taxrefund.within_limit", issued, dims, within))
         return out
 
+    def tallies(self, context: RefundContext) -> Sequence[tuple[str, ...]]:
+        """An open, accepted refund counts under its acceptance date (the backlog by age)."""
+        if self.open and "accepted" in self.milestones:
+            return (("accepted", self.group, local_date(self.milestones["accepted"]).isoformat()),)
+        return ()
+
+    def parked(self, context: RefundContext) -> Sequence[str]:
+        """An issued refund whose processing time needs a year the calendar lacks waits for it."""
+        gap = processing_workdays(self, context.calendar)
+        return (gap.token,) if isinstance(gap, CalendarUnknown) else ()
+
     def attributes(self) -> Mapping[str, object]:
         return {"mgmt_category": self.category,
                 "entry_ids": list(self.declared.value.entry_ids) if self.declared.value else []}  # fmt: skip
+
+
+def calendar_resolves(context: RefundContext, token: str) -> bool:
+    """Whether the calendar now has the year a parked refund waits for."""
+    return context.calendar.resolves(token)
 
 
 def processing_workdays(refund: Refund, calendar: WorkdayCalendar) -> int | CalendarUnknown | None:

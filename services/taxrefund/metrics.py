@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.engine.metrics import Backlog
 from services.engine.windows import Contribution
-from services.taxrefund.lifecycle import CATEGORIES, Refund, RefundContext, local_date, processing_workdays
+from services.taxrefund.lifecycle import CATEGORIES, Refund, RefundContext, local_date
 from services.taxrefund.settings import TaxrefundSettings
 from services.workdays import CalendarUnknown
 
@@ -83,32 +84,37 @@ class RefundMetrics(Backlog):
                 within = "unknown"
             ISSUED.labels(mgmt_category=after.group, within_limit=within).inc()
 
-    def housekeeping(self, kind: str, cases: Iterable[Any], newest_event_s: float) -> None:
-        """The backlog by age, and refunds waiting for a year of calendar data (logged once per year)."""
+    def housekeeping(
+        self,
+        kind: str,
+        tallies: Mapping[tuple[str, ...], int],
+        earliest: Mapping[str, float],
+        newest_event_s: float,
+    ) -> None:
+        """The backlog by age (from open refunds counted by acceptance date), and refunds waiting for a
+        year of calendar data (logged once per year)."""
         calendar = self.context.calendar
         today = local_date(max(newest_event_s, 0.0))
         ages: Tally[tuple[str, str]] = Tally()
         waiting = 0
-        for r in cases:
-            gap = processing_workdays(r, calendar)
-            if isinstance(gap, CalendarUnknown):
-                waiting += 1
-                if gap.year not in self._warned:
-                    self._warned.add(gap.year)
-                    log.warning(
-                        "calendar unknown: refunds wait for the working days of %s",
-                        gap.year,
-                        extra={
-                            "year": gap.year,
-                            "fix": "set TRADEPULSE_WORKDAYS_FILE to a YAML with that year",
-                        },
-                    )
-            if r.open and "accepted" in r.milestones:
+        for tally, n in tallies.items():
+            if tally[0] == "accepted":
+                _, category, accepted = tally
                 try:
-                    age = calendar.workdays_between(local_date(r.milestones["accepted"]), today)
+                    age = calendar.workdays_between(date.fromisoformat(accepted), today)
                 except CalendarUnknown:
                     continue
-                ages[(r.group, age_label(max(age, 0)))] += 1
+                ages[(category, age_label(max(age, 0)))] += n
+            elif tally[0] == "parked" and tally[1].startswith("calendar:"):
+                waiting += n
+                year = int(tally[1].split(":", 1)[1])
+                if year not in self._warned:
+                    self._warned.add(year)
+                    log.warning(
+                        "calendar unknown: refunds wait for the working days of %s",
+                        year,
+                        extra={"year": year, "fix": "set TRADEPULSE_WORKDAYS_FILE to a YAML with that year"},
+                    )
         for category in CATEGORIES:
             for _, label in AGE_BUCKETS:
                 OPEN_AGE.labels(mgmt_category=category, age_workdays=label).set(ages[(category, label)])

@@ -1,5 +1,6 @@
-"""Memory one open case takes in the engine: a CBEC order (`tradepulse bench cbec`) and an export
-entry of the cycle waiting for its cash and refund (`tradepulse bench cycle-memory`)."""
+"""Memory one decoded case takes in the engine's cache (cases themselves live in the state store, on
+disk): a CBEC order (`tradepulse bench cbec`) and an export entry of the cycle waiting for its cash
+and refund (`tradepulse bench cycle-memory`). The worker sizes its cache of cases with it."""
 
 from __future__ import annotations
 
@@ -75,4 +76,5 @@ def _bytes_per_case(domain: Domain, events: list[dict[str, Any]], kind: str) -> 
     engine.take_changes()
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    return round(used / max(1, len(engine.states[0].tables[kind])), 1)
+    cases = sum(1 for k, _ in engine.states[0].dirty if k == kind)
+    return round(used / max(1, cases), 1)

@@ -17,7 +17,14 @@ from services.devstack.postgres import PostgresCluster
 from services.devstack.probe import kafka_cluster_info
 from services.devstack.process import free_port
 from tests.conftest import COMPONENTS
-from tests.integration.harness import StartWorker, WorkerProcess, new_prefix, running, worker_env
+from tests.integration.harness import STATE_ROOT, StartWorker, WorkerProcess, new_prefix, running, worker_env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _state_folders() -> Iterator[None]:
+    """The local state the session's workers leave behind goes with the session."""
+    yield
+    shutil.rmtree(STATE_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +97,12 @@ def start_worker(kafka_bootstrap: str, prefix: str, tmp_path: Path) -> Iterator[
     started: list[WorkerProcess] = []
 
     def start(service: str = "customs", **env: str) -> WorkerProcess:
+        """A worker of ``service``; its local state folder is that of the last stopped worker of
+        the service (a restart on the same machine) or a new one (another machine), unless ``env``
+        names TRADEPULSE_STATE_DIR."""
         log = tmp_path / f"{service}-{len(started)}.log"
+        alive = sum(1 for w in started if w.service == service and w.running())
+        env = {"TRADEPULSE_STATE_DIR": str(tmp_path / f"state-{service}-{alive}"), **env}
         worker = WorkerProcess(service, worker_env(kafka_bootstrap, prefix, **env), log).start()
         started.append(worker)
         return worker.wait_ready()

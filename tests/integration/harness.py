@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -38,11 +39,19 @@ def client_options(client: Client) -> dict[str, Any]:
 StartWorker = Callable[..., "WorkerProcess"]
 
 
+STATE_ROOT = Path(tempfile.gettempdir()) / f"tradepulse-test-state-{os.getpid()}"
+"""Local state folders of the processes this test session starts (removed at its end)."""
+
+
 def worker_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
+    """The environment of a test's processes: its broker, its topic prefix, fast batches, JSON logs,
+    and local state under a folder of the test's own (its prefix) unless it names one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEPULSE_")}
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         TRADEPULSE_TOPIC_PREFIX=prefix,
+        TRADEPULSE_STATE_DIR=str(STATE_ROOT / prefix.rstrip(".")),
+        TRADEPULSE_STATE_CACHE_MB="64",
         TRADEPULSE_BATCH_WITHIN_S="0.05",
         TRADEPULSE_COMMIT_INTERVAL_S="0.5",
         TRADEPULSE_LOG_FORMAT="json",
@@ -91,6 +100,9 @@ class WorkerProcess:
 
     def get(self, path: str) -> tuple[int, str]:
         return web_get(self.port, path)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         return scrape(self.port)

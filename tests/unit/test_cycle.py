@@ -204,11 +204,11 @@ def test_imports_unlinked_payments_and_open_cases_are_of_no_interest() -> None:
         record("cbec", "E1:SO1", milestones={"released": 5}),
     ]
     run_cycle(pairs, wiring=w)
-    assert all(not w.pipeline.cases.states[p].tables[k] for p in w.pipeline.cases.states for k in CYCLE.kinds)
+    assert all(not list(w.pipeline.cases.cases(k)) for k in CYCLE.kinds)
 
 
 def _entries(w: Wiring) -> dict[str, Entry]:
-    return {k: e.case for st in w.pipeline.cases.states.values() for k, e in st.tables["entry"].items()}
+    return {k: e.case for _, k, e in w.pipeline.cases.cases("entry")}
 
 
 def _on_the_partition_of(entry: str, count: int) -> list[str]:

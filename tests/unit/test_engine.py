@@ -19,7 +19,7 @@ from services.engine.records import RawRecord
 from services.engine.state import MemoryStore, kept
 from services.runtime.commit import Source
 from tests.toy import TOY, Seen, ToySettings, event
-from tests.wiring import TOPICS, Wiring
+from tests.wiring import TOPICS, Wiring, memory_store
 
 DAY = 86400
 
@@ -156,7 +156,7 @@ def test_a_refused_forwarded_event_whose_original_is_gone_is_dead_lettered_as_a_
 
 
 def test_a_restart_from_the_store_gives_the_same_records_and_remembers_what_it_saw() -> None:
-    store = MemoryStore(4)
+    store = memory_store(4)
     first = Wiring(TOY, store=store)
     corpus = _corpus()
     first.run(corpus[:15])
@@ -188,7 +188,7 @@ def test_a_case_the_engine_dropped_takes_no_more_events_also_after_a_restart() -
     """Folded into a new, empty case, a later event would publish a record (revision 1, without the
     case's history) that replaces the dropped case's own on the compacted case topic: CBEC returns
     did that when orders were kept 7 days. The event is dead-lettered instead, saying why."""
-    store, settings = MemoryStore(1), ToySettings(case_expiry_s=30 * DAY, window_retention_s=7 * DAY)
+    store, settings = memory_store(1), ToySettings(case_expiry_s=30 * DAY, window_retention_s=7 * DAY)
     w = Wiring(TOY, partitions=1, store=store, settings=settings)
     w.run([event("toy.parcel.sent", "stuck", "2025-01-01T08:00:00+08:00", 1, depot="north"),
            event("toy.parcel.sent", "done", "2025-01-01T08:00:00+08:00", 1, depot="north"),

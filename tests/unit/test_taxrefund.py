@@ -3,25 +3,20 @@ and duplication, and the calendar-unknown path."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import datetime
 from pathlib import Path
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from services.engine.cases import CaseEngine
-from services.engine.domain import Observer
-from services.engine.registers import EarliestWins, Milestones, to_json
-from services.engine.state import MemoryStore
+from services.engine.registers import EarliestWins, Milestones
 from services.taxrefund.domain import DOMAIN
 from services.taxrefund.events import CATALOG
 from services.taxrefund.lifecycle import Declared, Refund, RefundContext, processing_workdays
-from services.taxrefund.metrics import RefundMetrics
-from services.taxrefund.settings import TaxrefundSettings
 from services.taxrefund.simulator import simulate
 from services.workdays import CalendarUnknown, WorkdayCalendar
 from tests.batch_customs import compare
@@ -70,27 +65,49 @@ def test_a_year_without_calendar_data_parks_the_refund_and_a_yaml_file_unparks_i
     assert isinstance(gap, CalendarUnknown)
     assert gap.year == 2003
     assert r.measures(CONTEXT) == []
-    # parked refunds are counted, and the year is named once, with the fix
-    metrics = RefundMetrics(TaxrefundSettings(), CONTEXT)
+    # the pipeline parks it: counted, the year named once with the fix, no measure guessed
+    events = _events_of_a_refund("2003-03-07T10:00:00+08:00", accepted="2003-03-10T10:00:00+08:00",
+                                 issued="2003-03-17T10:00:00+08:00")  # fmt: skip
+    parked = Wiring(DOMAIN, partitions=1, context=CONTEXT)
+    latest = parked.run(events)
+    assert not any(k.startswith("taxrefund.processing_time") and v["count"] for k, v in latest.items())
     for _ in range(2):
-        metrics.housekeeping("refund", [r, r], r.milestones["issued"])
-    assert REGISTRY.get_sample_value("tradepulse_taxrefund_calendar_unknown_refunds") == 2
+        asyncio.run(parked.tick(parked.pipeline.housekeeping))
+    assert REGISTRY.get_sample_value("tradepulse_taxrefund_calendar_unknown_refunds") == 1
     warned = [rec for rec in caplog.records if "calendar unknown" in rec.getMessage()]
     assert len(warned) == 1
     assert getattr(warned[0], "year", None) == 2003
     assert "TRADEPULSE_WORKDAYS_FILE" in getattr(warned[0], "fix", "")
-    store = MemoryStore()
-    store.put(0, "refund", r.refund_id, orjson.dumps({"c": to_json(r), "l": {}, "t": 0.0, "r": 1}))
+    # restarted with the year added: housekeeping measures the parked refund, and only it
     yaml_file = tmp_path / "cal.yaml"
     yaml_file.write_text("2003:\n  holidays: [2003-01-01]\n")
     context = RefundContext(WorkdayCalendar.with_file(yaml_file), {1: 5})
-    restarted = CaseEngine(
-        DOMAIN, settings=DOMAIN.settings(), context=context, store=store, observer=Observer()
-    )
-    state = restarted.state(0)
-    (time, _), _ = state.tables["refund"][r.refund_id].applied
-    assert time.value == 5.0
-    assert state.partials.changed, "the unparked refund's windows are published again"
+    restarted = Wiring(DOMAIN, partitions=1, store=parked.store, context=context)
+    asyncio.run(restarted.tick(restarted.pipeline.housekeeping))
+    asyncio.run(restarted.settle())
+    latest = asyncio.run(restarted.publish())
+    day = "taxrefund.processing_time|P1D|2003-03-17T00:00:00+08:00|"
+    rollup = latest[day]
+    assert (rollup["count"], rollup["mean"]) == (1, 5.0)
+    assert REGISTRY.get_sample_value("tradepulse_taxrefund_calendar_unknown_refunds") == 0
+
+
+def _events_of_a_refund(declared: str, **times: str) -> list[dict[str, object]]:
+    """A category 1 refund's events as CloudEvent dicts: declared at ``declared``, then ``times``."""
+    data = {"refund_id": "RF1", "taxpayer_uscc": "91440101MA5C000001", "mgmt_category": 1,
+            "tax_office": "14401060000", "claimed_amount": {"amount": "100.00", "currency": "CNY"},
+            "entry_ids": ["514120030000000001"]}  # fmt: skip
+    out: list[dict[str, object]] = [_refund_event("declared", declared, data)]
+    amount = {"amount": "100.00", "currency": "CNY"}
+    extra = {"approved": {"approved_amount": amount}, "issued": {"amount": amount}}
+    for name, at in times.items():
+        out.append(_refund_event(name, at, {"refund_id": "RF1", **extra.get(name, {})}))
+    return out
+
+
+def _refund_event(name: str, at: str, data: dict[str, object]) -> dict[str, object]:
+    return {"specversion": "1.0", "id": f"RF1-{name}", "source": "/etax/14401060000",
+            "type": f"taxrefund.refund.{name}", "time": at, "subject": "RF1", "data": data}  # fmt: skip
 
 
 @given(st.integers(0, 10_000), st.randoms(use_true_random=False))

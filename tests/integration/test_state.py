@@ -1,0 +1,81 @@
+"""State at scale on the real broker: a worker killed between any two steps of the commit (outputs,
+state topic, local copy, offsets) loses nothing and counts nothing twice, whether it comes back
+with its local copy or without it; a restart with the local copy restores only the topic's tail;
+readiness waits for the restore."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.batch_customs import compare
+from tests.integration.harness import StartWorker, WorkerProcess, eventually, produce, worker_env
+from tests.integration.test_customs import CUSTOMS
+
+
+def _restores(worker: WorkerProcess) -> list[dict[str, Any]]:
+    """The worker's 'state restored' log lines."""
+    lines = [json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("msg") == "state restored"]
+
+
+async def _crashed(
+    bootstrap: str, prefix: str, folder: Path, log: Path, env: dict[str, str]
+) -> WorkerProcess:
+    """A worker that kills itself at a step of the commit (``TRADEPULSE_CRASH_AT``): started, not
+    waited for (it may die before it looks ready), and returned once dead."""
+    env = {**env, "TRADEPULSE_STATE_DIR": str(folder)}
+    worker = WorkerProcess(CUSTOMS.service, worker_env(bootstrap, prefix, **env), log).start()
+    assert await eventually(lambda: not worker.running(), timeout_s=120), f"not killed: {env}"
+    assert worker.proc is not None
+    assert worker.proc.returncode == 137, worker.log.read_text()[-2000:]
+    return worker
+
+
+@pytest.mark.parametrize("step", ["outputs", "state", "local"])
+async def test_a_kill_at_each_step_of_the_commit_loses_nothing_and_counts_nothing_twice(
+    step: str, kafka_bootstrap: str, prefix: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Killed at the step (the way kill -9 would: os._exit at that point of a flush) twice: back
+    with its local copy the first time, without it the second; the third worker finishes."""
+    events, records = CUSTOMS.corpus(300, seed=21)
+    env = {**CUSTOMS.fast, "TRADEPULSE_BATCH_MAX_EVENTS": "100"}
+    assert start_worker(CUSTOMS.service, **env).stop() == 0  # its topics exist, its folder too
+    await produce(kafka_bootstrap, prefix + CUSTOMS.topic, records)
+    folder = tmp_path / f"state-{CUSTOMS.service}-0"  # the folder start_worker gives the next one
+    crash = {**env, "TRADEPULSE_CRASH_AT": f"{step}:3"}
+    await _crashed(kafka_bootstrap, prefix, folder, tmp_path / "first.log", crash)
+    second = await _crashed(kafka_bootstrap, prefix, folder, tmp_path / "second.log", crash)
+    assert any(r["local"] for r in _restores(second)), "the local copy was not used"
+    shutil.rmtree(folder)
+    third = start_worker(CUSTOMS.service, **env)
+    (restored,) = _restores(third)
+    assert restored["rebuilt"] == {"no local copy": [0, 1, 2, 3]}
+    await CUSTOMS.settle(kafka_bootstrap, prefix)
+    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+
+
+async def test_a_restart_with_the_local_copy_reads_only_the_tail_and_is_ready_after_it(
+    kafka_bootstrap: str, prefix: str, start_worker: StartWorker
+) -> None:
+    events, records = CUSTOMS.corpus(300, seed=22)
+    half = len(records) // 2
+    first = start_worker(CUSTOMS.service, **CUSTOMS.fast)
+    await produce(kafka_bootstrap, prefix + CUSTOMS.topic, records[:half])
+    assert await eventually(lambda: CUSTOMS.consumed([first]) >= half, timeout_s=60)
+    await CUSTOMS.settle(kafka_bootstrap, prefix)
+    first.kill()
+    again = start_worker(CUSTOMS.service, **CUSTOMS.fast)  # ready: every partition restored
+    (restored,) = _restores(again)
+    assert (restored["local"], restored["rebuilt"]) == ([0, 1, 2, 3], {})
+    assert restored["records"] < 50, restored  # the tail, not the whole topic
+    status, body = again.get("/ready")
+    assert status == 200
+    assert json.loads(body)["restoring"] == {}
+    await produce(kafka_bootstrap, prefix + CUSTOMS.topic, records[half:])
+    await CUSTOMS.settle(kafka_bootstrap, prefix)
+    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
