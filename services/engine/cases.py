@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -41,7 +41,7 @@ from services.engine.domain import NO_MESSAGES, Case, Domain, EngineSettings, Me
 from services.engine.partials import Applied, Partials
 from services.engine.registers import from_json, to_json
 from services.engine.state import StateStore
-from services.engine.windows import WINDOWS, Contribution, IndicatorSpec, WindowKey
+from services.engine.windows import WINDOWS, Contribution, IndicatorSpec, WindowKey, measure_name
 
 __all__ = [
     "AGG",
@@ -72,6 +72,7 @@ DUE_BUCKET_S = 3600  # housekeeping sees a case within an hour of its due time
 LOAD_STEP = 2000  # values read between two yields of a partition's load
 _DAY = WINDOWS["P1D"]
 _NAME_DIGITS = 10
+NON_STR_KEYS = orjson.OPT_NON_STR_KEYS  # aggregates' sketches have integer keys (Sketch.to_json)
 
 Tally = tuple[str, ...]
 
@@ -162,6 +163,9 @@ class CaseEngine:
 
     def __post_init__(self) -> None:
         self.kinds = self.domain.kinds
+        # what each case type adds to the engine's bookkeeping (most add nothing: skip the calls)
+        self._counts_more = {k: c.tallies is not Case.tallies or c.parked is not Case.parked
+                             for k, c in self.kinds.items()}  # fmt: skip
         self.primary = self.domain.primary
         self.specs: dict[str, IndicatorSpec] = self.domain.specs(self.settings)
         self.states: dict[int, PartitionState] = {}
@@ -182,7 +186,7 @@ class CaseEngine:
             st = self.states[p]
         return st
 
-    def loading(self, p: int) -> Iterator[None]:
+    def loading(self, p: int) -> Generator[None, None, None]:
         """Load the partition's state, yielding every :data:`LOAD_STEP` values read so that a caller
         can let its event loop turn (a month of hourly windows is tens of thousands of aggregates)."""
         if p in self.states:
@@ -338,23 +342,27 @@ class CaseEngine:
             msg = f"{key}: the change falls in a window older than the retention (window_retention_s)"
             raise TooLate(msg)
 
-    def _tallies_of(self, case: Case) -> tuple[Tally, ...]:
+    def _tallies_of(self, kind: str, case: Case) -> tuple[Tally, ...]:
         """What a case counts: open (by group), the domain's own tallies, and what it waits for."""
+        if not self._counts_more[kind]:
+            return ((OPEN, case.group),) if case.open else ()
         out: list[Tally] = [(OPEN, case.group)] if case.open else []
         out.extend(case.tallies(self.context))
         out.extend((PARKED, token) for token in case.parked(self.context))
         return tuple(out)
 
     def _retally(self, st: PartitionState, kind: str, entry: Entry) -> None:
-        now = self._tallies_of(entry.case)
+        now = self._tallies_of(kind, entry.case)
         was = entry.tallies
         if now == was:
             return
         counts, totals = st.tallies[kind], self.totals[kind]
-        counts.subtract(was)
-        totals.subtract(was)
-        counts.update(now)
-        totals.update(now)
+        for t in was:
+            counts[t] -= 1
+            totals[t] -= 1
+        for t in now:
+            counts[t] += 1
+            totals[t] += 1
         entry.tallies = now
         st.dirty_tallies.add(kind)
         self._tallies_moved = True
@@ -386,7 +394,7 @@ class CaseEngine:
             for wkey in partials.dirty:
                 agg = partials.aggs.get(wkey)
                 if agg is not None:
-                    self.store.put(p, AGG, wkey.text, orjson.dumps(agg.to_json()))
+                    self.store.put(p, AGG, wkey.text, orjson.dumps(agg.to_json(), option=NON_STR_KEYS))
                 else:
                     self.store.delete(p, AGG, wkey.text)
             partials.dirty.clear()
@@ -405,13 +413,18 @@ class CaseEngine:
                 self.store.delete(p, DUE, _due_name(entry.due, kind, key))
             self.store.put(p, DUE, _due_name(due, kind, key), b"")
             entry.due = due
-        park = tuple(t[1] for t in entry.tallies if t[0] == PARKED)
+        if not self._counts_more[kind] and not entry.park:
+            park: tuple[str, ...] = ()
+        else:
+            park = tuple(t[1] for t in entry.tallies if t[0] == PARKED)
         if park != entry.park:
             for token in set(entry.park) - set(park):
                 self.store.delete(p, PARK, f"{token}|{kind}|{key}")
             for token in set(park) - set(entry.park):
                 self.store.put(p, PARK, f"{token}|{kind}|{key}", b"")
             entry.park = park
+        if not self.kinds[kind].CLOCKS:
+            return
         clocks = tuple(entry.case.clocks(self.context))
         if clocks != entry.clocks:
             for name, at_s in set(entry.clocks) - set(clocks):
@@ -612,7 +625,7 @@ def _encode(entry: Entry) -> bytes:
     doc: dict[str, Any] = {
         "c": to_json(entry.case),
         "a": [
-            [c.measure, c.at_s, c.value, c.amount, *([list(late)] if late else [])]
+            [measure_name(c.indicator, c.dims), c.at_s, c.value, c.amount, *([list(late)] if late else [])]
             for c, late in entry.applied
         ],
         "t": entry.last_s,

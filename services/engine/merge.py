@@ -16,7 +16,7 @@ window of a series lives on one worker, which can then tell which one is the lat
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -163,7 +163,7 @@ class StageTwo:
             m = self.mergers[p]
         return m
 
-    def loading(self, p: int) -> Iterator[None]:
+    def loading(self, p: int) -> Generator[None, None, None]:
         """Load a partition's merger from the store, yielding every few thousand values (a caller
         lets its event loop turn meanwhile)."""
         if p in self.mergers:

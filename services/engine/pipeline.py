@@ -17,7 +17,7 @@ writes what :meth:`Pipeline.stage` returns. Tests drive the same code in memory.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -29,14 +29,14 @@ from services.contract.codec import STRUCTURED_HEADER, DecodeError, DlqReason, d
 from services.contract.envelope import JSON_DATA, Event, cloud_event
 from services.contract.records import CASE_TYPE, INDICATOR_TYPE
 from services.contract.topics import partition_for
-from services.engine.cases import CaseEngine, TooLate
+from services.engine.cases import NON_STR_KEYS, CaseEngine, TooLate
 from services.engine.domain import Domain, EngineSettings, Message, Observer
 from services.engine.merge import StageTwo, stage_two_partition
 from services.engine.metrics import INDICATOR_RECORDS, LATE_EVENTS, IndicatorGauges
 from services.engine.records import DeadLetter, Origin, Out, RawRecord
 from services.engine.registers import from_json, to_json
 from services.engine.state import StateStore
-from services.engine.windows import SHANGHAI
+from services.engine.windows import SHANGHAI, measure_name
 
 __all__ = ["Pipeline", "Topics"]
 
@@ -162,7 +162,7 @@ class Pipeline:
                 bundles[stage_two_partition(key, self.partitions)][key.text] = agg.to_json()
             for q, aggs in bundles.items():
                 if aggs or moved:
-                    value = orjson.dumps({"src": p, "wm": watermark, "aggs": aggs})
+                    value = orjson.dumps({"src": p, "wm": watermark, "aggs": aggs}, option=NON_STR_KEYS)
                     self._outputs.append(Out(self.topics.partials, str(p).encode(), value, q, source=p))
 
     def publish(self) -> None:
@@ -181,7 +181,7 @@ class Pipeline:
             self.gauges.published(pub.partition, key, record)
             self._published["true" if record.final else "false"].inc()
 
-    def loading(self, partition: int) -> Iterator[None]:
+    def loading(self, partition: int) -> Generator[None, None, None]:
         """A partition's state was restored: load what is kept of it in memory (its aggregates,
         tallies and stage-two windows; bounded, never its cases) before its records are taken, so
         that gauges are right from then on. Yields now and then: the caller's loop may turn."""
@@ -226,7 +226,7 @@ class Pipeline:
                 "status": change.status or case.status,
                 "milestones": {name: _iso(at) for name, at in case.milestones.items()},
                 "measures": {
-                    _measure(c.indicator, c.dims): c.amount if kinds[c.indicator] == "amount" else c.value
+                    measure_name(c.indicator, c.dims): c.amount if kinds[c.indicator] == "amount" else c.value
                     for c, _ in entry.applied
                 },
                 "attributes": dict(case.attributes()),
@@ -278,11 +278,6 @@ class Pipeline:
             detail = f"{what}{type(exc).__name__}: {exc}"
             log.error("processing error", exc_info=exc, extra={"origin": list(origin)})
         self._dead.append(DeadLetter(origin, DlqReason.PROCESSING_ERROR, detail, partition, record, copy))
-
-
-@lru_cache(maxsize=4096)
-def _measure(indicator: str, dims: tuple[tuple[str, str], ...]) -> str:
-    return indicator + "|" + ",".join(f"{k}={v}" for k, v in dims)
 
 
 @lru_cache(maxsize=131_072)

@@ -90,7 +90,10 @@ class Sketch:
         return _midpoint(max(self.bins))
 
     def to_json(self) -> dict[str, Any]:
-        return {"z": self.zeros, "b": {str(k): v for k, v in self.bins.items()}}
+        """Its JSON form, the bucket keys as integers: dump it with ``orjson.OPT_NON_STR_KEYS`` (a
+        third of the time of turning every key into a string first, and aggregates are written
+        with every batch that changes them). :meth:`from_json` takes either."""
+        return {"z": self.zeros, "b": dict(self.bins)}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Sketch:

@@ -22,6 +22,7 @@ same local write (and on a restore from the topic), never written to the topic t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
 from typing import Protocol
 
 from services.engine.records import Out
@@ -65,6 +66,9 @@ class StateStore(Protocol):
     def indexed(self, partition: int, kind: str, key: bytes) -> bool:
         """Whether a value of ``kind`` (an indexed kind) stands for ``key``."""
 
+    def indexed_many(self, partition: int, kind: str, keys: Sequence[bytes]) -> list[bool]:
+        """:meth:`indexed` for many keys, with one read of the local copy."""
+
     def owns(self, partition: int) -> bool: ...
 
     def owned(self) -> set[int]: ...
@@ -84,6 +88,8 @@ class Backend(Protocol):
 
     def get(self, key: bytes) -> bytes | None: ...
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]: ...
+
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Keys in ``[start, stop)``, in byte order."""
 
@@ -99,7 +105,12 @@ class NotOwned(LookupError):
 
 def state_key(kind: str, name: str) -> bytes:
     """The key of a value, on the state topic and in the local copy."""
-    return f"{kind}|{name}".encode()
+    return _prefix(kind) + name.encode()
+
+
+@lru_cache(maxsize=1024)
+def _prefix(kind: str) -> bytes:
+    return f"{kind}|".encode()
 
 
 def _kind_range(kind: str, start: str, stop: str | None) -> tuple[bytes, bytes]:
@@ -124,6 +135,9 @@ class DictBackend:
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        return [self.data.get(k) for k in keys]
+
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
         for key in sorted(k for k in self.data if start <= k < stop):
             yield key, self.data[key]
@@ -133,7 +147,7 @@ class DictBackend:
             if value is None:
                 self.data.pop(key, None)
             else:
-                self.data[key] = value
+                self.data[key] = kept(value)
 
     def close(self) -> None:
         pass
@@ -144,7 +158,9 @@ class LocalState:
     and :class:`MemoryStore` add how a flush reaches durable storage."""
 
     def __init__(self, *, indexes: Mapping[str, Derive] | None = None) -> None:
-        self._indexes = {f"{kind}|".encode(): derive for kind, derive in (indexes or {}).items()}
+        self._by_kind: dict[str, Derive] = dict(indexes or {})
+        self._indexes = {f"{kind}|".encode(): derive for kind, derive in self._by_kind.items()}
+        self._index_prefix = {kind: INDEX_PREFIX + f"{kind}|".encode() for kind in self._by_kind}
         self._backends: dict[int, Backend] = {}
         self._staged: dict[int, Changes] = {}
         self._flushing: dict[int, Changes] = {}
@@ -157,11 +173,11 @@ class LocalState:
         """Set a value (visible at once; durable with the next flush)."""
         if self._writable(partition):
             key = state_key(kind, name)
-            self._staged.setdefault(partition, {})[key] = kept(value)
-            derive = self._derive(key)
+            self._staged.setdefault(partition, {})[key] = value  # for a flush's time: no copy
+            derive = self._by_kind.get(kind)
             if derive is not None:
                 index = self._staged_index.setdefault(partition, set())
-                prefix = INDEX_PREFIX + f"{kind}|".encode()
+                prefix = self._index_prefix[kind]
                 index.update(prefix + k for k in derive(value))
 
     def delete(self, partition: int, kind: str, name: str) -> None:
@@ -215,15 +231,32 @@ class LocalState:
         count until their deletion reaches the local copy (the one use, deduplication, errs on
         the side of having seen a key). A kind the store was not told to index is an error, not
         an empty index: deduplication would silently take every event."""
-        if f"{kind}|".encode() not in self._indexes:
-            msg = f"the state store keeps no index of {kind!r} (indexes={sorted(self._indexes)})"
+        prefix = self._index_prefix.get(kind)
+        if prefix is None:
+            msg = f"the state store keeps no index of {kind!r} (indexes={sorted(self._by_kind)})"
             raise KeyError(msg)
-        index_key = INDEX_PREFIX + f"{kind}|".encode() + key
+        index_key = prefix + key
         for layer in (self._staged_index, self._flushing_index):
             keys = layer.get(partition)
             if keys is not None and index_key in keys:
                 return True
         return self._backend(partition).get(index_key) is not None
+
+    def indexed_many(self, partition: int, kind: str, keys: Sequence[bytes]) -> list[bool]:
+        """:meth:`indexed` for many keys, with one read of the local copy."""
+        prefix = self._index_prefix.get(kind)
+        if prefix is None:
+            msg = f"the state store keeps no index of {kind!r} (indexes={sorted(self._by_kind)})"
+            raise KeyError(msg)
+        staged = self._staged_index.get(partition, set()) | self._flushing_index.get(partition, set())
+        full = [prefix + k for k in keys]
+        out = [k in staged for k in full]
+        ask = [i for i, known in enumerate(out) if not known]
+        if ask:
+            found = self._backend(partition).get_many([full[i] for i in ask])
+            for i, value in zip(ask, found, strict=True):
+                out[i] = value is not None
+        return out
 
     # -- partitions ---------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ __all__ = [
     "Kind",
     "Unit",
     "WindowKey",
+    "measure_name",
     "window_start",
 ]
 
@@ -69,7 +70,14 @@ class Contribution(NamedTuple):
     def measure(self) -> str:
         """Its identity within the case: the indicator and its dimensions (a case has at most one
         contribution per measure; a correction replaces it)."""
-        return self.indicator + "|" + ",".join(f"{k}={v}" for k, v in self.dims)
+        return measure_name(self.indicator, self.dims)
+
+
+@lru_cache(maxsize=65_536)
+def measure_name(indicator: str, dims: Dims) -> str:
+    """``<indicator>|<k1=v1,...>``: a measure's name in case records and stored cases (made once per
+    value: every change of a case writes its measures)."""
+    return indicator + "|" + ",".join(f"{k}={v}" for k, v in dims)
 
 
 def window_start(at_s: float, size_s: int) -> int:

@@ -93,6 +93,22 @@ class DedupIndex:
         self._pending.append(key)
         return True
 
+    def add_many(self, keys: list[bytes]) -> list[bool]:
+        """:meth:`add` for many keys (in order: a key repeated among them is new only the first
+        time), with one read of the store for those not seen since the last cut."""
+        pending = self._pending_set
+        unseen = list({k: None for k in keys if k not in pending})
+        stored = dict(zip(unseen, self.store.indexed_many(self.partition, DEDUP_KIND, unseen), strict=True))
+        out = []
+        for key in keys:
+            if key in pending or stored.get(key, True):
+                out.append(False)
+            else:
+                pending.add(key)
+                self._pending.append(key)
+                out.append(True)
+        return out
+
     def cut(self, now_s: float) -> Chunk | None:
         """Close the keys added since the last cut into a chunk and stage it in the store (None if
         there are none)."""

@@ -29,6 +29,7 @@ from services.runtime.metrics import DEDUP_KEYS, EVENTS_ACCEPTED, EVENTS_CONSUME
 __all__ = ["DEDUP_KIND", "Intake", "Screened", "screen"]
 
 _KEY_COUNT = ("meta", "dedup_keys")  # where a partition's number of deduplication keys is kept
+EXPIRE_EVERY_S = 10.0  # how often a partition's chunks past the horizon are looked for
 
 
 @dataclass(slots=True)
@@ -54,9 +55,9 @@ def screen(
     than ``max_skew_s`` (docs/contract.md section 1: one bad clock upstream must not move a
     watermark for everybody), and drop (source, id) seen before (unless ``deduplicate`` is off)."""
     out = Screened()
-    accept = out.accepted.append
     reject = out.rejected.append
     not_after_s = now_s + max_skew_s
+    valid: list[tuple[RawRecord, Event]] = []
     for record in records:
         try:
             event = decode(record.value, record.headers, catalog=catalog, max_bytes=max_bytes)
@@ -65,10 +66,20 @@ def screen(
         except DecodeError as exc:
             reject(DeadLetter(record.origin, exc.reason, exc.detail, record.partition, record))
             continue
-        if not deduplicate or index_for(record.partition).add(digest(event.source, event.id)):
-            accept((record, event))
-        else:
-            out.duplicates += 1
+        valid.append((record, event))
+    if not deduplicate:
+        out.accepted = valid
+        return out
+    # one look-up in the store per partition and batch, not one per event
+    by_partition: dict[int, list[tuple[RawRecord, Event]]] = {}
+    for taken in valid:
+        by_partition.setdefault(taken[0].partition, []).append(taken)
+    new: set[int] = set()
+    for p, pairs in by_partition.items():
+        firsts = index_for(p).add_many([digest(e.source, e.id) for _, e in pairs])
+        new.update(id(pair) for pair, first in zip(pairs, firsts, strict=True) if first)
+    out.accepted = [t for t in valid if id(t) in new]  # in the order the records came
+    out.duplicates = len(valid) - len(out.accepted)
     return out
 
 
@@ -107,6 +118,7 @@ class Intake:
         self.topic = self.catalog.topic
         self._indexes: dict[int, DedupIndex] = {}
         self._counts: dict[int, int] = {}  # keys held per partition, as stored
+        self._expired_at: dict[int, float] = {}  # when each partition's old chunks were last looked for
         self._keys = DEDUP_KEYS.labels(topic=self.topic)
 
     def index_for(self, partition: int) -> DedupIndex:
@@ -123,6 +135,7 @@ class Intake:
         for p in partitions:
             self._indexes.pop(p, None)
             self._counts.pop(p, None)
+            self._expired_at.pop(p, None)
 
     def label(self, physical: str) -> str:
         """The contract name of an input topic, for metric labels."""
@@ -175,8 +188,10 @@ class Intake:
             chunk = index.cut(now)
             if chunk is not None:
                 count += len(chunk.keys)
-            _, expired = index.expire(now)
-            count -= expired
+            if now - self._expired_at.get(p, 0.0) >= EXPIRE_EVERY_S:  # chunks expire by the second
+                self._expired_at[p] = now
+                _, expired = index.expire(now)
+                count -= expired
             if count != self._counts[p]:
                 self._counts[p] = count
                 self.store.put(p, *_KEY_COUNT, str(count).encode())

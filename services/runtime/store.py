@@ -25,7 +25,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,14 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from services.contract.topics import partition_for
 from services.engine.records import Out
 from services.engine.state import Backend, Changes, Derive, LocalState
-from services.runtime.local import CHECKPOINT_KEY, Checkpoint, LocalStateError, RocksBackend, RocksMemory
+from services.runtime.local import (
+    CHECKPOINT_KEY,
+    Checkpoint,
+    LocalStateBusy,
+    LocalStateError,
+    RocksBackend,
+    RocksMemory,
+)
 from services.runtime.metrics import RESTORE_PROGRESS, STATE_RESTORES
 
 __all__ = ["STATE_BATCH_BYTES", "KafkaStateStore", "crashpoint"]
@@ -106,10 +113,11 @@ class KafkaStateStore(LocalState):
         self._checkpoints: dict[int, Checkpoint] = {}
         self._ready: dict[int, asyncio.Event] = {}
         self._restoring: dict[int, asyncio.Task[None]] = {}
+        self._cancelled: dict[int, asyncio.Task[None]] = {}  # restores of revoked partitions, ending
         self._progress: dict[int, tuple[int, int]] = {}  # partition -> (restored, to restore)
         self._restored: list[tuple[int, str, int, float]] = []  # (partition, why rebuilt, records, start)
         self._on_revoke: list[Callable[[set[int]], None]] = []
-        self._on_restored: list[Callable[[int], Iterator[None]]] = []
+        self._on_restored: list[Callable[[int], Generator[None, None, None]]] = []
         self.fatal: Callable[[BaseException], None] = _raise
         """What to do when the local copy cannot be written: the worker stops (it sets this)."""
 
@@ -260,7 +268,7 @@ class KafkaStateStore(LocalState):
         """Call ``callback(partitions)`` when partitions are taken away (to drop derived caches)."""
         self._on_revoke.append(callback)
 
-    def on_restored(self, callback: Callable[[int], Iterator[None]]) -> None:
+    def on_restored(self, callback: Callable[[int], Generator[None, None, None]]) -> None:
         """Run ``callback(partition)`` once a partition's state is restored, before its records are
         processed (to load what is kept of it in memory: gauges are right from then on); the event
         loop turns at each of its yields."""
@@ -290,10 +298,12 @@ class KafkaStateStore(LocalState):
         for p in partitions:
             task = self._restoring.pop(p, None)
             if task is not None:
-                task.cancel()
+                task.cancel()  # it closes the partition's local copy once nothing reads it
+                self._cancelled[p] = task
+            else:
+                self.release(p)
             self._progress.pop(p, None)
             self._checkpoints.pop(p, None)
-            self.release(p)
             event = self._ready.pop(p, None)
             if event is not None:
                 event.set()  # release a waiter; it will see the partition is not owned
@@ -321,13 +331,16 @@ class KafkaStateStore(LocalState):
     async def _restore(self, p: int) -> None:
         started, delay = time.monotonic(), 0.5
         try:
+            previous = self._cancelled.pop(p, None)
+            if previous is not None:  # revoked and assigned again: the last restore lets go first
+                await asyncio.gather(previous, return_exceptions=True)
             async with self._lock:  # our own last writes of the partition reach the topic first
                 pass
             while True:
                 try:
                     backend, checkpoint, why, records = await self._replay(p)
                     break
-                except KafkaError as exc:
+                except (KafkaError, LocalStateBusy) as exc:
                     log.warning(
                         "state restore failed; retrying",
                         extra={"partition": p, "error": f"{type(exc).__name__}: {exc}", "retry_s": delay},
@@ -337,8 +350,15 @@ class KafkaStateStore(LocalState):
             self._checkpoints[p] = checkpoint
             self.adopt(p, backend)
             for callback in self._on_restored:
-                for _ in callback(p):
-                    await asyncio.sleep(0)
+                loading = callback(p)
+                try:
+                    for _ in loading:
+                        await asyncio.sleep(0)
+                finally:
+                    loading.close()  # its iterators over the local copy go before the copy closes
+        except asyncio.CancelledError:
+            self.release(p)  # revoked while restoring
+            raise
         except LocalStateError as exc:
             self.fatal(exc)
             return
@@ -415,6 +435,9 @@ class KafkaStateStore(LocalState):
             backend = RocksBackend(path, self.memory)
             checkpoint = backend.checkpoint()
         except Exception as exc:
+            if "lock" in str(exc).lower():  # another process has it open: never delete it under them
+                msg = f"{path} is in use by another process (give each worker its own TRADEPULSE_STATE_DIR)"
+                raise LocalStateBusy(msg) from exc
             why = f"local copy unreadable ({type(exc).__name__}: {exc})"
         else:
             why = _unusable(checkpoint, self.topic, p, self.cluster, begin, end, self.delete_retention_s)

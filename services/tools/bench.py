@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -138,7 +139,12 @@ def _measured_by(module: str, head: list[str], tail: list[str], env: dict[str, s
         out.unlink(missing_ok=True)
 
 
+STATE_ROOT = Path(tempfile.gettempdir()) / "tradepulse-bench-state"
+
+
 def _env(bootstrap: str, prefix: str, partitions: int, port: int) -> dict[str, str]:
+    """A benchmarked process's environment; its local state in a folder of its prefix's own (older
+    commits ignore the variable)."""
     return {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -146,6 +152,7 @@ def _env(bootstrap: str, prefix: str, partitions: int, port: int) -> dict[str, s
         "TRADEPULSE_TOPIC_PARTITIONS": str(partitions),
         "TRADEPULSE_WEB_PORT": str(port),
         "TRADEPULSE_LOG_LEVEL": "warning",
+        "TRADEPULSE_STATE_DIR": str(STATE_ROOT / prefix.rstrip(".")),
     }
 
 
@@ -191,6 +198,7 @@ def timed_worker(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        shutil.rmtree(STATE_ROOT / prefix.rstrip("."), ignore_errors=True)
 
 
 def time_worker(

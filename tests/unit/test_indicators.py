@@ -85,7 +85,7 @@ def test_stage_two_state_survives_a_restart_through_the_store() -> None:
     store = MemoryStore()
     first = StageTwo(store, SPECS)
     bundle = {"src": 2, "wm": END, "aggs": {KEY.text: _agg(5, 7).to_json()}}
-    first.on_partials(0, orjson.dumps(bundle))
+    first.on_partials(0, orjson.dumps(bundle, option=orjson.OPT_NON_STR_KEYS))
     (before,) = first.due()
     again = StageTwo(store, SPECS)
     again.merger(0).partial(KEY, 3, _agg(9))
