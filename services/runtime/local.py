@@ -119,7 +119,7 @@ class RocksBackend:
         self._db: Any = rocksdict.Rdict(str(path), memory.options())
         # No write-ahead log (as Kafka Streams): the state topic is the log. A crash loses the
         # writes not yet flushed to disk, the checkpoint with them (one write batch), and the
-        # restart reads them from the topic again.
+        # restart reads them from the topic again; :meth:`persist` bounds how many.
         unlogged = rocksdict.WriteOptions()
         unlogged.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; the stub says method
         self._db.set_write_options(unlogged)
@@ -167,6 +167,12 @@ class RocksBackend:
                 "lost (the state topic has every change): give TRADEPULSE_STATE_DIR room, then restart"
             )
             raise LocalStateError(msg) from exc
+
+    def persist(self) -> None:
+        """Start writing the memtables to disk (in RocksDB's own threads; returns at once): what a
+        crash can lose of the local copy, and a restart must read from the topic, is what was
+        written since."""
+        self._db.flush(False)
 
     def checkpoint(self) -> Checkpoint | None:
         raw = self.get(CHECKPOINT_KEY)

@@ -55,6 +55,9 @@ STATE_BATCH_BYTES = 32 * 1024 * 1024
 a ``max.message.bytes`` above it). A flush stages at most a few agents' batches, far below."""
 OUTPUT_BATCH_BYTES = 512 * 1024
 PROGRESS_EVERY_S = 5.0
+PERSIST_EVERY_S = 10.0
+"""How often a local copy's memtables are written to disk (it keeps no write-ahead log): a restart
+after a crash reads at most about this much of the state topic's tail."""
 RESTORE_FETCH_RECORDS = 2000  # records applied between two turns of the event loop
 
 Record = tuple[bytes | None, bytes | None, int | None, list[Any]]
@@ -114,6 +117,7 @@ class KafkaStateStore(LocalState):
         self._ready: dict[int, asyncio.Event] = {}
         self._restoring: dict[int, asyncio.Task[None]] = {}
         self._cancelled: dict[int, asyncio.Task[None]] = {}  # restores of revoked partitions, ending
+        self._unpersisted: dict[int, float] = {}  # since when a local copy has writes only in memory
         self._progress: dict[int, tuple[int, int]] = {}  # partition -> (restored, to restore)
         self._restored: list[tuple[int, str, int, float]] = []  # (partition, why rebuilt, records, start)
         self._on_revoke: list[Callable[[set[int]], None]] = []
@@ -167,6 +171,7 @@ class KafkaStateStore(LocalState):
             self.end_flush()
             if written:
                 crashpoint("local")
+            self._persist_due()
 
     def _write_local(self, p: int, changes: Changes, batches: list[tuple[int, int]]) -> None:
         """The local copy of ``p`` takes ``changes`` and moves its checkpoint past the batches that
@@ -181,7 +186,20 @@ class KafkaStateStore(LocalState):
         if offset != checkpoint.offset:
             checkpoint = self._checkpoints[p] = checkpoint.at(offset)
         backend = self.backend(p)
+        assert isinstance(backend, RocksBackend)
         backend.write(self.local_changes(backend, changes, [(CHECKPOINT_KEY, checkpoint.encode())]))
+        self._unpersisted.setdefault(p, time.monotonic())
+
+    def _persist_due(self) -> None:
+        """Local copies with writes older than :data:`PERSIST_EVERY_S` still only in memory start
+        writing them to disk (the flush runs on timers, so an idle partition's get there too)."""
+        now = time.monotonic()
+        for p, since in list(self._unpersisted.items()):
+            if now - since >= PERSIST_EVERY_S:
+                del self._unpersisted[p]
+                backend = self.backend(p) if self.owns(p) else None
+                if isinstance(backend, RocksBackend):
+                    backend.persist()
 
     async def _send_state(self, p: int, changes: Changes) -> list[Any]:
         """One partition's changes as one record batch (more only past :data:`STATE_BATCH_BYTES`);
@@ -484,6 +502,11 @@ class KafkaStateStore(LocalState):
                 last_log = time.monotonic()
                 log.info("restoring state", extra={"partition": tp.partition, "records": done, "of": total})
             await asyncio.sleep(0)
+        # the copy says what it holds even when it holds nothing yet (an empty partition's copy is
+        # a copy too), and what a restore read is on disk before the partition takes new writes
+        checkpoint = checkpoint.at(checkpoint.offset)
+        backend.write([(CHECKPOINT_KEY, checkpoint.encode())])
+        backend.persist()
         return done, checkpoint
 
     def local_copies(self) -> Iterator[tuple[int, RocksBackend]]:
