@@ -246,6 +246,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         run_gateway_bench(events=args.events, out=out, rounds=args.rounds)
         return 0
+    if args.target == "state":
+        from services.tools.bench_state import run_state_bench
+
+        orders = [int(n) for n in args.orders.split(",")]
+        run_state_bench(orders=orders, out=out)
+        return 0
     if args.target == "cycle-memory":
         import json
 
@@ -330,12 +336,13 @@ def parser() -> argparse.ArgumentParser:
     gk.set_defaults(func=cmd_gateway_key)
 
     b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
-    b.add_argument("target", choices=["customs", "cbec", "gateway", "cycle-memory"])
+    b.add_argument("target", choices=["customs", "cbec", "gateway", "cycle-memory", "state"])
     b.add_argument("--events", type=int, default=50_000)
     b.add_argument("--rate", type=float, default=500.0, help="offered load of the latency run, events/s")
     b.add_argument("--seconds", type=float, default=30.0, help="length of the latency run")
     b.add_argument("--partitions", type=int, default=4)
     b.add_argument("--rounds", type=int, default=3, help="runs of each variant, interleaved (medians)")
+    b.add_argument("--orders", default="100000,1000000,5000000", help="state: kept orders, comma-separated")
     b.add_argument("--out", help="result file (default bench-results/<target>.json)")
     b.set_defaults(func=cmd_bench)
 

@@ -74,7 +74,8 @@ STATE_RESTORES = Counter(
 )
 HOUSEKEEPING_SECONDS = Histogram(
     "tradepulse_housekeeping_seconds",
-    "Duration of one housekeeping pass (expiry, retention, parked cases, gauges), with its flush.",
+    "Duration of one housekeeping pass (expiry, retention, parked cases, gauges): how long it holds "
+    "the event loop.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 STATE_DISK = Gauge(

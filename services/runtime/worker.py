@@ -412,7 +412,16 @@ def _timer(
 ) -> None:
     """Run ``work`` every ``interval_s`` through the commit path; with ``repeat``, again at once
     (after the event loop had a turn) while it says work is left: each pass is bounded, so no pass
-    holds the loop for long, and a backlog (a day of cases due after a replay) still goes quickly."""
+    holds the loop for long, and a backlog (a day of cases due after a replay) still goes quickly.
+    ``timed`` observes how long each pass of the work itself holds the loop."""
+
+    def measured() -> object:
+        started = time.perf_counter()
+        try:
+            return work()
+        finally:
+            if timed is not None:
+                timed.observe(time.perf_counter() - started)
 
     async def tick() -> None:
         if app.should_stop:
@@ -420,10 +429,7 @@ def _timer(
         try:
             more = True
             while more and not app.should_stop:
-                started = time.perf_counter()
-                more = bool(await commit.tick(work)) and repeat
-                if timed is not None:
-                    timed.observe(time.perf_counter() - started)
+                more = bool(await commit.tick(measured)) and repeat
         except Exception:
             if not app.should_stop:
                 raise
