@@ -7,6 +7,7 @@ import asyncio
 import logging.config
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -101,6 +102,30 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         return 0
     names = schemas_export.write(catalogs(), derived=derived(), extra=extra)
     print(f"wrote {len(names)} files to {schemas_export.SCHEMA_DIR}")
+    return 0
+
+
+def cmd_calendar(args: argparse.Namespace) -> int:
+    """Check a working-day year file as the services will at start-up, and show what it says."""
+    from datetime import date, timedelta
+
+    from services.workdays import WorkdayCalendar, holiday_blocks, load_yaml
+
+    years = load_yaml(Path(args.file))  # CalendarError: one line naming the problem (main)
+    calendar = WorkdayCalendar.with_file(Path(args.file))
+    for year in sorted(years):
+        first, last = date(year, 1, 1), date(year, 12, 31)
+        days = (last - first).days + 1
+        workdays = sum(calendar.is_workday(first + timedelta(days=i)) for i in range(days))
+        blocks = ", ".join(
+            f"{a}" + (f"..{b}" if b != a else "") + f" ({(b - a).days + 1})"
+            for a, b in holiday_blocks(calendar, year)
+        )
+        adjusted = ", ".join(str(d) for d in sorted(years[year].workdays)) or "none"
+        print(f"{year}: {workdays} working days; days off around holidays: {blocks or 'none'}; "
+              f"weekend working days: {adjusted}")  # fmt: skip
+    last_date = calendar.last_date()
+    print(f"{args.file}: ok; with the built-in data the calendar reaches {last_date}")
     return 0
 
 
@@ -211,7 +236,6 @@ def cmd_gateway_key(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from services.tools.bench_compare import run_compare
 
@@ -236,7 +260,6 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from services.tools.bench import run_bench
 
@@ -335,6 +358,14 @@ def parser() -> argparse.ArgumentParser:
     gk.add_argument("name", help="the producer's name (in logs and metrics)")
     gk.set_defaults(func=cmd_gateway_key)
 
+    cal = sub.add_parser("calendar", help="the working-day calendar: check a year file before it is used")
+    cal_sub = cal.add_subparsers(dest="action", required=True)
+    check = cal_sub.add_parser(
+        "check", help="validate a year file and print each year's working days and holidays"
+    )
+    check.add_argument("file", help="the YAML file of TRADEPULSE_WORKDAYS_FILE (docs/calendar.md)")
+    check.set_defaults(func=cmd_calendar)
+
     b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
     b.add_argument("target", choices=["customs", "cbec", "gateway", "cycle-memory", "state"])
     b.add_argument("--events", type=int, default=50_000)
@@ -380,12 +411,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from services.devstack.process import StackError
     from services.runtime.kafka_admin import StartupError
     from services.runtime.logs import logging_config
+    from services.workdays import CalendarError
 
     args = parser().parse_args(argv)
     logging.config.dictConfig(logging_config(level="warning", fmt="text", tool=True))  # services: their own
     try:
         return int(args.func(args))
-    except (StartupError, StackError) as exc:
+    except (StartupError, StackError, CalendarError) as exc:
         first, _, more = str(exc).partition("\n")
         label = " ".join([args.command, *([args.service] if getattr(args, "service", None) else [])])
         print(f"tradepulse {label}: {first}", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -24,7 +25,9 @@ def _workdays(a: date, b: date) -> int:
     return sum(chinese_calendar.is_workday(a + timedelta(days=i)) for i in range(1, (b - a).days + 1))
 
 
-def batch(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def batch(
+    events: list[dict[str, Any]], workdays: Callable[[date, date], int] = _workdays
+) -> dict[str, dict[str, Any]]:
     unique = {(e["source"], e["id"]): e for e in events}.values()
     times: dict[str, dict[str, float]] = defaultdict(dict)
     declared: dict[str, tuple[float, str, int]] = {}
@@ -42,7 +45,7 @@ def batch(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         b = datetime.fromtimestamp(m["issued"], CST).date()
         if b < a:
             continue
-        wd = _workdays(a, b)
+        wd = workdays(a, b)
         category = declared[rid][2] if rid in declared else None
         dims = {"mgmt_category": str(category) if category else "unknown"}
         for window in ("PT1H", "P1D"):

@@ -13,6 +13,7 @@ from services.cycle.lifecycle import CATEGORIES, CUSTOMS_CODES, Entry
 from services.engine.domain import EngineSettings, Observer
 from services.engine.metrics import label_or_other
 from services.engine.windows import Contribution
+from services.workdays import CalendarWatch, WorkdaySettings
 
 DAY = 86400.0
 
@@ -35,11 +36,15 @@ ENTRIES = Counter(
     ["outcome"],
 )
 OPEN_ENTRIES = Gauge("tradepulse_cycle_open_entries", "Released export entries whose cycle is not complete.")
+CALENDAR_UNKNOWN = Gauge(
+    "tradepulse_cycle_calendar_unknown_entries",
+    "Export entries whose release-to-refund time needs a year the working-day calendar lacks.",
+)
 
 
 class CycleMetrics(Observer):
     def __init__(self, settings: EngineSettings) -> None:
-        pass
+        self.calendar = CalendarWatch(WorkdaySettings().calendar(), "export entries", CALENDAR_UNKNOWN)
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         if not isinstance(after, Entry):
@@ -61,3 +66,14 @@ class CycleMetrics(Observer):
     def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
         if kind == "entry":
             OPEN_ENTRIES.set(sum(by_group.values()))
+
+    def housekeeping(
+        self,
+        kind: str,
+        tallies: Mapping[tuple[str, ...], int],
+        earliest: Mapping[str, float],
+        newest_event_s: float,
+    ) -> None:
+        """Entries waiting for a year of the calendar, how far it reaches, a changed year file."""
+        if kind == "entry":
+            self.calendar.housekeeping(tallies, newest_event_s)

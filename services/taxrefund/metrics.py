@@ -3,7 +3,6 @@ path: an observer of the engine's changes."""
 
 from __future__ import annotations
 
-import logging
 from collections import Counter as Tally
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -15,9 +14,7 @@ from services.engine.metrics import Backlog
 from services.engine.windows import Contribution
 from services.taxrefund.lifecycle import CATEGORIES, Refund, RefundContext, local_date
 from services.taxrefund.settings import TaxrefundSettings
-from services.workdays import CalendarUnknown
-
-log = logging.getLogger(__name__)
+from services.workdays import CalendarUnknown, CalendarWatch
 
 AGE_BUCKETS = ((2, "0-2"), (5, "3-5"), (10, "6-10"), (20, "11-20"), (10**9, "21+"))
 
@@ -68,7 +65,7 @@ class RefundMetrics(Backlog):
         TARGET_AVERAGE.labels(scope="categories_1_2").set(settings.target_avg_wd_categories_1_2)
         TARGET_AVERAGE.labels(scope="overall").set(settings.target_avg_wd_overall)
         self.context = context
-        self._warned: set[int] = set()
+        self.calendar = CalendarWatch(context.calendar, "refunds", CALENDAR_UNKNOWN)
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         assert isinstance(after, Refund)
@@ -91,31 +88,20 @@ class RefundMetrics(Backlog):
         earliest: Mapping[str, float],
         newest_event_s: float,
     ) -> None:
-        """The backlog by age (from open refunds counted by acceptance date), and refunds waiting for a
-        year of calendar data (logged once per year)."""
-        calendar = self.context.calendar
+        """The backlog by age (from open refunds counted by acceptance date), and the calendar:
+        refunds waiting for a year of it, how far it reaches, a changed year file read again (the
+        parked refunds are measured at the next pass)."""
+        self.calendar.housekeeping(tallies, newest_event_s)
         today = local_date(max(newest_event_s, 0.0))
         ages: Tally[tuple[str, str]] = Tally()
-        waiting = 0
         for tally, n in tallies.items():
             if tally[0] == "accepted":
                 _, category, accepted = tally
                 try:
-                    age = calendar.workdays_between(date.fromisoformat(accepted), today)
+                    age = self.context.calendar.workdays_between(date.fromisoformat(accepted), today)
                 except CalendarUnknown:
                     continue
                 ages[(category, age_label(max(age, 0)))] += n
-            elif tally[0] == "parked" and tally[1].startswith("calendar:"):
-                waiting += n
-                year = int(tally[1].split(":", 1)[1])
-                if year not in self._warned:
-                    self._warned.add(year)
-                    log.warning(
-                        "calendar unknown: refunds wait for the working days of %s",
-                        year,
-                        extra={"year": year, "fix": "set TRADEPULSE_WORKDAYS_FILE to a YAML with that year"},
-                    )
         for category in CATEGORIES:
             for _, label in AGE_BUCKETS:
                 OPEN_AGE.labels(mgmt_category=category, age_workdays=label).set(ages[(category, label)])
-        CALENDAR_UNKNOWN.set(waiting)

@@ -205,7 +205,8 @@ async def eventually(predicate: Callable[[], bool], *, timeout_s: float, every_s
 
 
 async def lag(bootstrap: Client, group: str, topic: str) -> int:
-    """Records of ``topic`` not yet committed by consumer ``group`` (-1 when it committed none)."""
+    """Records of ``topic`` not yet committed by consumer ``group`` (-1 when it committed none of a
+    topic that has records; an empty topic has nothing to catch up on)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     count = await partition_count(client_options(bootstrap), topic, timeout_s=5)
@@ -220,7 +221,7 @@ async def lag(bootstrap: Client, group: str, topic: str) -> int:
         tps = [TopicPartition(topic, p) for p in range(count)]
         ends = await consumer.end_offsets(tps)
         if not any(tp in committed for tp in tps):
-            return -1
+            return -1 if any(ends[tp] for tp in tps) else 0
         return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
     finally:
         await consumer.stop()
