@@ -174,6 +174,17 @@ class RocksBackend:
         written since."""
         self._db.flush(False)
 
+    def check(self) -> None:
+        """:class:`LocalStateError` if RocksDB's own threads failed to write (a memtable flush into a
+        full disk): the next write would fail, and an idle partition might not write for hours."""
+        if self._db is not None and self._db.property_int_value("rocksdb.background-errors"):
+            msg = (
+                f"cannot write the local state in {self.path} (RocksDB could not write its files); the "
+                "worker stops. Nothing is lost (the state topic has every change): give "
+                "TRADEPULSE_STATE_DIR room, then restart"
+            )
+            raise LocalStateError(msg)
+
     def checkpoint(self) -> Checkpoint | None:
         raw = self.get(CHECKPOINT_KEY)
         return Checkpoint.decode(raw) if raw is not None else None

@@ -118,6 +118,7 @@ class KafkaStateStore(LocalState):
         self._restoring: dict[int, asyncio.Task[None]] = {}
         self._cancelled: dict[int, asyncio.Task[None]] = {}  # restores of revoked partitions, ending
         self._unpersisted: dict[int, float] = {}  # since when a local copy has writes only in memory
+        self._persisted: dict[int, float] = {}  # when a local copy's memtables were last sent to disk
         self._progress: dict[int, tuple[int, int]] = {}  # partition -> (restored, to restore)
         self._restored: list[tuple[int, str, int, float]] = []  # (partition, why rebuilt, records, start)
         self._on_revoke: list[Callable[[set[int]], None]] = []
@@ -171,7 +172,11 @@ class KafkaStateStore(LocalState):
             self.end_flush()
             if written:
                 crashpoint("local")
-            self._persist_due()
+            try:
+                self._persist_due()
+            except LocalStateError as exc:
+                self.fatal(exc)
+                raise
 
     def _write_local(self, p: int, changes: Changes, batches: list[tuple[int, int]]) -> None:
         """The local copy of ``p`` takes ``changes`` and moves its checkpoint past the batches that
@@ -192,14 +197,22 @@ class KafkaStateStore(LocalState):
 
     def _persist_due(self) -> None:
         """Local copies with writes older than :data:`PERSIST_EVERY_S` still only in memory start
-        writing them to disk (the flush runs on timers, so an idle partition's get there too)."""
+        writing them to disk (the flush runs on timers, so an idle partition's get there too), and
+        a copy whose last such write failed stops the worker (:class:`LocalStateError`)."""
         now = time.monotonic()
         for p, since in list(self._unpersisted.items()):
             if now - since >= PERSIST_EVERY_S:
                 del self._unpersisted[p]
+                self._persisted[p] = now
                 backend = self.backend(p) if self.owns(p) else None
                 if isinstance(backend, RocksBackend):
                     backend.persist()
+        for p, at in list(self._persisted.items()):
+            if now - at >= 1.0:  # its flush had time to fail
+                del self._persisted[p]
+                backend = self.backend(p) if self.owns(p) else None
+                if isinstance(backend, RocksBackend):
+                    backend.check()
 
     async def _send_state(self, p: int, changes: Changes) -> list[Any]:
         """One partition's changes as one record batch (more only past :data:`STATE_BATCH_BYTES`);

@@ -252,16 +252,26 @@ async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes,
         await producer.stop()
 
 
+async def fill_state(bootstrap: str, prefix: str, *, orders: int, now_s: float | None = None) -> int:
+    """Fill the cbec state topic of ``prefix`` (created as the worker creates it) with ``orders``
+    kept orders as the engine stores them, their due-index entries and a week of deduplication
+    keys; returns how many records were written."""
+    now_s = time.time() if now_s is None else now_s
+    rng = random.Random(orders)
+    topic = await _create_topics(bootstrap, prefix)
+    stored, other = _templates(now_s)
+    records = await _fill(bootstrap, topic, _order_records(stored, orders))
+    records += await _fill(bootstrap, topic, _chunk_records(orders, now_s, rng))
+    records += await _fill(bootstrap, topic, ((p, k, v) for p, kv in other.items() for k, v in kv))
+    return records
+
+
 def _measure(n: int, bootstrap: str, home: Path, workload: int) -> dict[str, Any]:
     rng = random.Random(n)
     now_s = time.time()
     prefix = f"state{uuid.uuid4().hex[:8]}."
-    topic = asyncio.run(_create_topics(bootstrap, prefix))
-    orders, other = _templates(now_s)
     started = time.monotonic()
-    records = asyncio.run(_fill(bootstrap, topic, _order_records(orders, n)))
-    records += asyncio.run(_fill(bootstrap, topic, _chunk_records(n, now_s, rng)))
-    records += asyncio.run(_fill(bootstrap, topic, ((p, k, v) for p, kv in other.items() for k, v in kv)))
+    records = asyncio.run(fill_state(bootstrap, prefix, orders=n, now_s=now_s))
     fill_s = time.monotonic() - started
     state_dir = home / f"state-{n}"
     log = home / f"worker-{n}.log"

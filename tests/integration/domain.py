@@ -11,6 +11,7 @@ from typing import Any
 from services.tools.simulate import Faults, Record, perturb
 from tests.batch_customs import compare
 from tests.integration.harness import (
+    STATE_ROOT,
     Client,
     StartWorker,
     WorkerProcess,
@@ -101,9 +102,17 @@ async def all_invalid_dead_lettered(
 
 
 async def restart_mid_stream(
-    d: DomainCase, bootstrap: str, prefix: str, start_worker: StartWorker, *, cases: int, seed: int
+    d: DomainCase,
+    bootstrap: str,
+    prefix: str,
+    start_worker: StartWorker,
+    *,
+    cases: int,
+    seed: int,
+    local_copy: bool = True,
 ) -> None:
-    """Stop the worker (SIGTERM) while it works through the stream, start another: same records."""
+    """Stop the worker (SIGTERM) while it works through the stream, start another, on the first's
+    local copy of the state or (``local_copy`` False) without one: same records."""
     events, records = d.corpus(cases, seed)
     first = start_worker(d.service, **{**d.fast, "TRADEPULSE_BATCH_MAX_EVENTS": "50"})
     await produce(bootstrap, prefix + d.topic, records)
@@ -111,6 +120,7 @@ async def restart_mid_stream(
     seen = d.consumed([first])
     assert first.stop() == 0
     assert seen < len(records), "the first worker finished before it was stopped"
-    start_worker(d.service, **d.fast)
+    elsewhere = {} if local_copy else {"TRADEPULSE_STATE_DIR": str(STATE_ROOT / prefix / "elsewhere")}
+    start_worker(d.service, **d.fast, **elsewhere)
     await d.settle(bootstrap, prefix)
     assert compare(d.oracle(events), await d.latest(bootstrap, prefix)) == []

@@ -7,15 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from services.devstack.process import free_port
 from services.runtime.store import PERSIST_EVERY_S
 from tests.batch_customs import compare
-from tests.integration.harness import StartWorker, WorkerProcess, eventually, produce, read_to_end, worker_env
+from tests.integration.harness import (
+    REPO,
+    StartWorker,
+    WorkerProcess,
+    eventually,
+    produce,
+    read_to_end,
+    worker_env,
+)
 from tests.integration.test_customs import CUSTOMS
 
 
@@ -81,5 +93,75 @@ async def test_a_restart_with_the_local_copy_reads_only_the_tail_and_is_ready_af
     assert status == 200
     assert json.loads(body)["restoring"] == {}
     await produce(kafka_bootstrap, prefix + CUSTOMS.topic, records[half:])
+    await CUSTOMS.settle(kafka_bootstrap, prefix)
+    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+
+
+def test_a_worker_with_a_large_state_restarts_on_a_loaded_machine_with_one_restore_per_start(
+    kafka_bootstrap: str, prefix: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """A customs worker restarted in a full stack on a loaded machine restored 9 times in a row
+    (the restore held the event loop: heartbeats failed, 'member_id was not recognized') and
+    settled after 7 minutes. Now restores run beside the rebalance, a few thousand records at a
+    time: with a CPU burner beside it, each start of a worker over 200,000 state records restores
+    once and is ready, with local copy or without."""
+    from services.tools.bench_state import fill_state
+
+    first = start_worker("cbec")
+    assert first.stop() == 0  # its topics exist
+    records = asyncio.run(fill_state(kafka_bootstrap, prefix, orders=100_000))
+    assert records > 200_000
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        rebuilt = start_worker("cbec", TRADEPULSE_STATE_DIR=str(tmp_path / "big"))
+        assert [r["records"] for r in _restores(rebuilt)] == [records]
+        rebuilt.kill()
+        again = start_worker("cbec", TRADEPULSE_STATE_DIR=str(tmp_path / "big"))
+        (restored,) = _restores(again)  # start_worker waited until it was ready
+        assert restored["local"] == [0, 1, 2, 3]
+        said = again.log.read_text()
+        assert "member_id" not in said  # no heartbeat lost, no rejoin
+        assert said.count('"state restored"') == 1
+    finally:
+        burner.kill()
+        burner.wait()
+
+
+def _with_file_size_limit(env: dict[str, str], log: Path, *, limit_bytes: int) -> subprocess.Popen[bytes]:
+    """A customs worker whose files may not grow past ``limit_bytes`` (RLIMIT_FSIZE)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "worker", CUSTOMS.service],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes)),
+        )  # fmt: skip
+
+
+async def test_a_full_disk_stops_the_worker_with_one_line_and_loses_nothing(
+    kafka_bootstrap: str, prefix: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """The local copy cannot grow past a file-size limit (what a full volume does to RocksDB's
+    writes): the worker names TRADEPULSE_STATE_DIR and stops; restarted with room, it reads what
+    it had not copied from the state topic, and the records equal the batch computation."""
+    events, records = CUSTOMS.corpus(500, seed=23)
+    assert start_worker(CUSTOMS.service, **CUSTOMS.fast).stop() == 0  # its topics exist
+    folder = tmp_path / f"state-{CUSTOMS.service}-0"
+    env = {**worker_env(kafka_bootstrap, prefix, **CUSTOMS.fast), "TRADEPULSE_STATE_DIR": str(folder),
+           "TRADEPULSE_WEB_PORT": str(free_port())}  # fmt: skip
+    log = tmp_path / "full.log"
+    full = _with_file_size_limit(env, log, limit_bytes=64 * 1024)
+    try:
+        await produce(kafka_bootstrap, prefix + CUSTOMS.topic, records)
+        assert await eventually(lambda: full.poll() is not None, timeout_s=90), "the worker did not stop"
+    finally:
+        if full.poll() is None:
+            full.kill()
+        full.wait()
+    assert full.returncode == 3
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    (critical,) = [line for line in lines if line["level"] == "critical"]
+    assert "TRADEPULSE_STATE_DIR" in critical["msg"]
+    assert "Traceback" not in log.read_text()
+    start_worker(CUSTOMS.service, **CUSTOMS.fast)
     await CUSTOMS.settle(kafka_bootstrap, prefix)
     assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
