@@ -8,6 +8,7 @@ domain, through exactly the code the workers run; the integration tests do the s
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -62,7 +63,8 @@ class Wiring:
         extra = {"clock": clock} if clock is not None else {}
         self.intake = Intake(
             catalog=domain.catalog, store=self.store, horizon_s=7 * 86400, max_bytes=1 << 20,
-            deduplicate=not domain.derived, **extra,
+            deduplicate=not domain.derived, max_age_s=math.inf,  # corpora of fixed dates, long past
+            **extra,
         )  # fmt: skip
         self.commit = CommitPath(
             intake=self.intake, pipeline=self.pipeline, store=self.store, fetch=self._fetch, dlq=TOPICS.dlq

@@ -23,6 +23,7 @@ __all__ = [
     "Headers",
     "decode",
     "encode",
+    "quoted",
 ]
 
 Headers = Sequence[tuple[str, bytes]]
@@ -49,6 +50,17 @@ class DecodeError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+QUOTE_LIMIT = 200  # contract section 1: error details quote at most 200 characters of a value
+
+
+def quoted(value: str, limit: int = QUOTE_LIMIT) -> str:
+    """A value as an error detail quotes it: its ``repr``, cut after ``limit`` characters (a
+    10,000-character subject was repeated whole in the dead letter's header)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value) - limit:,} more characters)"
 
 
 def _describe(exc: ValidationError, prefix: str = "") -> str:
@@ -132,7 +144,7 @@ def decode(
     if event is None:
         event = _checked(value, hmap, content_type, structured, catalog)
     if (expected := event.data.subject) != event.subject:
-        msg = f"subject: {event.subject!r} differs from the entity id {expected!r} in data"
+        msg = f"subject: {quoted(event.subject)} differs from the entity id {quoted(expected)} in data"
         raise DecodeError(DlqReason.INVALID_ENVELOPE, msg)
     return event
 
@@ -203,7 +215,7 @@ def _build(attrs: dict[str, Any], data: dict[str, Any], catalog: Catalog) -> Eve
         raise DecodeError(DlqReason.INVALID_ENVELOPE, _describe(exc)) from None
     spec = catalog.events.get(envelope.type)
     if spec is None:
-        msg = f"type: {envelope.type!r} is not an event type of {catalog.topic}"
+        msg = f"type: {quoted(envelope.type)} is not an event type of {catalog.topic}"
         raise DecodeError(DlqReason.UNKNOWN_TYPE, msg)
     try:
         payload: DataModel = spec.data_model.model_validate(data)

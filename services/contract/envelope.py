@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from services.contract.fields import ContractModel, DataModel, NonEmptyStr, Rfc3339
 
@@ -18,6 +19,7 @@ __all__ = [
     "Envelope",
     "Event",
     "cloud_event",
+    "path_safe",
 ]
 
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "subject")
@@ -35,7 +37,54 @@ def cloud_event(
             "subject": subject, **optional, "data": data}  # fmt: skip
 
 
-UriReference = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^\S+$")]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")
+_ENCODED_DOT_OR_SLASH = re.compile(r"%(2e|2f)", re.IGNORECASE)
+_NO_CONTROL_PATTERN = "^[^\\u0000-\\u001f\\u007f]+$"
+
+
+def _no_control(value: Any) -> Any:
+    """Contract section 1: ids, sources and subjects hold no control characters (a NUL or an
+    escape sequence in a log line, a CR/LF splitting a header). Runs before the type's other
+    rules, so that is what the refusal says."""
+    if isinstance(value, str) and _CONTROL.search(value):
+        msg = "control characters (U+0000-U+001F, U+007F) are not allowed"
+        raise ValueError(msg)
+    return value
+
+
+def _no_space(value: str) -> str:
+    if any(c.isspace() for c in value):
+        msg = "white space is not allowed in a URI reference"
+        raise ValueError(msg)
+    return value
+
+
+def path_safe(value: str) -> str:
+    """Contract section 1: ``source`` is matched as a URI path (a producer's rights are path
+    prefixes), so it may hold no ``.`` or ``..`` segment and no percent-encoded ``.`` or ``/``:
+    ``/singlewindow/../etax`` must never pass for a source under ``/singlewindow/``."""
+    path = value.split("?", 1)[0].split("#", 1)[0]
+    if _DOT_SEGMENT.search(path):
+        msg = "a '.' or '..' path segment is not allowed"
+        raise ValueError(msg)
+    if _ENCODED_DOT_OR_SLASH.search(path):
+        msg = "a percent-encoded '.' or '/' (%2E, %2F) is not allowed"
+        raise ValueError(msg)
+    return value
+
+
+NoControl = Annotated[
+    str, BeforeValidator(_no_control), Field(json_schema_extra={"pattern": _NO_CONTROL_PATTERN})
+]
+UriReference = Annotated[
+    str,
+    BeforeValidator(_no_control),
+    StringConstraints(min_length=1, max_length=2048),
+    AfterValidator(_no_space),
+    Field(json_schema_extra={"pattern": "^\\S+$"}),
+]
+Source = Annotated[UriReference, AfterValidator(path_safe)]
 
 
 class Envelope(ContractModel):
@@ -46,11 +95,11 @@ class Envelope(ContractModel):
     """
 
     specversion: Literal["1.0"]
-    id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    source: UriReference
+    id: Annotated[NoControl, StringConstraints(min_length=1, max_length=128)]
+    source: Source
     type: NonEmptyStr
     time: Rfc3339
-    subject: NonEmptyStr
+    subject: Annotated[NoControl, StringConstraints(min_length=1, max_length=1024)]
     datacontenttype: NonEmptyStr | None = None
     dataschema: UriReference | None = None
     partitionkey: NonEmptyStr | None = None

@@ -47,6 +47,7 @@ from services.contract.catalog import Catalog
 from services.contract.codec import DecodeError, decode
 from services.gateway.credentials import Credential, CredentialsError, Grants, load
 from services.registry import DOMAINS, SOURCES
+from services.runtime.intake import too_old
 from services.runtime.kafka_admin import require_access, require_topic
 from services.runtime.pages import PAGES, add_pages
 from services.runtime.settings import Settings
@@ -106,7 +107,8 @@ class Refusal:
     index: int | None = None
 
 
-Candidate = tuple[str | None, bytes, list[tuple[str, bytes]]]
+Candidate = tuple[str | None, bytes, list[tuple[str, bytes]], Any, Any]
+"""(topic, value, headers, claimed source, claimed type): an event as received, before it is read."""
 """An event as read: its topic (None: unknown type), the Kafka record value and headers."""
 
 
@@ -290,8 +292,8 @@ class Gateway:
             rule = f"Content-Type {STRUCTURED} or {BATCH}, or ce-* headers (binary mode)"
             raise Problem(415, "Not a CloudEvent", [Refusal(415, "media_type", "Content-Type", rule)])
         records, refusals = [], []
-        for index, (topic, value, headers) in candidates:
-            outcome = self._check(topic, value, headers, credential, index)
+        for index, candidate in candidates:
+            outcome = self._check(candidate, credential, index)
             if isinstance(outcome, Refusal):
                 refusals.append(outcome)
             else:
@@ -303,11 +305,14 @@ class Gateway:
         return records
 
     def _structured(self, value: bytes, doc: Any) -> Candidate:
-        type_ = doc.get("type") if isinstance(doc, dict) else None
+        claimed = doc if isinstance(doc, dict) else {}
+        type_ = claimed.get("type")
         return (
             self.topic_of.get(type_) if isinstance(type_, str) else None,
             value,
             [("content-type", STRUCTURED.encode())],
+            claimed.get("source"),
+            type_,
         )
 
     def _binary(self, request: web.Request, body: bytes, content_type: str) -> Candidate:
@@ -321,16 +326,23 @@ class Gateway:
         if content_type in ("", "application/octet-stream"):
             content_type = "application/json"
         headers.append(("content-type", content_type.encode()))
-        return self.topic_of.get(request.headers.get("ce-type", "")), body, headers
+        type_ = request.headers.get("ce-type")
+        source = request.headers.get("ce-source")
+        source = urllib.parse.unquote(source) if source is not None else None
+        return self.topic_of.get(type_ or ""), body, headers, source, type_
 
-    def _check(
-        self,
-        topic: str | None,
-        value: bytes,
-        headers: list[tuple[str, bytes]],
-        credential: Credential,
-        index: int | None,
-    ) -> Record | Refusal:
+    def _check(self, candidate: Candidate, credential: Credential, index: int | None) -> Record | Refusal:
+        """Authorize, then validate: the event's claimed source and type against the credential's
+        grant before anything else of it is read, so a key learns nothing of the rules of topics
+        it may not write (an invalid event outside its grant is 403, not a validation detail)."""
+        topic, value, headers, source, type_ = candidate
+        for name, claimed in (("source", source), ("type", type_)):
+            if not isinstance(claimed, str) or not claimed:
+                return Refusal(400, "invalid_envelope", name, "missing, or not a string", index)
+        lacking = credential.allows(source, type_)
+        if lacking is not None:
+            rule = f"this credential may not send this {lacking}"
+            return Refusal(403, f"{lacking}_not_granted", lacking, rule, index)
         if topic is None:
             return Refusal(
                 400, "unknown_type", "type", "not an event type of docs/contract.md section 2", index
@@ -340,15 +352,19 @@ class Gateway:
         except DecodeError as exc:
             field_name, rule = _split(exc.detail)
             return Refusal(400, exc.reason.value, field_name, rule, index)
-        lacking = credential.allows(event.source, event.type)
-        if lacking is not None:
-            rule = f"this credential may not send this {lacking}"
-            return Refusal(403, f"{lacking}_not_granted", lacking, rule, index)
-        ahead = event.time_s - time.time()
+        now = time.time()
+        ahead = event.time_s - now
         if ahead > self.settings.max_clock_skew_s:
             limit = self.settings.max_clock_skew_s
             rule = f"{ahead:,.0f} s ahead of the gateway's clock; the limit is {limit:,.0f} s"
             return Refusal(400, "invalid_envelope", "time", rule, index)
+        if -ahead > self.settings.max_event_age_s:
+            return Refusal(
+                400,
+                "invalid_envelope",
+                *_split(too_old(event.time, now, self.settings.max_event_age_s)),
+                index,
+            )
         return Record(self.settings.topic(topic), event.subject.encode(), value, headers)
 
     def _bucket(self, credential: Credential) -> Bucket:

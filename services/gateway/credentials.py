@@ -20,6 +20,8 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.contract.envelope import path_safe as _path_safe
+
 __all__ = ["Credential", "CredentialsError", "Grants", "hash_key", "load", "new_key"]
 
 KEY_PREFIX = "tpk_"
@@ -47,12 +49,25 @@ class Credential(BaseModel):
 
     def allows(self, source: str, type_: str) -> str | None:
         """None when this producer may send an event of ``type_`` from ``source``; else which of
-        the two its grant does not cover."""
-        if not any(source.startswith(prefix) for prefix in self.sources):
+        the two its grant does not cover. Sources are matched as URI paths (contract section 1): a
+        grant ``/singlewindow/`` covers ``/singlewindow`` and what lies under it, never
+        ``/singlewindowX`` nor ``/singlewindow/../etax`` (a source with a dot segment or a
+        percent-encoded ``.`` or ``/`` is covered by no grant)."""
+        if not any(_under(source, prefix) for prefix in self.sources):
             return "source"
         if not any(fnmatchcase(type_, pattern) for pattern in self.types):
             return "type"
         return None
+
+
+def _under(source: str, prefix: str) -> bool:
+    """Whether the path ``source`` is ``prefix`` or lies under it, segment by segment."""
+    try:
+        _path_safe(source)
+    except ValueError:
+        return False
+    base = prefix.rstrip("/")
+    return source == base or source.startswith(base + "/")
 
 
 class _File(BaseModel):

@@ -10,6 +10,7 @@ twice.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,20 +50,24 @@ def screen(
     max_bytes: int,
     now_s: float,
     max_skew_s: float,
+    max_age_s: float = math.inf,
     deduplicate: bool = True,
 ) -> Screened:
     """Decode each record against ``catalog``, refuse events stamped further ahead of ``now_s``
-    than ``max_skew_s`` (docs/contract.md section 1: one bad clock upstream must not move a
-    watermark for everybody), and drop (source, id) seen before (unless ``deduplicate`` is off)."""
+    than ``max_skew_s`` or older than ``max_age_s`` (docs/contract.md section 1: one bad clock
+    upstream must not move a watermark for everybody, and no measure may come from a milestone
+    in 1970), and drop (source, id) seen before (unless ``deduplicate`` is off)."""
     out = Screened()
     reject = out.rejected.append
-    not_after_s = now_s + max_skew_s
+    not_after_s, not_before_s = now_s + max_skew_s, now_s - max_age_s
     valid: list[tuple[RawRecord, Event]] = []
     for record in records:
         try:
             event = decode(record.value, record.headers, catalog=catalog, max_bytes=max_bytes)
             if event.time_s > not_after_s:
                 raise DecodeError(DlqReason.INVALID_ENVELOPE, _future(event, now_s, max_skew_s))
+            if event.time_s < not_before_s:
+                raise DecodeError(DlqReason.INVALID_ENVELOPE, too_old(event.time, now_s, max_age_s))
         except DecodeError as exc:
             reject(DeadLetter(record.origin, exc.reason, exc.detail, record.partition, record))
             continue
@@ -81,6 +86,15 @@ def screen(
     out.accepted = [t for t in valid if id(t) in new]  # in the order the records came
     out.duplicates = len(valid) - len(out.accepted)
     return out
+
+
+def too_old(time: datetime, now_s: float, max_age_s: float) -> str:
+    """The detail of an event older than the allowed age: its time, its age and the limit."""
+    age_d = (now_s - time.timestamp()) / 86400
+    return (
+        f"time: {time.isoformat()} is {age_d:,.0f} days before this service's clock; the limit is "
+        f"{max_age_s / 86400:,.0f} days (TRADEPULSE_MAX_EVENT_AGE_S)"
+    )
 
 
 def _future(event: Event, now_s: float, max_skew_s: float) -> str:
@@ -110,6 +124,7 @@ class Intake:
     horizon_s: float
     max_bytes: int
     max_skew_s: float = 300.0
+    max_age_s: float = 400 * 86400.0
     clock: Callable[[], float] = time.time
     deduplicate: bool = True
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -151,6 +166,7 @@ class Intake:
             max_bytes=self.max_bytes,
             now_s=self.clock(),
             max_skew_s=self.max_skew_s,
+            max_age_s=self.max_age_s,
             deduplicate=self.deduplicate,
         )
         if result.duplicates:  # only domains that read one topic deduplicate

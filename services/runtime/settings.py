@@ -39,6 +39,8 @@ class Settings(FileSecretsSettings):
     dedup_horizon_s: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
     max_record_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 262_144
     max_clock_skew_s: Annotated[float, Field(ge=0)] = 300.0
+    # contract section 1: older events are refused (400 days covers a year of replayed history)
+    max_event_age_s: Annotated[float, Field(gt=0)] = 400 * 86400.0
     batch_max_events: Annotated[int, Field(ge=1, le=100_000)] = 2000
     batch_within_s: Annotated[float, Field(gt=0, le=10)] = 0.2
     commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 2.0

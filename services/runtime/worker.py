@@ -308,6 +308,7 @@ def build_worker(settings: Settings, domain: Domain, *, foreign: Sequence[str] =
         horizon_s=settings.dedup_horizon_s,
         max_bytes=settings.max_record_bytes,
         max_skew_s=settings.max_clock_skew_s,
+        max_age_s=settings.max_event_age_s,
         deduplicate=not domain.derived,
         labels=inputs,
     )

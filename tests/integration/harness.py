@@ -52,6 +52,9 @@ def worker_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
         TRADEPULSE_TOPIC_PREFIX=prefix,
         TRADEPULSE_STATE_DIR=str(STATE_ROOT / prefix.rstrip(".")),
         TRADEPULSE_STATE_CACHE_MB="64",
+        # the corpora are fixed dates long past, so that no test depends on the day it runs; the
+        # age limit itself is tested on its own (test_intake.py)
+        TRADEPULSE_MAX_EVENT_AGE_S=str(30 * 365 * 86400),
         TRADEPULSE_BATCH_WITHIN_S="0.05",
         TRADEPULSE_COMMIT_INTERVAL_S="0.5",
         TRADEPULSE_LOG_FORMAT="json",

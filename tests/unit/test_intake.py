@@ -16,7 +16,7 @@ from services.runtime.intake import Intake
 from tests.factories import TOPIC, accepted_event, binary, record, structured
 from tests.wiring import memory_store
 
-NOW = datetime.fromisoformat("2026-11-28T12:00:00+08:00").timestamp()
+NOW = datetime.fromisoformat("2025-03-02T12:00:00+08:00").timestamp()  # a day after the factories' events
 
 
 class _Intake:
@@ -152,3 +152,49 @@ async def test_the_year_9999_is_refused_with_its_time_named() -> None:
     event = accepted_event(time="9999-12-31T23:59:59+08:00")
     assert await _intake(store, sent).take([record(structured(event)[1])]) == []
     assert "9999-12-31T23:59:59+08:00" in sent[0].detail
+
+
+@pytest.mark.parametrize(("days", "refused"), [(399, False), (401, True), (20_513, True)])
+async def test_events_older_than_the_allowed_age_are_invalid(days: int, refused: bool) -> None:
+    """Contract section 1: a declaration 'lodged' in 1970 and released today is not a 56-year
+    release time; it is refused as invalid_envelope, naming its time and the limit."""
+    store, sent = memory_store(), list[DeadLetter]()
+    at = datetime.fromtimestamp(
+        NOW - days * 86400, datetime.fromisoformat("2026-01-01T00:00:00+08:00").tzinfo
+    )
+    event = accepted_event(time=at.isoformat())
+    accepted = await _intake(store, sent).take([record(structured(event)[1])])
+    assert (len(sent), len(accepted)) == ((1, 0) if refused else (0, 1))
+    if refused:
+        assert sent[0].reason is DlqReason.INVALID_ENVELOPE
+        assert sent[0].detail.startswith(f"time: {at.isoformat()} is {days:,} days before")
+        assert "the limit is 400 days (TRADEPULSE_MAX_EVENT_AGE_S)" in sent[0].detail
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "rule"),
+    [
+        ("id", "evt\x00-1", "control characters"),
+        ("id", "evt\x1b[31m-1", "control characters"),
+        ("source", "/singlewindow/5141\r\nX-Injected: 1", "control characters"),
+        ("source", "/singlewindow/../etax/4401", "'..' path segment"),
+        ("source", "/singlewindow/%2e%2e/etax", "percent-encoded"),
+        ("source", "/singlewindow%2Fetax", "percent-encoded"),
+    ],
+)
+async def test_control_characters_and_dot_segments_are_refused(attribute: str, value: str, rule: str) -> None:
+    store, sent = memory_store(), list[DeadLetter]()
+    event = accepted_event(**{attribute: value})
+    assert await _intake(store, sent).take([record(structured(event)[1])]) == []
+    assert sent[0].reason is DlqReason.INVALID_ENVELOPE
+    assert sent[0].detail.startswith(f"{attribute}: ")
+    assert rule in sent[0].detail
+
+
+async def test_a_detail_quotes_at_most_200_characters_of_a_value() -> None:
+    """A 10,000-character subject was repeated whole in the dead letter's dlq_detail."""
+    store, sent = memory_store(), list[DeadLetter]()
+    event = accepted_event(subject="5" * 1000)
+    assert await _intake(store, sent).take([record(structured(event)[1])]) == []
+    assert "5" * 201 not in sent[0].detail
+    assert "more characters" in sent[0].detail
