@@ -40,11 +40,14 @@ TOPIC = "customs.events.v1"
 
 def _events(n: int, seed: int) -> list[dict[str, Any]]:
     from services.customs.simulator import simulate
+    from services.tools.simulate import happened
 
     events: list[dict[str, Any]] = []
     cases = max(1, n // 6)
+    start_s = time.time() - 10 * 86400  # recent: the gateway refuses events older than 400 days
     while len(events) < n:
-        events += simulate(cases=cases, seed=seed + len(events), start_s=1.74e9, span_s=86400)
+        simulated = simulate(cases=cases, seed=seed + len(events), start_s=start_s, span_s=86400)
+        events += happened(simulated)[0]  # and events in the future
     return events[:n]
 
 
