@@ -46,6 +46,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.contract.catalog import Catalog
 from services.contract.codec import DecodeError, decode
 from services.gateway.credentials import Credential, CredentialsError, Grants, load
+from services.gateway.guard import Guard, GuardedHandler, guard_middleware
 from services.registry import DOMAINS, SOURCES
 from services.runtime.intake import too_old
 from services.runtime.kafka_admin import require_access, require_topic
@@ -90,6 +91,15 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
     max_batch_events: Annotated[int, Field(ge=1)] = 500
     ack_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # slow and greedy clients (services/gateway/guard.py): a request head must arrive within
+    # header_timeout_s of its first byte, a body within body_timeout_s; an idle connection closes
+    # after idle_timeout_s; the process holds at most max_connections, one credential at most
+    # max_concurrent_per_credential requests at once
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    idle_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    max_connections: Annotated[int, Field(ge=1)] = 1000
+    max_concurrent_per_credential: Annotated[int, Field(ge=1)] = 64
     tls_certfile: FilePath | None = None
     tls_keyfile: FilePath | None = None
     tls_client_cafile: FilePath | None = None
@@ -189,6 +199,11 @@ class Gateway:
         self.buckets: dict[str, Bucket] = {}
         self.producer: AIOKafkaProducer | None = None
         self.kafka_ok = False
+        self.guard = Guard(
+            header_timeout_s=config.header_timeout_s, body_timeout_s=config.body_timeout_s,
+            max_connections=config.max_connections,
+        )  # fmt: skip
+        self.in_flight: dict[str, int] = {}  # requests being handled, per credential
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -221,7 +236,17 @@ class Gateway:
         try:
             credential = self._who(request)
             who = credential.name
-            records = await self._records(request, credential)
+            held = self.in_flight.get(who, 0)
+            if held >= self.config.max_concurrent_per_credential:
+                limit = self.config.max_concurrent_per_credential
+                rule = f"at most {limit} requests at once per credential"
+                refusal = Refusal(429, "concurrency", "(request)", rule)
+                raise Problem(429, "Too many requests at once", [refusal], {"Retry-After": "1"})
+            self.in_flight[who] = held + 1
+            try:
+                records = await self._records(request, credential)
+            finally:
+                self.in_flight[who] -= 1
             wait = self._bucket(credential).take(len(records))
             if wait > 0:
                 retry = str(max(1, math.ceil(wait)))
@@ -267,9 +292,12 @@ class Gateway:
         if request.content_length is not None and request.content_length > self.config.max_body_bytes:
             raise _too_large(self.config.max_body_bytes)
         try:
-            body = await request.read()
+            body = await self.guard.read(request)
         except web.HTTPRequestEntityTooLarge:
             raise _too_large(self.config.max_body_bytes) from None
+        if body is None:  # too slow: the connection is closed, nobody reads an answer
+            rule = f"the body did not arrive within {self.config.body_timeout_s:g} s"
+            raise Problem(408, "Request timeout", [Refusal(408, "slow_client", "(body)", rule)])
         candidates: list[tuple[int | None, Candidate]]
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type == BATCH:
@@ -436,7 +464,7 @@ ROUTES = {"/events": "POST", **dict.fromkeys(PAGES, "GET")}
 
 def build_app(gateway: Gateway) -> web.Application:
     """The aiohttp application: ``POST /events`` and the operational pages (schemas/gateway.openapi.yaml)."""
-    app = web.Application(client_max_size=gateway.config.max_body_bytes)
+    app = web.Application(client_max_size=gateway.config.max_body_bytes, middlewares=[guard_middleware])
     app.router.add_post("/events", gateway.handle)
     add_pages(
         app, "gateway", ready=lambda: {"kafka": gateway.kafka_ok}, foreign=DOMAINS,
@@ -468,9 +496,13 @@ async def serve(settings: Settings, config: GatewaySettings, stop_timeout_s: flo
     await gateway.start()
     runner = web.AppRunner(build_app(gateway), access_log=None, shutdown_timeout=stop_timeout_s)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=server_ssl(config))
-    await site.start()
     loop = asyncio.get_running_loop()
+
+    def connection() -> GuardedHandler:  # aiohttp's handler with the guard's limits
+        return GuardedHandler(runner.server, loop=loop, guard=gateway.guard, access_log=None,
+                              keepalive_timeout=config.idle_timeout_s)  # fmt: skip
+
+    listener = await loop.create_server(connection, config.host, config.port, ssl=server_ssl(config))
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, gateway.reload)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -485,5 +517,6 @@ async def serve(settings: Settings, config: GatewaySettings, stop_timeout_s: flo
             except TimeoutError:
                 await gateway.check_kafka()
     finally:
+        listener.close()
         await asyncio.wait_for(runner.cleanup(), timeout=stop_timeout_s)
         await asyncio.wait_for(gateway.stop(), timeout=stop_timeout_s)

@@ -19,9 +19,10 @@ STATUSES = {
     "400": "An event is invalid (each refused event: index, field, rule); nothing was written.",
     "401": "No valid API key or client certificate.",
     "403": "An event's source or type is outside the credential's grant; nothing was written.",
+    "408": "The body did not arrive within the body timeout; the connection is closed.",
     "413": "The body or the batch is larger than the gateway takes.",
     "415": "Neither a CloudEvents content type nor ce-* headers.",
-    "429": "The credential's rate is exceeded; see Retry-After.",
+    "429": "The credential's rate, or its number of requests at once, is exceeded; see Retry-After.",
     "503": "Kafka did not acknowledge in time; send the request again (see Retry-After).",
 }
 

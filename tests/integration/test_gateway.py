@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -90,7 +91,7 @@ def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def _start(
-    bootstrap: str, prefix: str, tmp_path: Path, credentials: Path | None = None, **extra: str
+    bootstrap: str, prefix: str, tmp_path: Path, *, credentials: Path | None = None, **extra: str
 ) -> Gateway:
     port = free_port()
     credentials = credentials or _credentials(tmp_path / "credentials.yaml")
@@ -335,7 +336,11 @@ async def test_the_readme_curl_publishes_one_event_with_the_demo_credentials(
     comment = command.split("\n# ")[1]
     await _topics(kafka_bootstrap, prefix)
     gateway = _start(
-        kafka_bootstrap, prefix, tmp_path, REPO / "deploy" / "gateway" / "credentials.example.yaml"
+        kafka_bootstrap,
+        prefix,
+        tmp_path,
+        credentials=REPO / "deploy" / "gateway" / "credentials.example.yaml",
+        TRADEPULSE_MAX_EVENT_AGE_S="34560000",  # the default: the README's event is of today
     )
     try:
         script = command.split("\n# ")[0].replace("127.0.0.1:6070", f"127.0.0.1:{gateway.port}")
@@ -398,5 +403,131 @@ async def test_a_client_certificate_is_a_login_when_the_gateway_terminates_tls(
             assert status == 401  # TLS alone is no login
             async with session.post(url, data=body, headers=headers, ssl=with_cert) as answer:
                 assert answer.status == 202, await answer.text()
+    finally:
+        _stop(gateway)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "/singlewindow/../etax/4401",
+        "/singlewindow/%2e%2e/etax",
+        "/singlewindow%2Fetax",
+        "/singlewindowX/5141",
+    ],
+)
+async def test_a_source_outside_the_grant_never_passes_for_one_inside_it(
+    gateway: Gateway, http: aiohttp.ClientSession, kafka_bootstrap: str, prefix: str, source: str
+) -> None:
+    """Grants were string prefixes: /singlewindow/../etax/4401 was written to Kafka (202)."""
+    headers, body = structured({**CUSTOMS_EVENTS[0], "source": source})
+    status, problem, _ = await post(http, gateway.url, body, {**headers, **bearer(CUSTOMS_KEY)})
+    assert status == 403
+    assert problem["errors"] == [{"field": "source", "rule": "this credential may not send this source"}]
+    # binary mode: header values are percent-encoded (the HTTP binding), so the source as sent
+    binary_headers = {**_binary_headers(CUSTOMS_EVENTS[0]), "ce-source": quote(source), **bearer(CUSTOMS_KEY)}
+    assert (await post(http, gateway.url, orjson.dumps(CUSTOMS_EVENTS[0]["data"]), binary_headers))[0] == 403
+    assert await read_to_end(kafka_bootstrap, prefix + TOPIC) == []
+
+
+async def test_a_key_learns_nothing_of_the_rules_of_a_topic_it_may_not_write(
+    gateway: Gateway, http: aiohttp.ClientSession
+) -> None:
+    """An event outside the grant with invalid data was a 400 naming the data rule it broke."""
+    invalid = {**CUSTOMS_EVENTS[0], "data": {"no": "such field"}}
+    headers, body = structured(invalid)
+    status, problem, _ = await post(http, gateway.url, body, {**headers, **bearer(BANK_KEY)})
+    assert status == 403
+    assert problem["errors"] == [{"field": "source", "rule": "this credential may not send this source"}]
+    assert "entry_id" not in orjson.dumps(problem).decode()
+
+
+def _binary_headers(event: dict[str, Any]) -> dict[str, str]:
+    headers, _ = to_binary(sdk_event(event))
+    return dict(headers)
+
+
+def _start_with(bootstrap: str, prefix: str, tmp_path: Path, env: dict[str, Any]) -> Gateway:
+    return _start(bootstrap, prefix, tmp_path, **env)
+
+
+def _half_sent_body() -> bytes:
+    """A request's head, whole, and the first byte of a 1,000-byte body."""
+    head = (
+        "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\n"
+        f"Authorization: Bearer {CUSTOMS_KEY}\r\nContent-Length: 1000\r\n\r\n{{"
+    )
+    return head.encode()
+
+
+async def test_slow_and_greedy_clients_are_cut_off_and_counted(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    """4,000 half-sent requests were held 150 s and none was closed: one client could take every
+    socket the process may open."""
+    await _topics(kafka_bootstrap, prefix)
+    limits = {"TRADEPULSE_GATEWAY_HEADER_TIMEOUT_S": "1", "TRADEPULSE_GATEWAY_BODY_TIMEOUT_S": "1",
+              "TRADEPULSE_GATEWAY_MAX_CONNECTIONS": "20"}  # fmt: skip
+    gateway = await asyncio.to_thread(_start_with, kafka_bootstrap, prefix, tmp_path, limits)
+    try:
+        # a head that never ends
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        writer.write(b"POST /events HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""  # closed by the gateway
+        writer.close()
+        # a body that never ends
+        _, body_writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        body_writer.write(_half_sent_body())
+        await body_writer.drain()
+        await asyncio.sleep(3)
+        assert gateway.metric("tradepulse_gateway_slow_clients_total", phase="headers") == 1
+        assert gateway.metric("tradepulse_gateway_slow_clients_total", phase="body") == 1
+        body_writer.close()
+        # more connections than the process takes: the surplus is closed at once, counted
+        held = [await asyncio.open_connection("127.0.0.1", gateway.port) for _ in range(25)]
+        surplus = [await asyncio.wait_for(r.read(), timeout=5) for r, _ in held[20:]]
+        assert surplus == [b""] * 5  # closed at once
+        for _, w in held:
+            w.close()
+        await asyncio.sleep(0.5)  # (the page below needs a connection of its own)
+        assert gateway.metric("tradepulse_gateway_connections_refused_total") == 5
+        # and the gateway still answers
+        async with aiohttp.ClientSession() as http:
+            headers, body = structured(CUSTOMS_EVENTS[0])
+            assert (await post(http, gateway.url, body, {**headers, **bearer(CUSTOMS_KEY)}))[0] == 202
+    finally:
+        _stop(gateway)
+
+
+async def test_one_credential_holds_at_most_its_share_of_concurrent_requests(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    await _topics(kafka_bootstrap, prefix)
+    limits = {
+        "TRADEPULSE_GATEWAY_MAX_CONCURRENT_PER_CREDENTIAL": "2",
+        "TRADEPULSE_GATEWAY_BODY_TIMEOUT_S": "5",
+    }
+    gateway = await asyncio.to_thread(_start_with, kafka_bootstrap, prefix, tmp_path, limits)
+    try:
+        slow = []
+        for _ in range(2):  # two requests whose bodies are still on their way
+            _, w = await asyncio.open_connection("127.0.0.1", gateway.port)
+            w.write(_half_sent_body())
+            await w.drain()
+            slow.append(w)
+        await asyncio.sleep(0.5)
+        async with aiohttp.ClientSession() as http:
+            headers, body = structured(CUSTOMS_EVENTS[0])
+            status, problem, _ = await post(http, gateway.url, body, {**headers, **bearer(CUSTOMS_KEY)})
+            assert (status, problem["errors"][0]["rule"]) == (
+                429,
+                "at most 2 requests at once per credential",
+            )
+            assert (await post(http, gateway.url, body, {**headers, **bearer(BANK_KEY)}))[
+                0
+            ] == 403  # others go on
+        for w in slow:
+            w.close()
     finally:
         _stop(gateway)
