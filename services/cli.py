@@ -140,7 +140,16 @@ def cmd_tail(args: argparse.Namespace) -> int:
     from services.tools.publish import tail_topic
 
     settings = _settings_or_exit()
-    return asyncio.run(tail_topic(settings, args.topic, limit=args.limit, timeout_s=args.timeout))
+    return asyncio.run(
+        tail_topic(
+            settings,
+            args.topic,
+            limit=args.limit,
+            timeout_s=args.timeout,
+            everything=args.all,
+            grep=args.grep,
+        )
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -189,6 +198,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         faults=faults,
         rate=args.rate,
         progress=not args.quiet,
+        follow=args.follow,
     )
 
 
@@ -318,6 +328,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("topic")
     t.add_argument("--limit", type=int, default=20, help="the last LIMIT records of each partition (20)")
     t.add_argument("--timeout", type=float, default=5.0, help="stop reading after this many seconds (5)")
+    t.add_argument("--all", action="store_true", help="every record of the topic, not the last LIMIT")
+    t.add_argument("--grep", default="", help="only the records holding TEXT, searched in the whole topic")
     t.set_defaults(func=cmd_tail)
 
     sim = sub.add_parser("simulate", help="publish realistic events (with duplicates, disorder, bad input)")
@@ -329,10 +341,13 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--span-hours", type=float, default=48.0, help="cases start over this many hours")
     sim.add_argument("--duplicates", type=float, default=0.02, help="fraction re-sent with the same id")
     sim.add_argument("--shuffle", type=float, default=0.05, help="fraction moved out of order")
-    sim.add_argument("--late", type=float, default=0.01, help="fraction held back to the end")
+    sim.add_argument("--late", type=float, default=0.01, help="fraction held back 1-3 hours of event time")
     sim.add_argument("--invalid", type=float, default=0.005, help="fraction of extra invalid records")
     sim.add_argument("--binary", type=float, default=0.5, help="fraction sent in binary content mode")
     sim.add_argument("--quiet", action="store_true", help="no progress display")
+    sim.add_argument(
+        "--follow", action="store_true", help="then send each later event when its time comes (a live feed)"
+    )
     sim.add_argument(
         "--peak-day",
         action="store_true",

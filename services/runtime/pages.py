@@ -15,9 +15,17 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from services.runtime.kafka_admin import StartupError
 from services.runtime.metrics import exposition
 
-__all__ = ["PAGES", "add_pages", "require_free_port", "serve_pages"]
+__all__ = ["PAGES", "add_pages", "readiness_body", "require_free_port", "serve_pages"]
 
 PAGES = ("/health", "/ready", "/metrics")
+
+
+def readiness_body(service: str, checks: Mapping[str, str], **details: Any) -> tuple[dict[str, Any], int]:
+    """The one shape of every process's ``/ready`` (schemas/pages.openapi.yaml): ``service``,
+    ``ready``, ``checks`` (each ``ok`` or what is wrong) and details of the process's own;
+    200 when every check is ``ok``, else 503."""
+    ready = all(state == "ok" for state in checks.values())
+    return {"service": service, "ready": ready, "checks": dict(checks), **details}, 200 if ready else 503
 
 
 def add_pages(
@@ -37,9 +45,9 @@ def add_pages(
         return web.json_response({"service": service, "status": "ok", **details()})
 
     async def readiness(request: web.Request) -> web.Response:
-        parts = ready()
-        body = {name: "ok" if ok else "unreachable" for name, ok in parts.items()}
-        return web.json_response(body, status=200 if all(parts.values()) else 503)
+        checks = {name: "ok" if ok else "unreachable" for name, ok in ready().items()}
+        body, status = readiness_body(service, checks)
+        return web.json_response(body, status=status)
 
     async def metrics(request: web.Request) -> web.Response:
         body = await asyncio.to_thread(exposition, hidden)

@@ -43,7 +43,7 @@ from services.runtime.kafka_admin import (
 )
 from services.runtime.local import ROCKSDB_SHARE, LocalStateError
 from services.runtime.metrics import CONSUMER_LAG, HOUSEKEEPING_SECONDS, STATE_DISK, exposition
-from services.runtime.pages import require_free_port
+from services.runtime.pages import readiness_body, require_free_port
 from services.runtime.permissions import Operation
 from services.runtime.settings import Settings
 from services.runtime.store import STATE_BATCH_BYTES, KafkaStateStore
@@ -538,6 +538,10 @@ def _add_pages(app: faust.App, service: str, foreign: Sequence[str], store: Kafk
         restoring = {
             str(p): {"restored": done, "total": total} for p, (done, total) in store.restoring().items()
         }
-        is_ready = bool(assigned) and not app.rebalancing and not restoring
-        body = {"service": service, "ready": is_ready, "assigned": assigned, "restoring": restoring}
-        return web.json(body, status=200 if is_ready else 503)
+        checks = {
+            "partitions": "ok" if assigned else "none assigned",
+            "rebalance": "under way" if app.rebalancing else "ok",
+            "state": f"restoring {len(restoring)} partitions" if restoring else "ok",
+        }
+        body, status = readiness_body(service, checks, assigned=assigned, restoring=restoring)
+        return web.json(body, status=status)

@@ -72,8 +72,13 @@ async def publish_file(settings: Settings, topic: str, path: str, *, binary: boo
     return 0
 
 
-async def tail_topic(settings: Settings, topic: str, *, limit: int, timeout_s: float) -> int:
-    """Print the last ``limit`` records of each partition of a topic: key, headers, value."""
+async def tail_topic(
+    settings: Settings, topic: str, *, limit: int, timeout_s: float, everything: bool = False, grep: str = ""
+) -> int:
+    """Print the last ``limit`` records of each partition of a topic (``everything``: all of them):
+    key, headers, value; with ``grep``, only the records whose printed line holds that text, found
+    in the whole topic. Says on stderr what it showed and how to see more."""
+    everything = everything or bool(grep)
     name = settings.topic(topic)
     count = await existing_topic(settings, topic, READ)
     consumer = AIOKafkaConsumer(
@@ -90,30 +95,43 @@ async def tail_topic(settings: Settings, topic: str, *, limit: int, timeout_s: f
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         for tp in tps:
-            consumer.seek(tp, max(0, ends[tp] - limit))
-        shown = 0
+            consumer.seek(tp, 0 if everything else max(0, ends[tp] - limit))
+        shown = read = 0
         deadline = asyncio.get_running_loop().time() + timeout_s
+        cut_short = False
         while [tp for tp in tps if await _behind(consumer, tp, ends[tp])]:
             if asyncio.get_running_loop().time() > deadline:
+                cut_short = True
                 break
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 for r in records:
                     headers = {k: v.decode(errors="replace") for k, v in r.headers}
                     value = (r.value or b"").decode(errors="replace")
-                    print(
-                        orjson.dumps(
-                            {
-                                "partition": r.partition,
-                                "offset": r.offset,
-                                "key": r.key.decode(errors="replace") if r.key else None,
-                                "headers": headers,
-                                "value": value,
-                            }
-                        ).decode()
-                    )
-                    shown += 1
-        print(f"({shown} records)", file=sys.stderr)
+                    line = orjson.dumps(
+                        {
+                            "partition": r.partition,
+                            "offset": r.offset,
+                            "key": r.key.decode(errors="replace") if r.key else None,
+                            "headers": headers,
+                            "value": value,
+                        }
+                    ).decode()
+                    read += 1
+                    if grep in line:
+                        print(line)
+                        shown += 1
+        total = sum(ends.values())
+        if grep:
+            said = f"{shown} of the {read:,} records of {name} hold {grep!r}"
+        elif everything:
+            said = f"all {shown:,} records of {name}"
+        else:
+            said = (f"{shown:,} records: the last {limit} of each of its {count} partitions ({total:,} in "
+                    "all); --limit N for more, --all for every one, --grep TEXT to search them")  # fmt: skip
+        if cut_short:
+            said += f"; stopped after {timeout_s:g} s before the end, --timeout S for longer"
+        print(f"({said})", file=sys.stderr)
     finally:
         await consumer.stop()
     return 0

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -80,19 +81,71 @@ async def holds_records(env: Mapping[str, str], topic: str) -> bool:
 
 
 def _spawn(
-    service: str, *args: str, env: dict[str, str], log_name: str | None = None
+    service: str, *args: str, env: dict[str, str], log_name: str | None = None, logs: Path = LOGS
 ) -> tuple[subprocess.Popen[bytes], Path]:
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log = LOGS / f"{log_name or service}.log"
-    out = log.open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", *(args or ("worker", service))],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    )
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{log_name or service}.log"
+    with log.open("ab") as out:  # the child has its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *(args or ("worker", service))],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
     return proc, log
+
+
+FAILED_START_S = 30.0  # a process that exits sooner after its start failed to start
+MAX_FAILED_STARTS = 3
+
+
+@dataclass
+class Child:
+    """A process ``tradepulse run`` keeps running: started again when it exits, after a pause that
+    doubles with each failed start (up to 30 s); three failed starts in a row stop everything."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    log: Path
+    started: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    failed_starts: int = 0
+    due: float | None = None  # when it is started again
+    logs: Path = LOGS
+
+    @classmethod
+    def spawn(cls, name: str, command: list[str], env: dict[str, str], logs: Path = LOGS) -> Child:
+        proc, log = _spawn(name, *command, env=env, log_name=name, logs=logs)
+        return cls(name, command, env, proc, log, logs=logs)
+
+    def look_after(self) -> str | None:
+        """Restart the process if it exited; returns a line to print, or raises SystemExit(1)
+        (after saying why) when it failed to start three times in a row."""
+        now = time.monotonic()
+        if self.due is not None:
+            if now < self.due:
+                return None
+            self.proc, self.log = _spawn(
+                self.name, *self.command, env=self.env, log_name=self.name, logs=self.logs
+            )
+            self.started, self.due = now, None
+            self.restarts += 1
+            return None
+        code = self.proc.poll()
+        if code is None:
+            return None
+        self.failed_starts = self.failed_starts + 1 if now - self.started < FAILED_START_S else 0
+        if self.failed_starts >= MAX_FAILED_STARTS:
+            print(f"{self.name} failed to start {MAX_FAILED_STARTS} times in a row (exit {code}); "
+                  f"stopping everything; see {self.log}", file=sys.stderr, flush=True)  # fmt: skip
+            raise SystemExit(1)
+        pause = min(30.0, 2.0**self.failed_starts)
+        self.due = now + pause
+        return (f"{self.name} exited with {code}; starting it again in {pause:.0f} s "
+                f"(restart {self.restarts + 1}; see {self.log})")  # fmt: skip
 
 
 PROMETHEUS_PORT = 9090
@@ -135,12 +188,22 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         print("  " + line)
     env = {**os.environ, **stack.client_env()}
     ports = {s: DOMAINS[s].port for s in services}  # one port each, whatever TRADEPULSE_WEB_PORT says
-    procs = {s: _spawn(s, env={**env, "TRADEPULSE_WEB_PORT": str(ports[s])}) for s in services}
+    children = {
+        s: Child.spawn(s, ["worker", s], {**env, "TRADEPULSE_WEB_PORT": str(ports[s])}) for s in services
+    }
+    simulations: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    prometheus: tuple[subprocess.Popen[bytes], Path] | None = None
     stopping = False
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
+
+    def look_after() -> None:
+        for child in children.values():
+            line = child.look_after()
+            if line is not None:
+                print(line, file=sys.stderr, flush=True)
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
@@ -149,24 +212,19 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         deadline = time.monotonic() + 120
         pending = set(services)
         while pending and not stopping and time.monotonic() < deadline:
-            for s in list(pending):
-                proc, log = procs[s]
-                if proc.poll() is not None:
-                    print(f"worker {s} exited with {proc.returncode}; see {log}", file=sys.stderr)
-                    return 1
-                if web_ready(ports[s]):
-                    pending.discard(s)
+            look_after()
+            pending = {s for s in pending if not web_ready(ports[s])}
             time.sleep(0.5)
         if pending and not stopping:
             print(f"workers not ready after 120 s: {sorted(pending)}; see {LOGS}", file=sys.stderr)
             code = 1
-        procs["history"] = _spawn("history", "history", env={**env, "TRADEPULSE_WEB_PORT": str(HISTORY_PORT)})
+        children["history"] = Child.spawn(
+            "history", ["history"], {**env, "TRADEPULSE_WEB_PORT": str(HISTORY_PORT)}
+        )
         gateway_env = {"TRADEPULSE_GATEWAY_CREDENTIALS_FILE": str(DEMO_CREDENTIALS), **env}
-        procs["gateway"] = _spawn("gateway", "gateway", env=gateway_env)
+        children["gateway"] = Child.spawn("gateway", ["gateway"], gateway_env)
         gateway_port = int(gateway_env.get("TRADEPULSE_GATEWAY_PORT", "6070"))
         prometheus = _start_prometheus({**ports, "history": HISTORY_PORT, "gateway": gateway_port})
-        if prometheus is not None:
-            procs["prometheus"] = prometheus
         seed = int(time.time())  # new cases each run (the dedup state remembers old ones), one plan
         if simulators and not stopping:
             _history(services, env, seed)
@@ -174,22 +232,22 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
             if simulators and s in SIMULATED:
                 # seed + 1: entries of their own, not the history's
                 live = ["simulate", s, "--cases", "20000", "--rate", "100", "--days-ago", "2",
-                        "--span-hours", "48", "--seed", str(seed + 1), "--quiet"]  # fmt: skip
-                procs[f"simulate-{s}"] = _spawn(s, *live, env=env, log_name=f"simulate-{s}")
+                        "--span-hours", "48", "--seed", str(seed + 1), "--quiet", "--follow"]  # fmt: skip
+                simulations[s] = _spawn(s, *live, env=env, log_name=f"simulate-{s}")
         print("\nTradePulse is running. Look at:")
 
         def pages(name: str, port: int) -> None:
-            print(f"  {name:<10} http://127.0.0.1:{port}/metrics   /health   /ready   (log {procs[name][1]})")
+            log = children[name].log
+            print(f"  {name:<10} http://127.0.0.1:{port}/metrics   /health   /ready   (log {log})")
 
         for s in services:
             pages(s, ports[s])
-            if f"simulate-{s}" in procs:
-                sim_log = procs[f"simulate-{s}"][1]
-                print(f"  {'':<10} simulator: 100 records/s of realistic {s} traffic (log {sim_log})")
+            if s in simulations:
+                print(f"  {'':<10} simulator: realistic {s} traffic, the last two days at up to 100 "
+                      f"records/s, then live (log {simulations[s][1]})")  # fmt: skip
                 print(f"  {'':<10} indicators: tradepulse tail indicators.{s}.v1")
-        gateway_log = procs["gateway"][1]
         url = f"http://127.0.0.1:{gateway_port}/events"
-        print(f"  gateway    {url}   (log {gateway_log}; try it: README, 'HTTP gateway')")
+        print(f"  gateway    {url}   (log {children['gateway'].log}; try it: README, 'HTTP gateway')")
         kafka = env["KAFKA_BOOTSTRAP_SERVERS"]
         print(f"  kafka      {kafka}   e.g. tradepulse tail customs.events.v1.dlq")
         db = redact_dsn(env["DATABASE_URL"])  # an external URL may carry a password
@@ -202,21 +260,26 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         else:
             print("  prometheus not started (apt-get install -y prometheus, or port 9090 is taken)")
         print("  grafana    dashboards in deploy/grafana/dashboards (docker compose up runs Grafana)")
-        print("Ctrl-C stops everything.", flush=True)
+        print("A process that exits is started again; Ctrl-C stops everything.", flush=True)
         while not stopping:
-            for s, (proc, log) in list(procs.items()):
-                if s.startswith("simulate-") and proc.poll() == 0:
-                    del procs[s]  # the simulation is complete; the services keep running
-                elif proc.poll() is not None:
-                    print(f"worker {s} exited with {proc.returncode}; see {log}", file=sys.stderr)
-                    stopping, code = True, 1
+            look_after()
+            for s, (proc, log) in list(simulations.items()):
+                if proc.poll() is not None:
+                    del simulations[s]
+                    if proc.returncode != 0:
+                        print(f"simulator {s} exited with {proc.returncode}; see {log}", file=sys.stderr)
             time.sleep(0.5)
+    except SystemExit as exc:  # a process failed to start three times in a row (said already)
+        code = int(exc.code or 1)
     finally:
         print("stopping workers ...", flush=True)
-        for proc, _ in procs.values():
+        procs = [c.proc for c in children.values()] + [p for p, _ in simulations.values()]
+        if prometheus is not None:
+            procs.append(prometheus[0])
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc, _ in procs.values():
+        for proc in procs:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

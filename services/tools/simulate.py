@@ -1,8 +1,11 @@
 """``tradepulse simulate <service>``: publish realistic traffic, with the faults real feeds have.
 
 The domain generator yields valid CloudEvents in event-time order; :func:`perturb` turns them into
-Kafka records with duplicates (same ``source`` and ``id``), local shuffling, late events held back
-to the end, invalid records, and a mix of structured and binary content modes.
+Kafka records with duplicates (same ``source`` and ``id``), local shuffling, late events (held back
+by up to :data:`LATE_MAX_S` of event time: late for their hour's window, never for the
+retention), exactly the share of invalid records asked for, and a mix of content modes. Events
+whose time has not come are published when it comes (:func:`publish` waits for them), so the
+rate a simulator shows is the rate it sends at.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.contract import codec
 from services.runtime.settings import Settings
+from services.simulation import iso
 
 __all__ = ["Faults", "Record", "happened", "perturb", "run_simulation"]
 
@@ -40,6 +44,12 @@ INVALID_SAMPLES: list[Callable[[dict[str, Any]], Record]] = [
     lambda e: (_key(e), orjson.dumps({**e, "type": "customs.unknown"}), []),
     lambda e: (_key(e), orjson.dumps({**e, "data": {}}), [codec.STRUCTURED_HEADER]),
 ]
+
+
+LATE_MAX_S = 3 * 3600.0
+"""How far behind its time a late event comes: past its hour's window and grace, well within the
+retention (an event held back to the end of a 90-day history came after its windows were gone,
+and was dead-lettered as a processing error nobody had asked for)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +85,7 @@ def perturb(events: list[dict[str, Any]], faults: Faults, rng: random.Random) ->
         if rng.random() < faults.shuffle:
             j = min(len(stream) - 1, max(0, i + rng.randint(-50, 50)))
             stream[i], stream[j] = stream[j], stream[i]
-    late = [e for e in stream if rng.random() < faults.late]
-    late_ids = {id(e) for e in late}
-    ordered = [e for e in stream if id(e) not in late_ids] + late
+    ordered = _with_late(stream, faults.late, rng)
     records: list[Record] = []
     delayed: list[tuple[int, Record]] = []  # duplicates due after some more records
     for event in ordered:
@@ -97,6 +105,28 @@ def perturb(events: list[dict[str, Any]], faults: Faults, rng: random.Random) ->
             records.extend(due)
     records.extend(r for _, r in delayed)
     return records
+
+
+def _time_s(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["time"]).timestamp()
+
+
+def _with_late(stream: list[dict[str, Any]], share: float, rng: random.Random) -> list[dict[str, Any]]:
+    """``stream`` with a ``share`` of its events moved after the events of up to
+    :data:`LATE_MAX_S` (at least an hour) later."""
+    late = {id(e): _time_s(e) + rng.uniform(3600.0, LATE_MAX_S) for e in stream if rng.random() < share}
+    if not late:
+        return stream
+    on_time = [e for e in stream if id(e) not in late]
+    held = sorted((e for e in stream if id(e) in late), key=lambda e: late[id(e)])
+    out: list[dict[str, Any]] = []
+    i = 0
+    for event in on_time:
+        while i < len(held) and late[id(held[i])] <= _time_s(event):
+            out.append(held[i])
+            i += 1
+        out.append(event)
+    return out + held[i:]
 
 
 async def publish(
@@ -149,7 +179,11 @@ def run_simulation(
     faults: Faults,
     rate: float,
     progress: bool = True,
+    follow: bool = False,
 ) -> int:
+    """Publish the simulated cases' events whose time has come at ``rate``; with ``follow``, then
+    each later one when its time comes (a live feed: a refund's events come over weeks), else
+    leave those out, saying how many."""
     import importlib
 
     try:
@@ -158,12 +192,47 @@ def run_simulation(
         print(f"tradepulse simulate: no simulator for {service} yet", file=sys.stderr)
         return 2
     check_topic(settings, service)
-    events, future = happened(simulator.simulate(cases=cases, seed=seed, start_s=start_s, span_s=span_s))
-    records = perturb(events, faults, random.Random(seed + 1))
-    later = f" ({future:,} more lie in the future and are left out)" if future else ""
+    simulated = simulator.simulate(cases=cases, seed=seed, start_s=start_s, span_s=span_s)
+    events, future = happened(simulated)
+    rng = random.Random(seed + 1)
+    records = perturb(events, faults, rng)
+    if future and follow:
+        last = iso(max(_time_s(e) for e in simulated))
+        later = f" ({future:,} more as their times come, until {last})"
+    else:
+        later = f" ({future:,} more lie in the future and are left out)" if future else ""
     print(f"{cases:,} cases, {len(events):,} events{later}, {len(records):,} records", file=sys.stderr)
-    asyncio.run(publish(settings, f"{service}.events.v1", records, rate=rate, progress=progress))
+    topic = f"{service}.events.v1"
+    asyncio.run(publish(settings, topic, records, rate=rate, progress=progress))
+    if future and follow:
+        upcoming = sorted((e for e in simulated if _time_s(e) > time.time()), key=_time_s)
+        asyncio.run(follow_up(settings, topic, upcoming, faults, rng, rate=rate))
     return 0
+
+
+async def follow_up(
+    settings: Settings,
+    topic: str,
+    events: list[dict[str, Any]],
+    faults: Faults,
+    rng: random.Random,
+    *,
+    rate: float,
+) -> None:
+    """Send each event when its time comes (with its share of duplicates and invalid records; not
+    late or shuffled: it is already live), at most ``rate`` records a second."""
+    live = Faults(duplicates=faults.duplicates, invalid=faults.invalid, binary=faults.binary)
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", linger_ms=10)
+    await producer.start()
+    try:
+        gap = 1 / rate if rate > 0 else 0.0
+        for event in events:
+            wait = _time_s(event) - time.time()
+            await asyncio.sleep(max(wait, gap))
+            for key, value, headers in perturb([event], live, rng):
+                await producer.send(settings.topic(topic), value, key=key, headers=headers)
+    finally:
+        await producer.stop()
 
 
 def check_topic(settings: Settings, service: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +181,31 @@ def test_simulate_publishes_the_records_it_announces(kafka_bootstrap: str, prefi
         except DecodeError:
             pass
     assert 0 < valid < count
+
+
+def test_run_starts_an_exited_process_again_and_gives_up_after_three_failed_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scripts/run stopped everything when one worker exited; it starts it again now, saying so,
+    and stops only when a process fails to start three times in a row."""
+    from services.tools.run import Child
+
+    missing = str(tmp_path / "missing.yaml")  # the command exits with 2 at once
+    child = Child.spawn("calendar-check", ["calendar", "check", missing], dict(os.environ), logs=tmp_path)
+    lines: list[str] = []
+
+    def supervise() -> None:
+        for _ in range(200):
+            line = child.look_after()
+            if line is not None:
+                lines.append(line)
+                child.due = 0.0  # no waiting in the test
+            child.proc.wait()
+
+    with pytest.raises(SystemExit):
+        supervise()
+    assert [line.split(";")[0] for line in lines] == ["calendar-check exited with 2"] * 2
+    assert "starting it again in 2 s (restart 1" in lines[0]
+    assert "starting it again in 4 s (restart 2" in lines[1]
+    assert child.restarts == 2
+    assert "failed to start 3 times in a row" in capsys.readouterr().err
