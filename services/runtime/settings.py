@@ -45,6 +45,9 @@ class Settings(FileSecretsSettings):
     batch_within_s: Annotated[float, Field(gt=0, le=10)] = 0.2
     commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 2.0
     session_timeout_s: Annotated[float, Field(ge=6, le=300)] = 10.0
+    # Faust's livelock check: a partition with records waiting that no batch of took in this long
+    # is logged as an ERROR (the stream stopped, or one batch takes this long)
+    stream_processing_timeout_s: Annotated[float, Field(gt=0)] = 300.0
     gc_gen0_threshold: Annotated[int, Field(ge=100, le=10_000_000)] = 50_000
     web_host: str = "127.0.0.1"
     web_port: Annotated[int | None, Field(ge=0, le=65535)] = None

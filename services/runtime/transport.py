@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
 
@@ -278,6 +279,7 @@ async def record_batches(stream: Any, max_records: int, within_s: float) -> Asyn
     """
     app = stream.app
     consumer = app.consumer
+    monitor = app.monitor
     flow_is_active = app.flow_control.is_active
     channel = aiter(stream.channel)  # subscribes the agent's topic, as iterating the stream would
     queue = channel.queue
@@ -290,6 +292,11 @@ async def record_batches(stream: Any, max_records: int, within_s: float) -> Asyn
         if not flow_is_active() or item.generation_id != app.consumer_generation_id:
             return False
         consumer.track_message(item)
+        # What Faust's stream records of every event it takes in, its livelock check reads: the
+        # batch path bypasses the stream, and every worker logged multi-line ERRORs ("Stream has
+        # not started processing TP(...)") about partitions it was processing.
+        if monitor is not None:
+            monitor.stream_inbound_time[item.tp] = time.monotonic()
         return True
 
     while True:

@@ -145,6 +145,7 @@ def create_app(settings: Settings, *, service: str, port: int, scheme: str = SCH
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         producer_acks=-1,
         stream_wait_empty=True,  # a rebalance waits for the batch in hand to be acknowledged
+        stream_processing_timeout=settings.stream_processing_timeout_s,
         stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
         web_enabled=True,
         web_bind=settings.web_host,

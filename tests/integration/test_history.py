@@ -87,6 +87,7 @@ async def test_history_survives_a_postgresql_outage(
         records = perturb(events, Faults(duplicates=0.05, shuffle=0.05), random.Random(41))
         half = len(records) // 2
         await produce(kafka_bootstrap, prefix + TOPIC, records[:half])
+
         # ready once PostgreSQL is connected and its partitions are assigned (the indicator topics
         # appear when the worker creates them; history's pattern subscription finds them then)
         def checks() -> tuple[int, dict[str, Any]]:
