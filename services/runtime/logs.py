@@ -59,15 +59,24 @@ class RepeatFilter(logging.Filter):
 
 
 class Quieter(logging.Filter):
-    """Below ``debug``, drops two kinds of lines an operator cannot act on, from any logger:
+    """Below ``debug``, drops three kinds of lines an operator cannot act on, from any logger:
 
     - the lifecycle lines of mode services ("[^--Web]: Starting...", "[^HistoryStore]:
       Stopping..."): Faust's, and TradePulse's own transport and history store;
     - Faust's "Missing sensor state for rebalance" warning. On a worker without Faust tables,
       recovery ends inside the assignment callback, so Faust ends the rebalance (clearing its
       sensor state) before it records the assignment's return, and then warns that the state is
-      missing: on every start and rebalance, about nothing of TradePulse's (it keeps no sensors).
+      missing: on every start and rebalance, about nothing of TradePulse's (it keeps no sensors);
+    - aiokafka's "Heartbeat failed for group ... because it is rebalancing" warning: the way every
+      member learns that another one joined or left, on each scale-up, deploy and restart; the
+      worker's "state restored" line says what the rebalance gave it. The other heartbeat
+      failures (coordinator gone, generation or member unknown) still show.
     """
+
+    FALSE_ALARMS = (
+        "Missing sensor state for rebalance",
+        "Heartbeat failed for group %s because it is rebalancing",
+    )
 
     LIFECYCLE = re.compile(r"\[\^-*[^\]]+\]: (Starting|Stopping|Shutting down|Restarting)\.\.\.$")
 
@@ -79,7 +88,7 @@ class Quieter(logging.Filter):
         if self.debug:
             return True
         msg = str(record.msg)
-        return "Missing sensor state for rebalance" not in msg and not self.LIFECYCLE.match(msg)
+        return not any(alarm in msg for alarm in self.FALSE_ALARMS) and not self.LIFECYCLE.match(msg)
 
 
 def logging_config(*, level: str, fmt: str, tool: bool = False) -> dict[str, Any]:

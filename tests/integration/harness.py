@@ -123,6 +123,11 @@ class WorkerProcess:
             time.sleep(0.1)
         assert got == value, f"{name}{labels} = {got}, expected {value}\n{tail(self.log, 20)}"
 
+    def loud(self) -> list[dict[str, Any]]:
+        """The log's lines above ``info``: a healthy worker's are the records it refuses."""
+        lines = [orjson.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+        return [line for line in lines if line["level"] not in ("info", "debug")]
+
     def kill(self) -> None:
         """SIGKILL: the process dies where it stands, as in a crash."""
         assert self.proc is not None
