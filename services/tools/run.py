@@ -26,8 +26,9 @@ from services.runtime.db import redact_dsn
 from services.runtime.kafka_admin import partition_count
 from services.runtime.security import kafka_client
 from services.tools.history import PORT as HISTORY_PORT
+from services.tools.simulate import CAUGHT_UP
 
-__all__ = ["holds_records", "run_main"]
+__all__ = ["Feed", "history_feeds", "holds_records", "live_command", "run_main"]
 
 LOGS = STACK_HOME.parent / "logs"
 
@@ -35,16 +36,48 @@ LOGS = STACK_HOME.parent / "logs"
 SIMULATED = tuple(SOURCES)  # the services fed by producers have a traffic simulator
 # their simulators share the export plan (services/simulation.py): cases per history run
 HISTORY = {"customs": 3000, "cips": 2000, "taxrefund": 600}
+HISTORY_S = 60.0
+"""About how long the history's 88 days take to send: 1.5 days of event time a second. Sent as fast
+as possible (88 days in 3 s), a worker's partitions ran weeks of event time ahead of the messages
+its cases send each other through the links topic, and refused them as older than the retention:
+4.6 % of the customs history was dead-lettered and DeadLetterRateHigh went pending."""
+RECORDS_PER_CASE = 6  # about, with duplicates and refused records
 
 
-def _history(services: list[str], env: dict[str, str], seed: int) -> None:
-    """Linked history for the export cycle, published as fast as possible before live traffic:
-    payments and refunds follow their exports by days to weeks, which two days of live traffic
-    cannot show. Exports lodged from 90 to 2 days ago, with the payments and refunds that name
-    them, so that today's credits and refunds are for exports of the weeks before (the live
-    simulators use another seed, hence other entries)."""
+@dataclass
+class Feed:
+    """A simulator ``tradepulse run`` started, and where its log stood then."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+    offset: int
+
+    @classmethod
+    def spawn(cls, name: str, command: list[str], env: dict[str, str], logs: Path = LOGS) -> Feed:
+        log = logs / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0
+        proc, log = _spawn(name, *command, env=env, log_name=name, logs=logs)
+        return cls(proc, log, offset)
+
+    def caught_up(self) -> bool:
+        """Whether its past is sent: it said so (it follows the rest live), or it ended."""
+        if self.proc.poll() is not None:
+            return True
+        with self.log.open("rb") as f:
+            f.seek(self.offset)
+            return CAUGHT_UP.encode() in f.read()
+
+
+def history_feeds(services: list[str], env: dict[str, str], seed: int, logs: Path = LOGS) -> dict[str, Feed]:
+    """Linked history for the export cycle, sent before live traffic: payments and refunds follow
+    their exports by days to weeks, which two days of live traffic cannot show. Exports lodged from
+    90 to 2 days ago, with the payments and refunds that name them, so that today's credits and
+    refunds are for exports of the weeks before; each later event comes when its time does, so
+    the refunds issued each day are of every duration, not only the slow ones of long ago (the
+    live simulators use another seed, hence other entries). Sent over about :data:`HISTORY_S`."""
     if "cycle" not in services:
-        return
+        return {}
+    feeds = {}
     for service, cases in HISTORY.items():
         if service not in services:
             continue
@@ -54,15 +87,20 @@ def _history(services: list[str], env: dict[str, str], seed: int) -> None:
             # to today, so events older than the retention would now be refused (dead letters)
             print(f"  export cycle history: {topic} holds an earlier run's records; not published again")
             continue
-        print(f"  export cycle history: {cases:,} {service} cases of the last 90 days ...", flush=True)
-        LOGS.mkdir(parents=True, exist_ok=True)
-        command = ["simulate", service, "--cases", str(cases), "--rate", "0", "--days-ago", "90",
-                   "--span-hours", str(88 * 24), "--seed", str(seed), "--quiet"]  # fmt: skip
-        with (LOGS / f"history-{service}.log").open("ab") as out:
-            subprocess.run(
-                [sys.executable, "-m", "services.cli", *command],
-                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False,
-            )  # fmt: skip
+        rate = max(1, round(cases * RECORDS_PER_CASE / HISTORY_S))
+        print(f"  export cycle history: {cases:,} {service} cases of the last 90 days, "
+              f"{rate:,} records/s for about {HISTORY_S:.0f} s", flush=True)  # fmt: skip
+        command = ["simulate", service, "--cases", str(cases), "--rate", str(rate), "--days-ago", "90",
+                   "--span-hours", str(88 * 24), "--seed", str(seed), "--quiet", "--follow"]  # fmt: skip
+        feeds[service] = Feed.spawn(f"history-{service}", command, env, logs)
+    return feeds
+
+
+def live_command(service: str, seed: int) -> list[str]:
+    """The live simulator of a service: the last two days at up to 100 records/s, then each event
+    when its time comes; ``seed`` + 1: entries of their own, not the history's."""
+    return ["simulate", service, "--cases", "20000", "--rate", "100", "--days-ago", "2",
+            "--span-hours", "48", "--seed", str(seed + 1), "--quiet", "--follow"]  # fmt: skip
 
 
 async def holds_records(env: Mapping[str, str], topic: str) -> bool:
@@ -191,7 +229,8 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
     children = {
         s: Child.spawn(s, ["worker", s], {**env, "TRADEPULSE_WEB_PORT": str(ports[s])}) for s in services
     }
-    simulations: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    feeds: dict[str, Feed] = {}  # history and live simulators
+    live_due = simulators  # live traffic starts once the history is sent
     prometheus: tuple[subprocess.Popen[bytes], Path] | None = None
     stopping = False
 
@@ -227,13 +266,7 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         prometheus = _start_prometheus({**ports, "history": HISTORY_PORT, "gateway": gateway_port})
         seed = int(time.time())  # new cases each run (the dedup state remembers old ones), one plan
         if simulators and not stopping:
-            _history(services, env, seed)
-        for s in services:
-            if simulators and s in SIMULATED:
-                # seed + 1: entries of their own, not the history's
-                live = ["simulate", s, "--cases", "20000", "--rate", "100", "--days-ago", "2",
-                        "--span-hours", "48", "--seed", str(seed + 1), "--quiet", "--follow"]  # fmt: skip
-                simulations[s] = _spawn(s, *live, env=env, log_name=f"simulate-{s}")
+            feeds.update({f"history-{s}": f for s, f in history_feeds(services, env, seed).items()})
         print("\nTradePulse is running. Look at:")
 
         def pages(name: str, port: int) -> None:
@@ -242,9 +275,10 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
 
         for s in services:
             pages(s, ports[s])
-            if s in simulations:
+            if simulators and s in SIMULATED:
+                when = ", after the history" if feeds else ""
                 print(f"  {'':<10} simulator: realistic {s} traffic, the last two days at up to 100 "
-                      f"records/s, then live (log {simulations[s][1]})")  # fmt: skip
+                      f"records/s{when}, then live (log {LOGS / f'simulate-{s}.log'})")  # fmt: skip
                 print(f"  {'':<10} indicators: tradepulse tail indicators.{s}.v1")
         url = f"http://127.0.0.1:{gateway_port}/events"
         print(f"  gateway    {url}   (log {children['gateway'].log}; try it: README, 'HTTP gateway')")
@@ -263,17 +297,27 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         print("A process that exits is started again; Ctrl-C stops everything.", flush=True)
         while not stopping:
             look_after()
-            for s, (proc, log) in list(simulations.items()):
-                if proc.poll() is not None:
-                    del simulations[s]
-                    if proc.returncode != 0:
-                        print(f"simulator {s} exited with {proc.returncode}; see {log}", file=sys.stderr)
+            if live_due and all(f.caught_up() for f in feeds.values()):
+                # after the history: live events first would move the watermarks to today, and
+                # the history's events would be refused as older than the retention
+                live_due = False
+                for s in services:
+                    if s in SIMULATED:
+                        feeds[f"simulate-{s}"] = Feed.spawn(f"simulate-{s}", live_command(s, seed), env)
+                if any(name.startswith("history-") for name in feeds):
+                    print("export cycle history sent; live traffic started", flush=True)
+            for name, feed in list(feeds.items()):
+                if feed.proc.poll() is not None:
+                    del feeds[name]
+                    if feed.proc.returncode != 0:
+                        said = f"simulator {name} exited with {feed.proc.returncode}; see {feed.log}"
+                        print(said, file=sys.stderr)
             time.sleep(0.5)
     except SystemExit as exc:  # a process failed to start three times in a row (said already)
         code = int(exc.code or 1)
     finally:
         print("stopping workers ...", flush=True)
-        procs = [c.proc for c in children.values()] + [p for p, _ in simulations.values()]
+        procs = [c.proc for c in children.values()] + [f.proc for f in feeds.values()]
         if prometheus is not None:
             procs.append(prometheus[0])
         for proc in procs:

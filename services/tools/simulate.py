@@ -168,6 +168,10 @@ async def publish(
         )
 
 
+CAUGHT_UP = "caught up"
+"""The line a following simulator writes once the past is sent (``tradepulse run`` waits for it)."""
+
+
 def run_simulation(
     settings: Settings,
     service: str,
@@ -205,6 +209,8 @@ def run_simulation(
     topic = f"{service}.events.v1"
     asyncio.run(publish(settings, topic, records, rate=rate, progress=progress))
     if future and follow:
+        print(f"{CAUGHT_UP}: {len(records):,} records sent; {future:,} events follow as their times come",
+              file=sys.stderr, flush=True)  # fmt: skip
         upcoming = sorted((e for e in simulated if _time_s(e) > time.time()), key=_time_s)
         asyncio.run(follow_up(settings, topic, upcoming, faults, rng, rate=rate))
     return 0

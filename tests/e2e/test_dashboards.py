@@ -120,7 +120,7 @@ async def test_every_dashboard_and_rule_expression_returns_data(
                     out.append(expr)
             return out
 
-        assert await eventually(lambda: not missing(), timeout_s=90, every_s=2), missing()
+        assert await eventually(lambda: not missing(), timeout_s=300, every_s=2), missing()
         for expr in alerts:
             assert _query(port, expr)["status"] == "success", expr
     finally:

@@ -45,7 +45,9 @@ STATE_ROOT = Path(tempfile.gettempdir()) / f"tradepulse-test-state-{os.getpid()}
 
 def worker_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
     """The environment of a test's processes: its broker, its topic prefix, fast batches, JSON logs,
-    and local state under a folder of the test's own (its prefix) unless it names one."""
+    local state under a folder of the test's own (its prefix) unless it names one, and free web and
+    gateway ports: the suite runs beside a ``scripts/run`` that holds the services' own ports.
+    Each call gives other ports, so a test that starts two processes asks for two environments."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEPULSE_")}
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
@@ -59,6 +61,8 @@ def worker_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
         TRADEPULSE_COMMIT_INTERVAL_S="0.5",
         TRADEPULSE_LOG_FORMAT="json",
         TRADEPULSE_STARTUP_TIMEOUT_S="20",
+        TRADEPULSE_WEB_PORT=str(free_port()),
+        TRADEPULSE_GATEWAY_PORT=str(free_port()),
     )
     env.update(extra)
     return env
