@@ -7,6 +7,7 @@ import asyncio
 import logging.config
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,18 +16,25 @@ from pydantic import ValidationError
 from services.registry import DOMAINS, SOURCES
 
 if TYPE_CHECKING:
-    from services.runtime.settings import Settings
+    from services.runtime.settings import S, Settings
 
 SERVICES = tuple(DOMAINS)
 
 
 def _settings_or_exit() -> Settings:
-    """Settings, or exit 2 with one line per bad variable (a secret's value is never echoed)."""
+    from services.runtime.settings import Settings
+
+    return _load_or_exit(Settings)
+
+
+def _load_or_exit(kind: type[S]) -> S:
+    """Settings of ``kind``, or exit 2 with one line per bad variable (a secret's value is never
+    echoed)."""
     from services.runtime.security import SECRET_VARIABLES, ConfigError
     from services.runtime.settings import load_settings
 
     try:
-        return load_settings()
+        return load_settings(kind)
     except ConfigError as exc:
         print(f"tradepulse: bad configuration: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -58,6 +66,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from services.runtime.logs import logging_config
     from services.runtime.worker import ServiceWorker, build_worker, tune_gc
 
+    if args.service == "release":
+        return cmd_release(args)
     settings = _settings_or_exit()
     config = logging_config(level=settings.log_level, fmt=settings.log_format)
     logging.config.dictConfig(config)
@@ -202,6 +212,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_release(args: argparse.Namespace) -> int:
+    from services.release.service import ReleaseSettings, run_release
+    from services.runtime.logs import logging_config
+
+    settings = _load_or_exit(ReleaseSettings)
+    logging.config.dictConfig(logging_config(level=settings.log_level, fmt=settings.log_format))
+    return run_release(settings)
+
+
+def cmd_release_export(args: argparse.Namespace) -> int:
+    from services.release.export import export_day
+    from services.release.service import ReleaseSettings
+
+    for path in export_day(_load_or_exit(ReleaseSettings), args.destination, args.date, Path(args.out)):
+        print(path)
+    return 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from services.runtime.logs import logging_config
     from services.tools.history import run_history
@@ -309,8 +337,18 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_stack)
 
     w = sub.add_parser("worker", help="run one service's worker")
-    w.add_argument("service", choices=SERVICES)
+    w.add_argument("service", choices=[*SERVICES, "release"])
     w.set_defaults(func=cmd_worker, long_running=True)
+
+    rel = sub.add_parser("release", help="the cross-border release: files for a data-export centre")
+    rel_sub = rel.add_subparsers(dest="action", required=True)
+    rex = rel_sub.add_parser(
+        "export", help="one destination's cells of one day as CSV and JSON with SHA-256 sums"
+    )
+    rex.add_argument("--destination", required=True, help="as the policy names it, e.g. hk")
+    rex.add_argument("--date", required=True, type=date.fromisoformat, help="the day, e.g. 2025-03-01")
+    rex.add_argument("--out", default=".", help="folder of the files (default: here)")
+    rex.set_defaults(func=cmd_release_export)
 
     sc = sub.add_parser("schemas", help="JSON Schemas and AsyncAPI document")
     sc_sub = sc.add_subparsers(dest="action", required=True)
@@ -359,7 +397,7 @@ def parser() -> argparse.ArgumentParser:
     h.set_defaults(func=cmd_history, long_running=True)
 
     a = sub.add_parser("acls", help="print the kafka-acls commands that grant one process what it needs")
-    a.add_argument("process", choices=[*SERVICES, "history", "gateway", "producer"])
+    a.add_argument("process", choices=[*SERVICES, "release", "history", "gateway", "producer"])
     a.add_argument("--principal", required=True, help="e.g. User:tradepulse-customs")
     a.set_defaults(func=cmd_acls)
 

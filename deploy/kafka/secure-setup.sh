@@ -22,6 +22,7 @@ user taxrefund
 user cips
 user cbec
 user cycle
+user release
 user history
 user gateway
 user producer
@@ -61,6 +62,8 @@ topic --create --topic cases.cips.v1.dlq --partitions 8 --replication-factor 1
 topic --create --topic cases.taxrefund.v1.dlq --partitions 8 --replication-factor 1
 topic --create --topic indicators.cycle.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 topic --create --topic cases.cycle.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic release.hk.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic release.mo.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 allow --add --allow-principal User:customs --operation Read --topic customs.events.v1 --topic tradepulse-customs-links --topic tradepulse-customs-partials --topic tradepulse-customs-state
 allow --add --allow-principal User:customs --operation Write --topic cases.customs.v1 --topic customs.events.v1.dlq --topic indicators.customs.v1 --topic tradepulse-customs-links --topic tradepulse-customs-partials --topic tradepulse-customs-state
 allow --add --allow-principal User:customs --operation Read --group tradepulse-customs
@@ -76,6 +79,8 @@ allow --add --allow-principal User:cbec --operation Read --group tradepulse-cbec
 allow --add --allow-principal User:cycle --operation Read --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.taxrefund.v1 --topic tradepulse-cycle-links --topic tradepulse-cycle-partials --topic tradepulse-cycle-state
 allow --add --allow-principal User:cycle --operation Write --topic cases.cips.v1.dlq --topic cases.customs.v1.dlq --topic cases.cycle.v1 --topic cases.taxrefund.v1.dlq --topic indicators.cycle.v1 --topic tradepulse-cycle-links --topic tradepulse-cycle-partials --topic tradepulse-cycle-state
 allow --add --allow-principal User:cycle --operation Read --group tradepulse-cycle
+allow --add --allow-principal User:release --operation Read --topic cases.cbec.v1 --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.taxrefund.v1 --topic release.hk.v1 --topic release.mo.v1
+allow --add --allow-principal User:release --operation Write --topic release.hk.v1 --topic release.mo.v1
 allow --add --allow-principal User:history --operation Read --topic cases.cbec.v1 --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.cycle.v1 --topic cases.taxrefund.v1 --topic indicators.cbec.v1 --topic indicators.cips.v1 --topic indicators.customs.v1 --topic indicators.cycle.v1 --topic indicators.taxrefund.v1
 allow --add --allow-principal User:history --operation Read --group tradepulse-history
 allow --add --allow-principal User:gateway --operation Write --topic cbec.events.v1 --topic cips.events.v1 --topic customs.events.v1 --topic taxrefund.events.v1

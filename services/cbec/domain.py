@@ -18,4 +18,5 @@ DOMAIN = Domain(
     settings=CbecSettings,
     port=6064,
     observer=CbecMetrics,
+    contributor="ebc_code",
 )

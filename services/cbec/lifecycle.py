@@ -27,7 +27,7 @@ MODES = frozenset({"9610", "1210", "9710", "9810", UNKNOWN})
 IE_FLAGS = frozenset({"I", "E", UNKNOWN})
 INDICATORS = (
     IndicatorSpec("cbec.release_time", "seconds", "duration", ("supervision_mode", "ie_flag"),
-                  labels={"supervision_mode": MODES, "ie_flag": IE_FLAGS}),
+                  labels={"supervision_mode": MODES, "ie_flag": IE_FLAGS}, milestone="s800"),
     IndicatorSpec("cbec.doc_match_rate", "ratio", "ratio", ("supervision_mode", "ie_flag"),
                   labels={"supervision_mode": MODES, "ie_flag": IE_FLAGS}),
 )  # fmt: skip
@@ -51,6 +51,7 @@ def exception_of(status: int) -> str | None:
 class OrderDoc:
     ie_flag: str
     goods_value: str
+    ebc_code: str | None = None  # the contributor disclosure control protects (contract 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,9 @@ class Order(Case):
         data = event.data
         milestone = f"s{data.status}" if isinstance(data, ListStatus) else event.type.split(".")[1]
         if isinstance(data, OrderDeclared):
-            return self.noted(milestone, event, order=OrderDoc(data.ie_flag, data.goods_value.amount))
+            return self.noted(
+                milestone, event, order=OrderDoc(data.ie_flag, data.goods_value.amount, data.ebc_code)
+            )
         if isinstance(data, PaymentDeclared):
             return self.noted(milestone, event, payment=data.amount.amount)
         if isinstance(data, ListDeclared):
@@ -124,7 +127,8 @@ class Order(Case):
     def attributes(self) -> Mapping[str, Any]:
         return {"supervision_mode": self.supervision_mode, "ie_flag": self.ie_flag,
                 "goods_value": self.order.value.goods_value if self.order.value else None,
-                "doc_match": match_result(self)}  # fmt: skip
+                "doc_match": match_result(self),
+                "ebc_code": self.order.value.ebc_code if self.order.value else None}  # fmt: skip
 
 
 def match_result(o: Order) -> str | None:

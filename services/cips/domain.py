@@ -18,4 +18,5 @@ DOMAIN = Domain(
     settings=CipsSettings,
     port=6063,
     observer=CipsMetrics,
+    contributor="debtor_agent",
 )

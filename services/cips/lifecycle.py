@@ -26,10 +26,11 @@ PURPOSES = frozenset({"goods", "services", "capital", "other", UNKNOWN})
 
 INDICATORS = (
     IndicatorSpec("cips.credit_time", "seconds", "duration", ("msg_type", "purpose"),
-                  labels={"msg_type": MSG_TYPES, "purpose": PURPOSES}),
-    IndicatorSpec("cips.credited_within_1h", "ratio", "ratio", ("msg_type",), labels={"msg_type": MSG_TYPES}),
+                  labels={"msg_type": MSG_TYPES, "purpose": PURPOSES}, milestone="credited"),
+    IndicatorSpec("cips.credited_within_1h", "ratio", "ratio", ("msg_type",), labels={"msg_type": MSG_TYPES},
+                  milestone="credited"),
     IndicatorSpec("cips.settled_value", "cny", "amount", ("msg_type", "purpose"),
-                  labels={"msg_type": MSG_TYPES, "purpose": PURPOSES}),
+                  labels={"msg_type": MSG_TYPES, "purpose": PURPOSES}, milestone="settled"),
 )  # fmt: skip
 
 
@@ -41,6 +42,7 @@ class Initiation:
     purpose: str
     amount: str
     linked_entry_ids: tuple[str, ...] = ()
+    debtor_agent: str | None = None  # the contributor disclosure control protects (contract 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,9 @@ class Payment(Case):
         data, milestone = event.data, event.milestone
         if isinstance(data, PaymentInitiated):
             linked = tuple(data.linked_entry_ids or ())
-            initiation = Initiation(data.msg_type, data.purpose, data.amount.amount, linked)
+            initiation = Initiation(
+                data.msg_type, data.purpose, data.amount.amount, linked, data.debtor_agent
+            )
             return self.noted(milestone, event, initiation=initiation)
         return self.noted(milestone, event)
 
@@ -121,4 +125,5 @@ class Payment(Case):
             "msg_type": self.msg_type, "purpose": self.purpose, "status": self.outcome,
             "amount": initiation.amount if initiation else None,
             "linked_entry_ids": list(initiation.linked_entry_ids) if initiation else [],
+            "debtor_agent": initiation.debtor_agent if initiation else None,
         }  # fmt: skip

@@ -13,11 +13,14 @@ from services.contract.fields import ContractModel, NonEmptyStr, Rfc3339, exampl
 __all__ = [
     "CASE_TYPE",
     "INDICATOR_TYPE",
+    "RELEASE_TYPE",
     "CaseEvent",
     "CaseRecord",
     "CaseStatus",
     "IndicatorEvent",
     "IndicatorWindow",
+    "ReleaseCell",
+    "ReleaseEvent",
 ]
 
 INDICATOR_TYPE = "tradepulse.indicator.window"
@@ -152,3 +155,99 @@ class CaseEvent(Envelope):
 
     type: Literal["tradepulse.case.updated"] = CASE_TYPE  # type: ignore[assignment]
     data: CaseRecord
+
+
+RELEASE_TYPE = "tradepulse.release.cell"
+
+
+class ReleaseCell(ContractModel):
+    """One cell of the cross-border release (docs/contract.md section 8): rounded values of a final
+    window, or only its suppression and the rule behind it. Nothing else: no extreme or tail value,
+    no revision, no count of late events, never an identifier."""
+
+    model_config = examples(
+        {
+            "indicator": "customs.release_time",
+            "window": "P1D",
+            "window_start": "2025-03-01T00:00:00+08:00",
+            "window_end": "2025-03-02T00:00:00+08:00",
+            "dimensions": {"customs_code": "5141", "ie_flag": "E"},
+            "unit": "seconds",
+            "status": "released",
+            "count": 25,
+            "mean": 1800,
+            "p50": 1440,
+            "p90": 3600,
+            "policy": "gba-trade-facilitation-hk",
+            "policy_version": "2025.1",
+            "policy_sha256": "3f" * 32,
+            "released_at": "2025-03-02T01:00:07+08:00",
+        },
+        {
+            "indicator": "cips.settled_value",
+            "window": "P1D",
+            "window_start": "2025-03-01T00:00:00+08:00",
+            "window_end": "2025-03-02T00:00:00+08:00",
+            "dimensions": {"purpose": "goods"},
+            "unit": "cny",
+            "status": "suppressed",
+            "reason": "dominance",
+            "policy": "gba-trade-facilitation-hk",
+            "policy_version": "2025.1",
+            "policy_sha256": "3f" * 32,
+            "released_at": "2025-03-02T01:00:07+08:00",
+        },
+    )
+
+    indicator: NonEmptyStr
+    window: Literal["P1D", "P1M"]
+    window_start: Rfc3339
+    window_end: Rfc3339
+    dimensions: dict[str, str]
+    unit: Unit
+    status: Literal["released", "suppressed"]
+    reason: Literal["min_cases", "min_contributors", "dominance", "secondary"] | None = None
+    count: Annotated[int, Field(ge=0, multiple_of=5)] | None = None
+    mean: NonNegative | None = None
+    p50: NonNegative | None = None
+    p90: NonNegative | None = None
+    numerator: Annotated[int, Field(ge=0, multiple_of=5)] | None = None
+    denominator: Annotated[int, Field(ge=0, multiple_of=5)] | None = None
+    value: Annotated[float, Field(ge=0, le=1)] | None = None
+    sum: Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$")] | None = None
+    policy: NonEmptyStr
+    policy_version: NonEmptyStr
+    policy_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    released_at: Rfc3339
+
+    @model_validator(mode="after")
+    def _suppressed_carries_no_value(self) -> Self:
+        values = (
+            self.count,
+            self.mean,
+            self.p50,
+            self.p90,
+            self.numerator,
+            self.denominator,
+            self.value,
+            self.sum,
+        )
+        if (self.status == "suppressed") != (self.reason is not None):
+            msg = "a suppressed cell names its reason, and only a suppressed cell does"
+            raise ValueError(msg)
+        if self.status == "suppressed" and any(v is not None for v in values):
+            msg = "a suppressed cell carries no value"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def key(self) -> str:
+        dims = ",".join(f"{k}={self.dimensions[k]}" for k in sorted(self.dimensions))
+        return f"{self.indicator}|{self.window}|{self.window_start.isoformat()}|{dims}"
+
+
+class ReleaseEvent(Envelope):
+    """A record of ``release.<destination>.v1``: a structured-mode CloudEvent carrying one cell."""
+
+    type: Literal["tradepulse.release.cell"] = RELEASE_TYPE  # type: ignore[assignment]
+    data: ReleaseCell

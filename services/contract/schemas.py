@@ -19,10 +19,13 @@ from services.contract.envelope import JSON_DATA, cloud_event
 from services.contract.records import (
     CASE_TYPE,
     INDICATOR_TYPE,
+    RELEASE_TYPE,
     CaseEvent,
     CaseRecord,
     IndicatorEvent,
     IndicatorWindow,
+    ReleaseCell,
+    ReleaseEvent,
 )
 from services.contract.topics import case_topic, dlq_topic, indicator_topic
 
@@ -89,12 +92,32 @@ def case_examples() -> list[dict[str, Any]]:
     return out
 
 
+def release_examples() -> list[dict[str, Any]]:
+    out = []
+    for data in model_examples(ReleaseCell):
+        c = ReleaseCell.model_validate(data, strict=False)
+        source = "/tradepulse/release/hk"
+        out.append(
+            cloud_event(
+                f"{c.key}|{c.policy_sha256[:16]}",
+                source,
+                RELEASE_TYPE,
+                data["window_end"],
+                c.key,
+                data,
+                **JSON_DATA,
+            )
+        )
+    return out
+
+
 def _asyncapi(services: Services, derived: Derived) -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     for name, inputs in derived.items():
         _derived_service(name, inputs, channels, operations)
+    _release(list(services), channels, operations)
     for name, catalogs in services.items():
         (domain,) = catalogs  # one input topic per service so far
         refs = {}
@@ -150,6 +173,11 @@ def _asyncapi(services: Services, derived: Derived) -> dict[str, Any]:
         "contentType": "application/cloudevents+json",
         "payload": {"$ref": "./case.updated.json"},
     }
+    messages["releaseCell"] = {
+        "name": RELEASE_TYPE,
+        "contentType": "application/cloudevents+json",
+        "payload": {"$ref": "./release.cell.json"},
+    }
     return {
         "asyncapi": "3.0.0",
         "id": "urn:tradepulse",
@@ -185,6 +213,24 @@ def _derived_service(
     _outputs(name, service, channels, operations)
 
 
+def _release(sources: Sequence[str], channels: dict[str, Any], operations: dict[str, Any]) -> None:
+    """The cross-border release: one compacted topic per destination of the policies."""
+    channels["release"] = {
+        "address": "release.{destination}.v1",
+        "description": (
+            "Log-compacted cells released to one destination after disclosure control (docs/contract.md "
+            "section 8): each cell once, when its window is final; key = CloudEvent subject."
+        ),
+        "parameters": {"destination": {"description": "The destination a release policy names (hk, mo)."}},
+        "messages": {"releaseCell": {"$ref": "#/components/messages/releaseCell"}},
+    }
+    summary = "tradepulse worker release publishes each cell of a final window once, released or suppressed."
+    _operation(operations, "release_sendCells", "send", "release", summary)
+    for source in sources:
+        summary = f"tradepulse worker release reads the case records of {source}."
+        _operation(operations, f"release_receive_{source}_cases", "receive", f"{source}_cases", summary)
+
+
 def _outputs(name: str, service: str, channels: dict[str, Any], operations: dict[str, Any]) -> None:
     description = "Log-compacted indicator window revisions; key = CloudEvent subject."
     _channel(channels, f"{name}_indicators", indicator_topic(name), description, "indicatorWindow")
@@ -217,6 +263,7 @@ def generate(
                 files[f"{type_name}.json"] = _json(_schema(spec.model, type_name, event_examples(spec)))
     files["indicator.window.json"] = _json(_schema(IndicatorEvent, "indicator.window", indicator_examples()))
     files["case.updated.json"] = _json(_schema(CaseEvent, "case.updated", case_examples()))
+    files["release.cell.json"] = _json(_schema(ReleaseEvent, "release.cell", release_examples()))
     files["asyncapi.yaml"] = yaml.safe_dump(
         _asyncapi(services, derived or {}), sort_keys=False, allow_unicode=True, width=100
     )

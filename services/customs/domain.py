@@ -26,4 +26,5 @@ DOMAIN = Domain(
     port=6061,
     messages=(Named, Arrived),
     observer=CustomsMetrics,
+    contributor="consignee_uscc",
 )

@@ -56,6 +56,7 @@ INDICATORS = (
     IndicatorSpec(
         "customs.release_time", "seconds", "duration", ("ie_flag", "customs_code", "transport_mode"),
         labels={"ie_flag": IE_FLAGS, "customs_code": CUSTOMS_CODES, "transport_mode": TRANSPORT_MODES},
+        milestone="released",
     ),
     IndicatorSpec(
         "customs.stage_time", "seconds", "duration", ("stage", "ie_flag"),
@@ -80,6 +81,7 @@ class Lodging:
     transport_mode: str
     credit_class: str
     bill_no: str | None = None
+    consignee_uscc: str | None = None  # the contributor disclosure control protects (contract 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,7 @@ class Declaration(Case):
     def apply(self, event: Event) -> Declaration:
         data, milestone = event.data, event.milestone
         if isinstance(data, DeclarationLodged):
-            lodging = Lodging(data.transport_mode, data.credit_class, data.bill_no)
+            lodging = Lodging(data.transport_mode, data.credit_class, data.bill_no, data.consignee_uscc)
             return self.noted(milestone, event, lodging=lodging)
         if isinstance(data, RiskDecided):
             return self.noted(milestone, event, channel=data.channel)
@@ -179,6 +181,7 @@ class Declaration(Case):
             "transport_mode": lodging.transport_mode if lodging else None,
             "credit_class": lodging.credit_class if lodging else None,
             "bill_no": self.bill_no, "channel": self.channel.value, "inspection_outcome": self.outcome.value,
+            "consignee_uscc": lodging.consignee_uscc if lodging else None,
         }  # fmt: skip
 
 

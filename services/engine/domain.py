@@ -229,6 +229,9 @@ class Domain:
     derived: bool = False
     resolves: Callable[[Any, str], bool] = _never
     """Whether the context now has what a parked case waits for (:meth:`Case.parked`)."""
+    contributor: str = ""
+    """The case attribute naming whom a case is about (an enterprise, bank or platform): the unit
+    the cross-border release's disclosure control protects (docs/contract.md section 8)."""
 
     @property
     def topic(self) -> str:

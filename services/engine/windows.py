@@ -51,6 +51,9 @@ class IndicatorSpec:
     dimensions: tuple[str, ...]
     grace_s: float = 3600.0
     labels: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    milestone: str = ""
+    """The milestone whose time places a case in its window, when one does: what lets a reader of
+    the case topics (the cross-border release) put a case's measure in its window."""
 
 
 class Contribution(NamedTuple):

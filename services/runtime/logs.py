@@ -78,6 +78,11 @@ class Quieter(logging.Filter):
         "Heartbeat failed for group %s because it is rebalancing",
     )
 
+    RETRIED = ("Failed fetch offsets from %s: %s",)
+    """aiokafka's errors for what it retries at once: a leader being elected (just after a topic is
+    created, or a broker restarts) is not worth an ERROR line; other causes still show."""
+    RETRIED_CAUSES = ("NotLeaderForPartitionError", "LeaderNotAvailableError")
+
     LIFECYCLE = re.compile(r"\[\^-*[^\]]+\]: (Starting|Stopping|Shutting down|Restarting)\.\.\.$")
 
     def __init__(self, debug: bool = False) -> None:
@@ -88,6 +93,8 @@ class Quieter(logging.Filter):
         if self.debug:
             return True
         msg = str(record.msg)
+        if msg in self.RETRIED and any(cause in str(record.args) for cause in self.RETRIED_CAUSES):
+            return False
         return not any(alarm in msg for alarm in self.FALSE_ALARMS) and not self.LIFECYCLE.match(msg)
 
 

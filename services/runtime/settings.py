@@ -6,7 +6,7 @@ Every variable is listed in the README's configuration table; a test keeps the t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -91,6 +91,10 @@ class Settings(FileSecretsSettings):
         return self.web_port if self.web_port is not None else default
 
 
-def load_settings() -> Settings:
-    """Read settings from the environment; raises pydantic's ValidationError naming the variable."""
-    return Settings()
+S = TypeVar("S", bound=Settings)
+
+
+def load_settings(kind: type[S]) -> S:
+    """Read settings (``Settings``, or a subclass for a process with its own) from the environment;
+    raises pydantic's ValidationError naming the variable."""
+    return kind()

@@ -30,4 +30,5 @@ DOMAIN = Domain(
     context=context,
     observer=observer,
     resolves=calendar_resolves,
+    contributor="taxpayer_uscc",
 )

@@ -36,9 +36,9 @@ CATEGORIES = frozenset({"1", "2", "3", "4", UNKNOWN})
 
 INDICATORS = (
     IndicatorSpec("taxrefund.processing_time", "working_days", "duration", ("mgmt_category",),
-                  grace_s=86400.0, labels={"mgmt_category": CATEGORIES}),
+                  grace_s=86400.0, labels={"mgmt_category": CATEGORIES}, milestone="issued"),
     IndicatorSpec("taxrefund.within_limit", "ratio", "ratio", ("mgmt_category",),
-                  grace_s=86400.0, labels={"mgmt_category": CATEGORIES}),
+                  grace_s=86400.0, labels={"mgmt_category": CATEGORIES}, milestone="issued"),
 )  # fmt: skip
 
 
@@ -54,6 +54,7 @@ class RefundContext:
 class Declared:
     category: int
     entry_ids: tuple[str, ...] = ()
+    taxpayer_uscc: str | None = None  # the contributor disclosure control protects (contract 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,11 @@ class Refund(Case):
     def apply(self, event: Event) -> Refund:
         data, milestone = event.data, event.milestone
         if isinstance(data, RefundDeclared):
-            return self.noted(milestone, event, declared=Declared(data.mgmt_category, tuple(data.entry_ids)))
+            return self.noted(
+                milestone,
+                event,
+                declared=Declared(data.mgmt_category, tuple(data.entry_ids), data.taxpayer_uscc),
+            )
         return self.noted(milestone, event)
 
     @property
@@ -114,8 +119,9 @@ class Refund(Case):
         return (gap.token,) if isinstance(gap, CalendarUnknown) else ()
 
     def attributes(self) -> Mapping[str, object]:
-        return {"mgmt_category": self.category,
-                "entry_ids": list(self.declared.value.entry_ids) if self.declared.value else []}  # fmt: skip
+        declared = self.declared.value
+        return {"mgmt_category": self.category, "entry_ids": list(declared.entry_ids) if declared else [],
+                "taxpayer_uscc": declared.taxpayer_uscc if declared else None}  # fmt: skip
 
 
 def calendar_resolves(context: RefundContext, token: str) -> bool:

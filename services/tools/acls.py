@@ -16,7 +16,7 @@ from services.runtime.worker import worker_access, worker_topics
 
 __all__ = ["PROCESSES", "access_of", "acl_arguments", "print_acls", "print_topics"]
 
-PROCESSES = (*DOMAINS, "history", "gateway", "producer")
+PROCESSES = (*DOMAINS, "release", "history", "gateway", "producer")
 """Who gets a principal: each service's workers, ``history``, the HTTP gateway, and producers of
 input events (``publish``, ``simulate``, the source systems)."""
 
@@ -25,6 +25,11 @@ def access_of(process: str, settings: Settings) -> Access:
     """What ``process`` does on the cluster."""
     if process in DOMAINS:
         return worker_access(settings, DOMAINS[process])
+    if process == "release":
+        from services.release.service import ReleaseSettings, load, release_access
+
+        release = ReleaseSettings.model_validate(settings.model_dump())
+        return release_access(settings, [p.destination for p in load(release)])
     if process == "history":
         topics = [settings.topic(f(name)) for f in (indicator_topic, case_topic) for name in DOMAINS]
         return Access(dict.fromkeys(topics, READ), group=settings.topic("tradepulse-history"))
@@ -89,6 +94,7 @@ def acl_table(settings: Settings) -> str:
     for name, domain in DOMAINS.items():
         if domain.derived:
             rows.append(_row(f"`tradepulse worker {name}`", access_of(name, settings)))
+    rows.append(_row("`tradepulse worker release`", access_of("release", settings)))
     readers = "`tradepulse history` (every `<service>`)"
     rows.append(_row(readers, access_of("history", settings), group_services=True))
     rows.append(
@@ -97,6 +103,13 @@ def acl_table(settings: Settings) -> str:
     producers = "producers of `<service>` (`publish`, `simulate`, source systems)"
     rows.append(_row(producers, access_of("producer", settings), group_services=True))
     return "\n".join(rows)
+
+
+def _release_topics(settings: Settings) -> list[TopicSpec]:
+    from services.release.service import ReleaseSettings, load, release_topics
+
+    release = ReleaseSettings.model_validate(settings.model_dump())
+    return release_topics(settings, [p.destination for p in load(release)])
 
 
 def _service_template(settings: Settings) -> Access:
@@ -162,6 +175,8 @@ def setup_script(settings: Settings) -> str:
     for domain in DOMAINS.values():
         for spec in worker_topics(settings, domain):
             specs.setdefault(spec.name, spec)  # as the service that writes it creates it
+    for spec in _release_topics(settings):
+        specs.setdefault(spec.name, spec)
     lines += [
         f"topic {' '.join(create_arguments(spec, settings.topic_replication))}" for spec in specs.values()
     ]

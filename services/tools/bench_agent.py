@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 
-from services.runtime.settings import load_settings
+from services.runtime.settings import Settings, load_settings
 from services.runtime.transport import record_batches
 from services.runtime.worker import create_app, tune_gc
 
@@ -23,7 +23,7 @@ def main() -> None:
     n, out = int(sys.argv[1]), Path(sys.argv[2])
     mode = sys.argv[3] if len(sys.argv) > 3 else "iterate"
     contract_topic = sys.argv[4] if len(sys.argv) > 4 else "customs.events.v1"
-    settings = load_settings()
+    settings = load_settings(Settings)
     # the plain baseline runs on Faust's own transport, the other on TradePulse's batch transport
     app = create_app(settings, service="bench", port=0, scheme="kafka" if mode == "iterate" else "tradepulse")
     topic = app.topic(

@@ -18,6 +18,7 @@ import logging
 import signal
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -113,20 +114,29 @@ class HistoryStore(faust.Service):
 
     async def write(self, indicators: list[dict[str, Any]], cases: list[dict[str, Any]]) -> None:
         """Upsert one batch in one transaction; on an outage retry until it is written."""
+
+        async def upsert(conn: asyncpg.Connection) -> None:
+            await upsert_indicators(conn, indicators)
+            await upsert_cases(conn, cases)
+
+        await self.transact(upsert)
+        ROWS.labels(table="indicator_window").inc(len(indicators))
+        ROWS.labels(table="case_state").inc(len(cases))
+        LAST_WRITE.set_to_current_time()
+
+    async def transact(self, work: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
+        """Run ``work`` in one transaction; on an outage retry it (it must be idempotent) until it
+        commits, so an outage delays the writer and loses nothing."""
         delay = 0.5
         while True:
             pool = await self.connect()
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    await upsert_indicators(conn, indicators)
-                    await upsert_cases(conn, cases)
-                ROWS.labels(table="indicator_window").inc(len(indicators))
-                ROWS.labels(table="case_state").inc(len(cases))
-                LAST_WRITE.set_to_current_time()
+                    await work(conn)
                 return
             except OUTAGE_ERRORS as exc:
                 WRITE_FAILURES.inc()
-                log.warning("history write failed (%s); retrying in %.1fs", exc, delay)
+                log.warning("PostgreSQL write failed (%s); retrying in %.1fs", exc, delay)
                 await self._reset()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -22,6 +22,7 @@ from services.devstack.probe import web_ready
 from services.devstack.process import port_open
 from services.devstack.stack import STACK_HOME, Stack
 from services.registry import DOMAINS, SOURCES
+from services.release.service import PORT as RELEASE_PORT
 from services.runtime.db import redact_dsn
 from services.runtime.kafka_admin import partition_count
 from services.runtime.security import kafka_client
@@ -188,7 +189,10 @@ class Child:
 
 PROMETHEUS_PORT = 9090
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules" / "tradepulse.yml"
-HISTORY_TABLES = "tables indicator_window, case_state; view completed_case"
+HISTORY_TABLES = (
+    "tables indicator_window, case_state, release_decision, release_withheld, release_progress; "
+    "view completed_case"
+)
 """What history writes (services/runtime/migrations), as the start-up lines and the README name it."""
 DEMO_CREDENTIALS = RULES.parents[3] / "deploy" / "gateway" / "credentials.example.yaml"
 
@@ -260,10 +264,15 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         children["history"] = Child.spawn(
             "history", ["history"], {**env, "TRADEPULSE_WEB_PORT": str(HISTORY_PORT)}
         )
+        children["release"] = Child.spawn(
+            "release", ["worker", "release"], {**env, "TRADEPULSE_WEB_PORT": str(RELEASE_PORT)}
+        )
         gateway_env = {"TRADEPULSE_GATEWAY_CREDENTIALS_FILE": str(DEMO_CREDENTIALS), **env}
         children["gateway"] = Child.spawn("gateway", ["gateway"], gateway_env)
         gateway_port = int(gateway_env.get("TRADEPULSE_GATEWAY_PORT", "6070"))
-        prometheus = _start_prometheus({**ports, "history": HISTORY_PORT, "gateway": gateway_port})
+        prometheus = _start_prometheus(
+            {**ports, "history": HISTORY_PORT, "release": RELEASE_PORT, "gateway": gateway_port}
+        )
         seed = int(time.time())  # new cases each run (the dedup state remembers old ones), one plan
         if simulators and not stopping:
             feeds.update({f"history-{s}": f for s, f in history_feeds(services, env, seed).items()})
@@ -286,7 +295,9 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         print(f"  kafka      {kafka}   e.g. tradepulse tail customs.events.v1.dlq")
         db = redact_dsn(env["DATABASE_URL"])  # an external URL may carry a password
         pages("history", HISTORY_PORT)
-        print(f"  postgres   {db}   (history: {HISTORY_TABLES})")
+        pages("release", RELEASE_PORT)
+        print(f"  {'':<10} cross-border release (deploy/release/*.yaml): tradepulse tail release.hk.v1")
+        print(f"  postgres   {db}   (history and release: {HISTORY_TABLES})")
         psql = f"psql {db}" if db == env["DATABASE_URL"] else 'psql "$DATABASE_URL"'
         print(f"             {psql} -c 'SELECT indicator, count(*) FROM indicator_window GROUP BY 1'")
         if prometheus is not None:

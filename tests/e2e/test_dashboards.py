@@ -97,7 +97,9 @@ async def test_every_dashboard_and_rule_expression_returns_data(
         kafka_bootstrap, prefix, DATABASE_URL=database_url, TRADEPULSE_WEB_PORT=str(history_port)
     )
     history = _start_history(env, tmp_path / "history.log")
-    ports = {**{s: w.port for s, w in workers.items()}, "history": history_port}
+    # and the cross-border release with the shipped policies: the pipeline dashboard shows its cells
+    release = start_worker("release", DATABASE_URL=database_url, TRADEPULSE_RELEASE_IDLE_AFTER_S="3")
+    ports = {**{s: w.port for s, w in workers.items()}, "history": history_port, "release": release.port}
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ROOT / "deploy" / "prometheus" / "rules" / "tradepulse.yml")],

@@ -43,6 +43,7 @@ class _Stream:
             consumer=SimpleNamespace(track_message=self.tracked.append),
             flow_control=SimpleNamespace(is_active=lambda: self.flow),
             consumer_generation_id=1,
+            monitor=SimpleNamespace(stream_inbound_time={}),  # what Faust's livelock check reads
         )
 
     def put(self, n: int, *, generation: int = 1) -> RecordBatch:

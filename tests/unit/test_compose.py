@@ -49,7 +49,7 @@ def test_our_services_get_more_time_to_stop_than_their_own_deadline() -> None:
 
 
 def test_every_environment_variable_a_service_gets_exists_in_the_settings() -> None:
-    for name in [*DOMAINS, "history", "gateway"]:
+    for name in [*DOMAINS, "history", "release", "gateway"]:
         env = SERVICES[name]["environment"]
         unknown = sorted(k for k in env if not _known(k))
         assert unknown == [], f"{name}: {unknown}"
@@ -67,7 +67,7 @@ def test_services_run_their_own_worker_on_their_own_port() -> None:
 def test_prometheus_scrapes_each_service_on_its_compose_port() -> None:
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     targets = {t for job in prom["scrape_configs"] for cfg in job["static_configs"] for t in cfg["targets"]}
-    expected = {f"{name}:{_web_port(name)}" for name in [*DOMAINS, "history", "gateway"]}
+    expected = {f"{name}:{_web_port(name)}" for name in [*DOMAINS, "history", "release", "gateway"]}
     assert targets == expected
 
 
@@ -123,7 +123,7 @@ def _merge(base: Any, over: Any) -> Any:
 
 
 SECURE = _merge(COMPOSE, SECURE_FILE)["services"]
-CLIENTS = [*DOMAINS, "history", "gateway"]
+CLIENTS = [*DOMAINS, "history", "release", "gateway"]
 
 
 def _properties(env: dict[str, str]) -> dict[str, str]:

@@ -12,11 +12,12 @@ import yaml
 
 from services.contract import schemas as schemas_export
 from services.contract.codec import decode, encode
-from services.contract.records import CaseEvent, IndicatorEvent, IndicatorWindow
+from services.contract.records import CaseEvent, IndicatorEvent, IndicatorWindow, ReleaseEvent
 from services.contract.topics import case_topic, dlq_topic, indicator_topic
 from services.gateway import openapi
 from services.registry import DOMAINS, SOURCES, catalogs, derived
 from services.registry import EVENT_TYPES as CATALOG
+from services.release.service import release_topic
 
 CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "contract.md"
 
@@ -141,6 +142,7 @@ def test_asyncapi_names_every_topic_with_its_senders_and_receivers() -> None:
         | {dlq_topic(t) for inputs in derived().values() for t in inputs}
         | {indicator_topic(n) for n in DOMAINS}
         | {case_topic(n) for n in DOMAINS}
+        | {release_topic("{destination}")}
     )
     refs = {op["channel"]["$ref"].split("/")[-1]: op["action"] for op in doc["operations"].values()}
     for name in SOURCES:
@@ -158,6 +160,17 @@ def test_asyncapi_names_every_topic_with_its_senders_and_receivers() -> None:
         assert refs[f"{name}_indicators"] == "send"
     messages = {m["name"] for m in doc["components"]["messages"].values()}
     assert set(CATALOG) <= messages
+    assert refs["release"] == "send"  # the release reads every source's cases and sends its cells
+    assert {f"{name}_cases" for name in SOURCES} <= received
+
+
+def test_release_examples_validate() -> None:
+    schema = json.loads((schemas_export.SCHEMA_DIR / "release.cell.json").read_text())
+    assert len(schema["examples"]) == 2
+    for example in schema["examples"]:
+        jsonschema.validate(example, schema)
+        event = ReleaseEvent.model_validate(example, strict=False)
+        assert event.subject == event.data.key
 
 
 def test_case_examples_validate() -> None:

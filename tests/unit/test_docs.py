@@ -73,3 +73,33 @@ def test_every_row_of_the_owners_contract_is_here_with_the_same_names() -> None:
     assert missing == []
     differing = {k: sorted(v ^ ours[k]) for k, v in theirs.items() if not v <= ours[k]}
     assert differing == {}
+
+
+SECTION_8 = CONTRACT.split("## 8.", 1)[1]
+
+
+def test_section_8_names_the_negative_list_the_rules_and_the_reasons_the_code_applies() -> None:
+    """The release's constants, read from the code, against section 8 of docs/contract.md."""
+    from services.release.disclosure import REASONS
+    from services.release.policy import DEFAULT_RULES, NEGATIVE_LIST, RELEASED_VALUES, releasable
+    from services.release.service import RELEASE_TYPE, release_topic
+
+    negative = SECTION_8.split("**Negative list", 1)[1].split("**Contributor", 1)[0]
+    named = set(re.findall(r"`([^`]+)`", negative))
+    assert named == set(NEGATIVE_LIST)
+    contributors = SECTION_8.split("**Contributor**", 1)[1].split("**Rules", 1)[0]
+    declared = {d.contributor for d in DOMAINS.values() if d.contributor}
+    assert declared == set(re.findall(r"`([^`]+)`", contributors))
+    rules = _rows(SECTION_8)
+    assert f"{DEFAULT_RULES.min_cases} cases" in SECTION_8
+    assert "min_cases" in rules
+    assert f"{DEFAULT_RULES.min_contributors} distinct contributors" in SECTION_8
+    assert f"{DEFAULT_RULES.min_cases_quantile} cases" in SECTION_8
+    top1, top2 = round(DEFAULT_RULES.dominance_top1 * 100), round(DEFAULT_RULES.dominance_top2 * 100)
+    assert f"<= {top1} %" in SECTION_8
+    assert f"<= {top2} %" in SECTION_8
+    assert all(f"`{r}`" in SECTION_8 for r in REASONS)
+    assert all(f"`{v}`" in SECTION_8 for values in RELEASED_VALUES.values() for v in values)
+    assert f"`{release_topic('<destination>')}`" in SECTION_8
+    assert f"`{RELEASE_TYPE}`" in SECTION_8
+    assert all(f"`{name}`" in SECTION_8 for name in releasable(DOMAINS))

@@ -75,3 +75,18 @@ def test_info_lines_are_never_held_back() -> None:
         record = _record("state restored", at, "services.engine.state")
         record.levelno, record.levelname = logging.INFO, "INFO"
         assert repeats.filter(record)
+
+
+def test_a_leader_being_elected_is_no_error_but_other_offset_failures_are() -> None:
+    """Just after the release creates its topics, aiokafka logs an ERROR for each partition whose
+    leader is not elected yet, and retries at once; any other cause still shows."""
+    quiet = Quieter()
+    electing = _record("Failed fetch offsets from %s: %s", 0, "aiokafka.consumer.fetcher")
+    electing.args = (
+        1,
+        "[Error 6] NotLeaderForPartitionError: TopicPartition(topic='cases.cips.v1', partition=0)",
+    )
+    other = _record("Failed fetch offsets from %s: %s", 0, "aiokafka.consumer.fetcher")
+    other.args = (1, "[Error 29] TopicAuthorizationFailedError: cases.cips.v1")
+    assert not quiet.filter(electing)
+    assert quiet.filter(other)

@@ -11,6 +11,7 @@ from services.devstack.stack import STACK_ENV
 from services.engine.domain import EngineSettings
 from services.gateway.app import GatewaySettings
 from services.registry import DOMAINS
+from services.release.service import ReleaseSettings
 from services.runtime.security import SECRET_VARIABLES, KafkaSecurity
 from services.runtime.settings import Settings
 from services.tools.run import HISTORY_TABLES
@@ -25,6 +26,7 @@ SETTINGS: list[type[BaseSettings]] = [
     KafkaSecurity,
     WorkdaySettings,
     GatewaySettings,
+    ReleaseSettings,
     *(d.settings for d in DOMAINS.values()),
 ]
 NESTED = {"kafka"}  # Settings.kafka is KafkaSecurity, listed on its own
@@ -36,7 +38,7 @@ def _env_names() -> set[str]:
     for model in SETTINGS:
         prefix = str(model.model_config.get("env_prefix", ""))
         for name, field in model.model_fields.items():
-            if model is Settings and name in NESTED:
+            if issubclass(model, Settings) and name in NESTED:
                 continue
             alias = field.validation_alias
             if isinstance(alias, str):
@@ -93,4 +95,4 @@ def test_the_sample_start_up_lines_name_every_service_and_what_history_writes() 
     tables, views = HISTORY_TABLES.split("; ")
     assert set(tables.removeprefix("tables ").split(", ")) == _created("TABLE")
     assert set(views.removeprefix("view ").split(", ")) == _created("VIEW")
-    assert f"(history: {HISTORY_TABLES})" in sample
+    assert f"(history and release: {HISTORY_TABLES})" in sample
