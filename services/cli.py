@@ -99,7 +99,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     from services.gateway import openapi
     from services.registry import catalogs, derived
 
-    extra = {openapi.FILE: openapi.text()}
+    extra = openapi.documents()
     if args.check:
         drift = schemas_export.check(catalogs(), derived=derived(), extra=extra)
         if drift:

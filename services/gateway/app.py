@@ -61,7 +61,22 @@ log = logging.getLogger("tradepulse.gateway")
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 PROBLEM = "application/problem+json"
-PROBLEMS = "https://github.com/tradepulse/tradepulse/blob/main/README.md#http-gateway"
+PROBLEM_TYPES: dict[int, tuple[str, str]] = {
+    400: ("invalid-event", "An event (or the batch) breaks a rule of the contract; `errors` names each."),
+    401: ("unauthorized", "No valid API key, bearer token or client certificate."),
+    403: ("not-granted", "An event's source or type is outside the credential's grant."),
+    408: ("request-timeout", "The body did not arrive within the body timeout."),
+    413: ("too-large", "The body, or the number of events in the batch, is above the gateway's limit."),
+    415: ("not-a-cloudevent", "Neither a CloudEvents content type nor ce-* headers (binary mode)."),
+    429: (
+        "too-many-requests",
+        "The credential's rate, or its requests at once, is exceeded; see Retry-After.",
+    ),
+    503: ("kafka-unavailable", "Kafka did not acknowledge in time; send the request again (Retry-After)."),
+}
+"""Status -> (the problem type's name, what it means): the ``type`` of each answer is the configured
+base (``TRADEPULSE_GATEWAY_PROBLEM_BASE``, default ``urn:tradepulse:problem:``) and the name,
+a URI the project controls (RFC 9457); README, "HTTP gateway", lists them."""
 
 REQUESTS = Counter(
     "tradepulse_gateway_requests_total", "Requests by answer and credential.", ["status", "credential"]
@@ -100,6 +115,8 @@ class GatewaySettings(BaseSettings):
     idle_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     max_connections: Annotated[int, Field(ge=1)] = 1000
     max_concurrent_per_credential: Annotated[int, Field(ge=1)] = 64
+    problem_base: Annotated[str, Field(pattern=r"^[a-z][a-z0-9+.-]*:\S*$")] = "urn:tradepulse:problem:"
+    """Where problem types live: a URN by default, or a page of the operator's that explains them."""
     tls_certfile: FilePath | None = None
     tls_keyfile: FilePath | None = None
     tls_client_cafile: FilePath | None = None
@@ -163,12 +180,12 @@ class Problem(Exception):
         super().__init__(title)
         self.status, self.title, self.refusals, self.headers = status, title, refusals, dict(headers or {})
 
-    def response(self) -> web.Response:
+    def response(self, base: str) -> web.Response:
         errors = [
             {**({"index": r.index} if r.index is not None else {}), "field": r.field, "rule": r.rule}
             for r in self.refusals
         ]
-        body = {"type": f"{PROBLEMS}-{self.status}", "title": self.title, "status": self.status,
+        body = {"type": base + PROBLEM_TYPES[self.status][0], "title": self.title, "status": self.status,
                 "detail": "; ".join(f"{e.get('index', '-')}: {e['field']}: {e['rule']}" for e in errors[:5]),
                 "errors": errors}  # fmt: skip
         return web.Response(
@@ -268,18 +285,23 @@ class Gateway:
             }
             log.warning("request refused", extra=extra)
             LATENCY.observe(time.perf_counter() - started)
-            return problem.response()
+            return problem.response(self.config.problem_base)
         REQUESTS.labels(status="202", credential=who).inc()
         LATENCY.observe(time.perf_counter() - started)
         return web.json_response({"accepted": len(records)}, status=202)
 
     def _who(self, request: web.Request) -> Credential:
-        key = request.headers.get("X-API-Key")
-        auth = request.headers.get("Authorization", "")
-        if auth.lower().startswith("bearer "):
-            key = auth[7:].strip()
-        credential = self.grants.for_key(key) if key else None
-        if credential is None:
+        """The one credential the request names. Every key it presents must be valid and name the
+        same credential: a wrong key beside a right one is refused, never passed over."""
+        keys = []
+        if "X-API-Key" in request.headers:
+            keys.append(request.headers["X-API-Key"].strip())
+        auth = request.headers.get("Authorization")
+        if auth is not None:
+            keys.append(auth[7:].strip() if auth.lower().startswith("bearer ") else "")
+        named = [self.grants.for_key(k) if k else None for k in keys]
+        credential = named[0] if named and all(n is named[0] for n in named) else None
+        if credential is None and not keys:
             subject = _certificate_subject(request)
             credential = self.grants.for_subject(subject) if subject else None
         if credential is None:
@@ -311,6 +333,10 @@ class Gateway:
             if len(items) > self.config.max_batch_events:
                 rule = f"at most {self.config.max_batch_events} events per batch"
                 raise Problem(413, "Batch too large", [Refusal(413, "too_large", "(batch)", rule)])
+            if not items:
+                raise Problem(
+                    400, "Invalid batch", [Refusal(400, "invalid", "(batch)", "holds at least one event")]
+                )
             candidates = [(i, self._structured(orjson.dumps(item), item)) for i, item in enumerate(items)]
         elif content_type == STRUCTURED:
             candidates = [(None, self._structured(body, _json(body, "the event")))]
@@ -459,13 +485,17 @@ def _certificate_subject(request: web.Request) -> str | None:
     return None
 
 
-ROUTES = {"/events": "POST", **dict.fromkeys(PAGES, "GET")}
+ROUTES = {"/events": "POST", "/events/binary": "POST", **dict.fromkeys(PAGES, "GET")}
+"""``/events`` takes every content mode (the CloudEvents HTTP binding); ``/events/binary`` is the
+same handler under a path of its own, so that the OpenAPI document can require the ce-* headers of
+binary mode, which it cannot make depend on a media type of ``/events``."""
 
 
 def build_app(gateway: Gateway) -> web.Application:
     """The aiohttp application: ``POST /events`` and the operational pages (schemas/gateway.openapi.yaml)."""
     app = web.Application(client_max_size=gateway.config.max_body_bytes, middlewares=[guard_middleware])
     app.router.add_post("/events", gateway.handle)
+    app.router.add_post("/events/binary", gateway.handle)
     add_pages(
         app, "gateway", ready=lambda: {"kafka": gateway.kafka_ok}, foreign=DOMAINS,
         details=lambda: {"credentials": len(gateway.grants)},

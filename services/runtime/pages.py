@@ -15,7 +15,18 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from services.runtime.kafka_admin import StartupError
 from services.runtime.metrics import exposition
 
-__all__ = ["PAGES", "add_pages", "readiness_body", "require_free_port", "serve_pages"]
+__all__ = [
+    "PAGES",
+    "PAGES_FILE",
+    "add_pages",
+    "pages_document",
+    "pages_paths",
+    "readiness_body",
+    "require_free_port",
+    "serve_pages",
+]
+
+PAGES_FILE = "pages.openapi.yaml"
 
 PAGES = ("/health", "/ready", "/metrics")
 
@@ -88,3 +99,58 @@ def require_free_port(host: str, port: int) -> None:
 def _taken(host: str, port: int, exc: OSError) -> StartupError:
     fix = "stop what holds it, or set TRADEPULSE_WEB_PORT"
     return StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): {fix}")
+
+
+def pages_paths() -> dict[str, Any]:
+    """The OpenAPI paths of ``/health``, ``/ready`` and ``/metrics``, as every process answers them."""
+    check = {"type": "string", "description": "`ok`, or what is wrong (e.g. `none assigned`, `unreachable`)"}
+    ready = {
+        "type": "object",
+        "required": ["service", "ready", "checks"],
+        "properties": {
+            "service": {"type": "string"},
+            "ready": {"type": "boolean"},
+            "checks": {"type": "object", "additionalProperties": check},
+        },
+        "description": "A worker adds `assigned` (its partitions) and `restoring` (per partition, records "
+        "restored and in all).",
+    }
+    health = {
+        "type": "object",
+        "required": ["service", "status"],
+        "properties": {
+            "service": {"type": "string"},
+            "status": {"type": "string", "enum": ["ok", "crashed"]},
+        },
+    }
+    json_body = "application/json"
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    return {
+        "/health": {"get": {"operationId": "health", "summary": "Liveness: the process serves requests.",
+                            "responses": {
+                                "200": {"description": "Alive.", "content": {json_body: {"schema": health}}},
+                                "500": {"description": "The worker's app crashed.",
+                                        "content": {json_body: {"schema": health}}}}}},
+        "/ready": {"get": {"operationId": "ready",
+                           "summary": "Readiness: every dependency this process names is there.",
+                           "responses": {
+                               "200": {"description": "Ready.", "content": {json_body: {"schema": ready}}},
+                               "503": {"description": "Not ready; `checks` says why.",
+                                       "content": {json_body: {"schema": ready}}}}}},
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics (text format 0.0.4).",
+                             "responses": {"200": {"description": "The metrics.", "content": text}}}},
+    }  # fmt: skip
+
+
+def pages_document() -> dict[str, Any]:
+    """schemas/pages.openapi.yaml: the pages of the workers, history and the release."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "TradePulse process pages",
+            "version": "1.0.0",
+            "description": "`/health`, `/ready` and `/metrics` of every TradePulse process (workers on "
+            "their service's port, history on 6066, the release on 6067; the gateway serves them too).",
+        },
+        "paths": pages_paths(),
+    }
