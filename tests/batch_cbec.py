@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tests.batch_customs import _key
+from tests.batch_customs import window_key
 
 
 def _t(event: dict[str, Any]) -> float:
@@ -36,7 +36,7 @@ def batch(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for window in ("PT1H", "P1D"):
             if "s120" in t and "s800" in t and t["s800"] >= t["s120"]:
                 for d in (dims, {}):
-                    durations[_key("cbec.release_time", window, t["s800"], d)].append(
+                    durations[window_key("cbec.release_time", window, t["s800"], d)].append(
                         round((t["s800"] - t["s120"]) * 1000) / 1000
                     )
             decision = min(t.get("s100", math.inf), t.get("s120", math.inf))
@@ -49,7 +49,7 @@ def batch(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 ok = ok and bool(pay) and bool(order)
                 ok = ok and Decimal(pay["amount"]["amount"]) == Decimal(order["goods_value"]["amount"])
             for d in (dims, {}):
-                r = ratios[_key("cbec.doc_match_rate", window, decision, d)]
+                r = ratios[window_key("cbec.doc_match_rate", window, decision, d)]
                 r[0] += ok
                 r[1] += 1
     out: dict[str, dict[str, Any]] = {k: {"values": sorted(v)} for k, v in durations.items()}

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tests.batch_customs import _key
+from tests.batch_customs import window_key
 
 
 def _t(event: dict[str, Any]) -> float:
@@ -36,14 +36,14 @@ def batch(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             if "initiated" in m and "credited" in m and m["credited"] >= m["initiated"]:
                 seconds = round((m["credited"] - m["initiated"]) * 1000) / 1000
                 for d in (full, {}):
-                    durations[_key("cips.credit_time", window, m["credited"], d)].append(seconds)
+                    durations[window_key("cips.credit_time", window, m["credited"], d)].append(seconds)
                 for d in ({"msg_type": msg}, {}):
-                    r = ratios[_key("cips.credited_within_1h", window, m["credited"], d)]
+                    r = ratios[window_key("cips.credited_within_1h", window, m["credited"], d)]
                     r[0] += seconds <= 3600
                     r[1] += 1
             if "settled" in m and data:
                 for d in (full, {}):
-                    sums[_key("cips.settled_value", window, m["settled"], d)] += Decimal(
+                    sums[window_key("cips.settled_value", window, m["settled"], d)] += Decimal(
                         data["amount"]["amount"]
                     )
     out: dict[str, dict[str, Any]] = {k: {"values": sorted(v)} for k, v in durations.items()}

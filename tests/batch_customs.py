@@ -36,7 +36,7 @@ def _t(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["time"]).timestamp()
 
 
-def _key(indicator: str, window: str, at: float, dims: dict[str, str]) -> str:
+def window_key(indicator: str, window: str, at: float, dims: dict[str, str]) -> str:
     size = WINDOWS[window]
     start = math.floor((at + 8 * 3600) / size) * size - 8 * 3600
     iso = datetime.fromtimestamp(start, CST).isoformat()
@@ -91,12 +91,12 @@ def batch(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for indicator, at, dims, value in measures:
             for window in WINDOWS:
                 for d in (dims, {}):
-                    durations[_key(indicator, window, at, d)].append(round(value * 1000) / 1000)
+                    durations[window_key(indicator, window, at, d)].append(round(value * 1000) / 1000)
         if entry in channel and "risk" in m:
             dims = {"ie_flag": ie, "credit_class": attrs.get("credit_class", "unknown")}
             for window in WINDOWS:
                 for d in (dims, {}):
-                    r = ratios[_key("customs.inspection_rate", window, m["risk"], d)]
+                    r = ratios[window_key("customs.inspection_rate", window, m["risk"], d)]
                     r[0] += channel[entry][2] == "inspection"
                     r[1] += 1
     out: dict[str, dict[str, Any]] = {k: {"values": sorted(v)} for k, v in durations.items()}

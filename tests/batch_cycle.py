@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from services.workdays import WorkdayCalendar, local_date
-from tests.batch_customs import _key
+from tests.batch_customs import window_key
 
 
 def _t(event: dict[str, Any]) -> float:
@@ -65,17 +65,18 @@ def batch(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             if entry in credit:
                 at = credit[entry][0]
                 for d in (code, {}):
-                    r = ratios[_key("cycle.prepaid_rate", window, max(rel, at), d)]
+                    r = ratios[window_key("cycle.prepaid_rate", window, max(rel, at), d)]
                     r[0] += at < rel
                     r[1] += 1
                     if at >= rel:
-                        durations[_key("cycle.export_to_cash", window, at, d)].append(at - rel)
+                        durations[window_key("cycle.export_to_cash", window, at, d)].append(at - rel)
             if entry in refund:
                 at, _, category = refund[entry]
                 days = calendar.workdays_between(local_date(rel), local_date(at))
                 if days >= 0:
                     for d in ({"mgmt_category": category}, {}):
-                        durations[_key("cycle.export_to_refund", window, max(rel, at), d)].append(float(days))
+                        key = window_key("cycle.export_to_refund", window, max(rel, at), d)
+                        durations[key].append(float(days))
     out: dict[str, dict[str, Any]] = {k: {"values": sorted(v)} for k, v in durations.items()}
     out.update({k: {"numerator": n, "denominator": d} for k, (n, d) in ratios.items()})
     return out

@@ -11,7 +11,7 @@ from typing import Any
 
 import chinese_calendar
 
-from tests.batch_customs import _key
+from tests.batch_customs import window_key
 
 CST = timezone(timedelta(hours=8))
 LIMITS = {1: 5, 2: 10, 3: 15, 4: 20}
@@ -50,9 +50,9 @@ def batch(
         dims = {"mgmt_category": str(category) if category else "unknown"}
         for window in ("PT1H", "P1D"):
             for d in (dims, {}):
-                durations[_key("taxrefund.processing_time", window, m["issued"], d)].append(float(wd))
+                durations[window_key("taxrefund.processing_time", window, m["issued"], d)].append(float(wd))
                 if "flagged" not in m and category in LIMITS:
-                    r = ratios[_key("taxrefund.within_limit", window, m["issued"], d)]
+                    r = ratios[window_key("taxrefund.within_limit", window, m["issued"], d)]
                     r[0] += wd <= LIMITS[category]
                     r[1] += 1
     out: dict[str, dict[str, Any]] = {k: {"values": sorted(v)} for k, v in durations.items()}

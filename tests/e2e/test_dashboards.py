@@ -21,8 +21,7 @@ from services.devstack.probe import web_get
 from services.devstack.process import free_port
 from services.engine.windows import SHANGHAI
 from services.tools.simulate import Faults, happened, perturb
-from tests.integration.harness import StartWorker, eventually, produce, worker_env
-from tests.integration.test_history import _start_history
+from tests.integration.harness import StartWorker, eventually, produce, start_history, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2025, 6, 2, tzinfo=SHANGHAI).timestamp()
@@ -96,7 +95,7 @@ async def test_every_dashboard_and_rule_expression_returns_data(
     env = worker_env(
         kafka_bootstrap, prefix, DATABASE_URL=database_url, TRADEPULSE_WEB_PORT=str(history_port)
     )
-    history = _start_history(env, tmp_path / "history.log")
+    history = start_history(env, tmp_path / "history.log")
     # and the cross-border release with the shipped policies: the pipeline dashboard shows its cells
     release = start_worker("release", DATABASE_URL=database_url, TRADEPULSE_RELEASE_IDLE_AFTER_S="3")
     ports = {**{s: w.port for s, w in workers.items()}, "history": history_port, "release": release.port}

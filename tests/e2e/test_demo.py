@@ -29,8 +29,7 @@ from services.registry import DOMAINS
 from services.tools.run import SIMULATED, Feed, history_feeds, live_command
 from services.workdays import shared_calendar
 from tests.e2e.test_dashboards import ROOT, _start_prometheus
-from tests.integration.harness import StartWorker, worker_env
-from tests.integration.test_history import _start_history
+from tests.integration.harness import StartWorker, start_history, worker_env
 
 WATCH_S = float(os.environ.get("TRADEPULSE_TEST_DEMO_S", "90"))
 DEFAULT_AGE = {"TRADEPULSE_MAX_EVENT_AGE_S": str(400 * 86400)}  # the demo's events are recent
@@ -67,7 +66,7 @@ def test_a_fresh_demo_leaves_every_alert_inactive(
     history_port = free_port()
     env = worker_env(kafka_bootstrap, prefix, **DEFAULT_AGE)
     history_env = {**env, "DATABASE_URL": database_url, "TRADEPULSE_WEB_PORT": str(history_port)}
-    history = _start_history(history_env, tmp_path / "history.log")
+    history = start_history(history_env, tmp_path / "history.log")
     ports = {**{s: w.port for s, w in workers.items()}, "history": history_port}
     config = {
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},

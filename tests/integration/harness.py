@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.devstack.probe import web_get
 from services.devstack.process import free_port, tail
-from services.runtime.kafka_admin import partition_count
+from services.registry import SOURCES
+from services.runtime.kafka_admin import TopicSpec, ensure_topics, partition_count
 
 REPO = Path(__file__).resolve().parents[2]
 Headers = list[tuple[str, bytes]]
@@ -326,3 +327,77 @@ def running(server: S, home: Path) -> Iterator[S]:
     finally:
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@dataclass
+class Gateway:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    credentials: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/events"
+
+    def metric(self, name: str, **labels: str) -> float:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        _, text = web_get(self.port, "/metrics")
+        return sum(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+
+def spawn_gateway(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``tradepulse gateway`` as a child process, its output in ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "gateway"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def start_gateway(bootstrap: str, prefix: str, tmp_path: Path, *, credentials: Path, **extra: str) -> Gateway:
+    """``tradepulse gateway`` with ``credentials`` on a free port, once it answers /health."""
+    port = free_port()
+    env = worker_env(bootstrap, prefix, TRADEPULSE_GATEWAY_PORT=str(port),
+                     TRADEPULSE_GATEWAY_CREDENTIALS_FILE=str(credentials), **extra)  # fmt: skip
+    log = tmp_path / "gateway.log"
+    proc = spawn_gateway(env, log)
+    deadline = time.monotonic() + 60
+    while web_get(port, "/health")[0] != 200:
+        assert proc.poll() is None, tail(log, 30)
+        assert time.monotonic() < deadline, tail(log, 30)
+        time.sleep(0.2)
+    return Gateway(proc, port, log, credentials)
+
+
+def stop_gateway(gateway: Gateway) -> None:
+    gateway.proc.send_signal(signal.SIGTERM)
+    try:
+        gateway.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        gateway.proc.kill()
+        raise
+
+
+async def input_topics(bootstrap: str, prefix: str) -> None:
+    specs = [TopicSpec(prefix + d.topic, 4) for d in SOURCES.values()]
+    await ensure_topics({"bootstrap_servers": bootstrap}, specs, replication=1, timeout_s=20)
+
+
+def start_history(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``tradepulse history`` as an operator runs it (its pages on a free port unless ``env`` names one)."""
+    env = {"TRADEPULSE_WEB_PORT": str(free_port()), **env}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "history"], cwd=REPO, env=env, stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip

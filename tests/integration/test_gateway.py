@@ -10,11 +10,8 @@ import asyncio
 import io
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,13 +24,23 @@ from cloudevents.v1.conversion import to_binary, to_dict, to_structured
 from cloudevents.v1.http import CloudEvent
 
 from services.devstack.kafka import KafkaNode
-from services.devstack.probe import web_get
 from services.devstack.process import free_port, tail
 from services.gateway.credentials import hash_key
-from services.registry import SOURCES
-from services.runtime.kafka_admin import TopicSpec, ensure_topics
 from tests.batch_customs import compare
-from tests.integration.harness import REPO, StartWorker, latest, produce, read_to_end, worker_env
+from tests.integration.harness import (
+    REPO,
+    Gateway,
+    StartWorker,
+    eventually,
+    input_topics,
+    latest,
+    produce,
+    read_to_end,
+    spawn_gateway,
+    start_gateway,
+    stop_gateway,
+    worker_env,
+)
 from tests.integration.test_customs import CUSTOMS, TOPIC
 
 CUSTOMS_KEY, BANK_KEY, SLOW_KEY = (
@@ -55,78 +62,19 @@ def _credentials(path: Path, *, customs_types: tuple[str, ...] = ("customs.*",))
     return path
 
 
-@dataclass
-class Gateway:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-    credentials: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/events"
-
-    def metric(self, name: str, **labels: str) -> float:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        _, text = web_get(self.port, "/metrics")
-        return sum(
-            s.value
-            for f in text_string_to_metric_families(text)
-            for s in f.samples
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-        )
-
-
-def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """``tradepulse gateway`` as a child process, its output in ``log``."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "gateway"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
 def _start(
     bootstrap: str, prefix: str, tmp_path: Path, *, credentials: Path | None = None, **extra: str
 ) -> Gateway:
-    port = free_port()
     credentials = credentials or _credentials(tmp_path / "credentials.yaml")
-    env = worker_env(bootstrap, prefix, TRADEPULSE_GATEWAY_PORT=str(port),
-                     TRADEPULSE_GATEWAY_CREDENTIALS_FILE=str(credentials), **extra)  # fmt: skip
-    log = tmp_path / "gateway.log"
-    proc = _spawn(env, log)
-    deadline = time.monotonic() + 60
-    while web_get(port, "/health")[0] != 200:
-        assert proc.poll() is None, tail(log, 30)
-        assert time.monotonic() < deadline, tail(log, 30)
-        time.sleep(0.2)
-    return Gateway(proc, port, log, credentials)
-
-
-def _stop(gateway: Gateway) -> None:
-    gateway.proc.send_signal(signal.SIGTERM)
-    try:
-        gateway.proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        gateway.proc.kill()
-        raise
-
-
-async def _topics(bootstrap: str, prefix: str) -> None:
-    specs = [TopicSpec(prefix + d.topic, 4) for d in SOURCES.values()]
-    await ensure_topics({"bootstrap_servers": bootstrap}, specs, replication=1, timeout_s=20)
+    return start_gateway(bootstrap, prefix, tmp_path, credentials=credentials, **extra)
 
 
 @pytest.fixture
 def gateway(kafka_bootstrap: str, prefix: str, tmp_path: Path) -> Iterator[Gateway]:
-    asyncio.run(_topics(kafka_bootstrap, prefix))
+    asyncio.run(input_topics(kafka_bootstrap, prefix))
     started = _start(kafka_bootstrap, prefix, tmp_path)
     yield started
-    _stop(started)
+    stop_gateway(started)
 
 
 @pytest.fixture
@@ -253,13 +201,18 @@ async def test_credentials_reload_on_sighup_without_dropping_connections(
 ) -> None:
     headers, body = structured(CUSTOMS_EVENTS[0])
     assert (await post(http, gateway.url, body, {**headers, **bearer(CUSTOMS_KEY)}))[0] == 202
+
+    def logged(line: str) -> int:
+        return gateway.log.read_text().count(line)
+
+    reloaded, refused = logged('"credentials reloaded"'), logged('"credentials not reloaded')
     _credentials(gateway.credentials, customs_types=("cips.*",))  # customs taken away
     gateway.proc.send_signal(signal.SIGHUP)
-    await asyncio.sleep(1)
+    assert await eventually(lambda: logged('"credentials reloaded"') > reloaded, timeout_s=10)
     assert (await post(http, gateway.url, body, {**headers, **bearer(CUSTOMS_KEY)}))[0] == 403  # same session
     gateway.credentials.write_text("credentials: [{name: broken}]")
     gateway.proc.send_signal(signal.SIGHUP)
-    await asyncio.sleep(1)
+    assert await eventually(lambda: logged('"credentials not reloaded') > refused, timeout_s=10)
     assert gateway.proc.poll() is None
     assert (await post(http, gateway.url, body, {**headers, **bearer(CUSTOMS_KEY)}))[
         0
@@ -269,7 +222,7 @@ async def test_credentials_reload_on_sighup_without_dropping_connections(
 async def test_kafka_away_is_503_and_the_gateway_recovers(
     private_kafka: KafkaNode, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    await _topics(private_kafka.bootstrap, "")
+    await input_topics(private_kafka.bootstrap, "")
     gateway = _start(private_kafka.bootstrap, "", tmp_path, TRADEPULSE_GATEWAY_ACK_TIMEOUT_S="3")
     try:
         headers, body = structured(CUSTOMS_EVENTS[0])
@@ -286,7 +239,7 @@ async def test_kafka_away_is_503_and_the_gateway_recovers(
             await asyncio.sleep(1)
         assert status == 202, tail(gateway.log, 20)
     finally:
-        _stop(gateway)
+        stop_gateway(gateway)
 
 
 async def test_events_through_the_gateway_give_the_records_of_events_produced_directly(
@@ -294,7 +247,7 @@ async def test_events_through_the_gateway_give_the_records_of_events_produced_di
 ) -> None:
     events = CUSTOMS.simulate(cases=120, seed=82, start_s=CUSTOMS.start_s, span_s=CUSTOMS.span_s)
     direct, via = f"d{os.getpid()}{int(time.time())}.", f"g{os.getpid()}{int(time.time())}."
-    await _topics(kafka_bootstrap, via)
+    await input_topics(kafka_bootstrap, via)
     gateway = _start(kafka_bootstrap, via, tmp_path)
     try:
         start_worker("customs", TRADEPULSE_TOPIC_PREFIX=direct, **CUSTOMS.fast)
@@ -319,7 +272,7 @@ async def test_events_through_the_gateway_give_the_records_of_events_produced_di
         assert set(a) == set(b)
         assert diff == {}
     finally:
-        _stop(gateway)
+        stop_gateway(gateway)
 
 
 def structured_record(event: dict[str, Any]) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
@@ -334,7 +287,7 @@ async def test_the_readme_curl_publishes_one_event_with_the_demo_credentials(
     start = section.index("```sh\n") + 6
     command = section[start : section.index("\n```", start)]
     comment = command.split("\n# ")[1]
-    await _topics(kafka_bootstrap, prefix)
+    await input_topics(kafka_bootstrap, prefix)
     gateway = _start(
         kafka_bootstrap,
         prefix,
@@ -353,7 +306,7 @@ async def test_the_readme_curl_publishes_one_event_with_the_demo_credentials(
         (record,) = await read_to_end(kafka_bootstrap, prefix + TOPIC)
         assert record.key == b"514120250000012345"
     finally:
-        _stop(gateway)
+        stop_gateway(gateway)
 
 
 async def test_a_client_certificate_is_a_login_when_the_gateway_terminates_tls(
@@ -373,7 +326,7 @@ async def test_a_client_certificate_is_a_login_when_the_gateway_terminates_tls(
     entry = {"name": "singlewindow-tls", "certificate_subject": "singlewindow-client",
              "sources": ["/singlewindow/"], "types": ["customs.*"]}  # fmt: skip
     credentials.write_text(yaml.safe_dump({"credentials": [entry]}))
-    await _topics(kafka_bootstrap, prefix)
+    await input_topics(kafka_bootstrap, prefix)
     tls = {"TRADEPULSE_GATEWAY_TLS_CERTFILE": str(tmp_path / "server.pem"),
            "TRADEPULSE_GATEWAY_TLS_KEYFILE": str(tmp_path / "server.pem"),
            "TRADEPULSE_GATEWAY_TLS_CLIENT_CAFILE": str(tmp_path / "ca.pem")}  # fmt: skip
@@ -381,7 +334,7 @@ async def test_a_client_certificate_is_a_login_when_the_gateway_terminates_tls(
     env = worker_env(kafka_bootstrap, prefix, TRADEPULSE_GATEWAY_PORT=str(port),
                      TRADEPULSE_GATEWAY_CREDENTIALS_FILE=str(credentials), **tls)  # fmt: skip
     log = tmp_path / "tls-gateway.log"
-    proc = _spawn(env, log)
+    proc = spawn_gateway(env, log)
     gateway = Gateway(proc, port, log, credentials)
     url = f"https://127.0.0.1:{port}/events"
     with_cert = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
@@ -404,7 +357,7 @@ async def test_a_client_certificate_is_a_login_when_the_gateway_terminates_tls(
             async with session.post(url, data=body, headers=headers, ssl=with_cert) as answer:
                 assert answer.status == 202, await answer.text()
     finally:
-        _stop(gateway)
+        stop_gateway(gateway)
 
 
 @pytest.mark.parametrize(
@@ -465,7 +418,7 @@ async def test_slow_and_greedy_clients_are_cut_off_and_counted(
 ) -> None:
     """4,000 half-sent requests were held 150 s and none was closed: one client could take every
     socket the process may open."""
-    await _topics(kafka_bootstrap, prefix)
+    await input_topics(kafka_bootstrap, prefix)
     limits = {"TRADEPULSE_GATEWAY_HEADER_TIMEOUT_S": "1", "TRADEPULSE_GATEWAY_BODY_TIMEOUT_S": "1",
               "TRADEPULSE_GATEWAY_MAX_CONNECTIONS": "20"}  # fmt: skip
     gateway = await asyncio.to_thread(_start_with, kafka_bootstrap, prefix, tmp_path, limits)
@@ -497,13 +450,13 @@ async def test_slow_and_greedy_clients_are_cut_off_and_counted(
             headers, body = structured(CUSTOMS_EVENTS[0])
             assert (await post(http, gateway.url, body, {**headers, **bearer(CUSTOMS_KEY)}))[0] == 202
     finally:
-        _stop(gateway)
+        stop_gateway(gateway)
 
 
 async def test_one_credential_holds_at_most_its_share_of_concurrent_requests(
     kafka_bootstrap: str, prefix: str, tmp_path: Path
 ) -> None:
-    await _topics(kafka_bootstrap, prefix)
+    await input_topics(kafka_bootstrap, prefix)
     limits = {
         "TRADEPULSE_GATEWAY_MAX_CONCURRENT_PER_CREDENTIAL": "2",
         "TRADEPULSE_GATEWAY_BODY_TIMEOUT_S": "5",
@@ -530,4 +483,4 @@ async def test_one_credential_holds_at_most_its_share_of_concurrent_requests(
         for w in slow:
             w.close()
     finally:
-        _stop(gateway)
+        stop_gateway(gateway)

@@ -15,8 +15,7 @@ import pytest
 import yaml
 
 from services.gateway.credentials import hash_key
-from tests.integration.harness import REPO, StartWorker
-from tests.integration.test_gateway import _start, _stop, _topics
+from tests.integration.harness import REPO, StartWorker, input_topics, start_gateway, stop_gateway
 
 SCHEMAS = REPO / "schemas"
 DEMO_KEY = "tpk_demo-local-only-not-secret"  # deploy/gateway/credentials.example.yaml
@@ -43,13 +42,13 @@ def test_the_gateway_does_what_its_document_says(
     narrow = {"name": "narrow", "key_sha256": hash_key(NARROW_KEY), "sources": ["/cips/gateway"],
               "types": ["cips.payment.credited"]}  # fmt: skip
     credentials.write_text(yaml.safe_dump({"credentials": [*demo, narrow]}))
-    asyncio.run(_topics(kafka_bootstrap, prefix))
-    gateway = _start(kafka_bootstrap, prefix, tmp_path, credentials=credentials)
+    asyncio.run(input_topics(kafka_bootstrap, prefix))
+    gateway = start_gateway(kafka_bootstrap, prefix, tmp_path, credentials=credentials)
     try:
         done = schemathesis(SCHEMAS / "gateway.openapi.yaml", gateway.url.removesuffix("/events"),
                             f"Authorization: Bearer {key}")  # fmt: skip
     finally:
-        _stop(gateway)
+        stop_gateway(gateway)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert "No issues found" in done.stdout or " passed" in done.stdout, done.stdout[-2000:]
 

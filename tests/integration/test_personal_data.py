@@ -16,9 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.cbec.events import OrderDeclared
 from services.cbec.simulator import simulate
 from services.tools.simulate import Faults, encode, perturb
-from tests.integration.harness import StartWorker, caught_up, produce, read_to_end, worker_env
+from tests.integration.harness import StartWorker, caught_up, produce, read_to_end, start_history, worker_env
 from tests.integration.test_domains import CBEC
-from tests.integration.test_history import _start_history
 
 PERSONAL = OrderDeclared.personal_fields()
 
@@ -93,7 +92,7 @@ async def test_no_personal_value_leaves_the_intake(
 
     worker = start_worker("cbec", **CBEC.fast)
     history_log = tmp_path / "history.log"
-    history = _start_history(worker_env(kafka_bootstrap, prefix, DATABASE_URL=database_url), history_log)
+    history = start_history(worker_env(kafka_bootstrap, prefix, DATABASE_URL=database_url), history_log)
     try:
         # a fifth under other keys: those orders are forwarded to their case's partition, a path
         # that must drop the personal fields as well

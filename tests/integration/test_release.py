@@ -369,8 +369,15 @@ def test_release_keeps_every_rule_and_matches_the_oracle(
     # a restart decides nothing again and records no correction twice (decisions are sticky)
     assert first.loud() == []  # no warning or error in a run that went right
     first.stop()
-    again = start_worker("release", **release_env)
-    time.sleep(3)  # a few turns of its loop after it caught up (it is ready only then)
+    again = start_worker("release", **release_env)  # ready: caught up with the case topics
+
+    def stepped() -> bool:  # and a turn of its loop after: the event time it reached is exported
+        return again.metric("tradepulse_release_event_time_seconds") >= TICK.timestamp()
+
+    deadline = time.monotonic() + 30
+    while not stepped():
+        assert time.monotonic() < deadline, "the restarted release never took a step"
+        time.sleep(0.2)
     assert again.running()
     assert asyncio.run(published()) == before
     assert len(withheld()) == 1

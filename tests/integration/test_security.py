@@ -32,9 +32,16 @@ from services.runtime.worker import worker_topics
 from services.tools.acls import access_of, acl_arguments, create_arguments
 from tests.batch_customs import compare
 from tests.integration.domain import VALID_ONLY
-from tests.integration.harness import REPO, WorkerProcess, eventually, produce, running, worker_env
+from tests.integration.harness import (
+    REPO,
+    WorkerProcess,
+    eventually,
+    produce,
+    running,
+    start_history,
+    worker_env,
+)
 from tests.integration.test_customs import CUSTOMS
-from tests.integration.test_history import _start_history
 
 USERS = ("admin", "customs", "history", "producer", "nobody")
 PRINCIPAL = {"customs": "customs", "history": "history", "producer": "producer"}
@@ -199,7 +206,7 @@ def test_a_worker_and_history_run_over_sasl_ssl_and_tls_postgres_with_the_docume
         url_file.write_text(f"{secure_pg.url}?sslmode=verify-full&sslrootcert={secured.pki.ca}\n")
         url_file.chmod(0o600)
         env = secured.env("history", DATABASE_URL_FILE=str(url_file))
-        history = _start_history(env, tmp_path / "history.log")
+        history = start_history(env, tmp_path / "history.log")
         rows = asyncio.run(_wait_rows(secure_pg.url, secured.pki.ca))
         assert rows > 0, (tmp_path / "history.log").read_text()[-2000:]
 

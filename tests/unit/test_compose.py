@@ -12,7 +12,7 @@ from services.cli import long_running_commands
 from services.registry import DOMAINS
 from services.runtime.settings import Settings
 from services.tools.history import PORT as HISTORY_PORT
-from tests.unit.test_readme import _env_names
+from tests.unit.test_readme import env_names
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -20,7 +20,7 @@ SERVICES = COMPOSE["services"]
 
 
 def _known(name: str) -> bool:
-    names = _env_names()
+    names = env_names()
     if name in names:
         return True
     service_field = name.split("_", 2)  # TRADEPULSE_<SERVICE>_<FIELD>

@@ -32,7 +32,7 @@ SETTINGS: list[type[BaseSettings]] = [
 NESTED = {"kafka"}  # Settings.kafka is KafkaSecurity, listed on its own
 
 
-def _env_names() -> set[str]:
+def env_names() -> set[str]:
     """Every variable, engine settings written once as ``TRADEPULSE_<SERVICE>_...``."""
     names = {f"{secret}_FILE" for secret in SECRET_VARIABLES}
     for model in SETTINGS:
@@ -51,7 +51,7 @@ def _env_names() -> set[str]:
 
 
 def test_every_setting_is_in_the_configuration_table() -> None:
-    missing = sorted(n for n in _env_names() if f"| `{n}` |" not in README)
+    missing = sorted(n for n in env_names() if f"| `{n}` |" not in README)
     assert missing == []
 
 
@@ -59,7 +59,7 @@ def test_the_table_names_no_setting_that_does_not_exist() -> None:
     start = README.index("## Configuration")
     tables = README[start : README.index("\n## ", start)]
     documented = {line.split("`")[1] for line in tables.splitlines() if line.startswith("| `")}
-    assert documented - _env_names() == set(STACK_ENV)
+    assert documented - env_names() == set(STACK_ENV)
 
 
 def test_readme_starts_with_the_two_commands_and_they_are_executable() -> None:
