@@ -15,7 +15,8 @@ class CbecSettings(EngineSettings):
     model_config = SettingsConfigDict(env_prefix="TRADEPULSE_CBEC_", extra="ignore", frozen=True)
 
     # Orders in a final state are kept this long (event time), then dropped. Returns come up to 30
-    # days after the release (docs/domain.md section 3.4) and must find their order: a return
+    # days after the release (GACC rules on CBEC returns; docs/simulation.md, CBEC) and must find
+    # their order: a return
     # after the drop started a new case, whose record (revision 1, the return alone) replaced the
     # released order's in the compacted case topic, and it counted under no supervision mode.
     # 31 days: the window plus a day of lateness (a kept order takes about 2.4 KB: docs/performance.md).

@@ -1,2 +1,2 @@
 """``tradepulse gateway``: CloudEvents over HTTP into TradePulse's input topics, each producer allowed
-only its own sources and event types (README "HTTP gateway", schemas/gateway.openapi.yaml)."""
+only its own sources and event types (docs/operations.md "HTTP gateway", schemas/gateway.openapi.yaml)."""

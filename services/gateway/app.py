@@ -76,7 +76,7 @@ PROBLEM_TYPES: dict[int, tuple[str, str]] = {
 }
 """Status -> (the problem type's name, what it means): the ``type`` of each answer is the configured
 base (``TRADEPULSE_GATEWAY_PROBLEM_BASE``, default ``urn:tradepulse:problem:``) and the name,
-a URI the project controls (RFC 9457); README, "HTTP gateway", lists them."""
+a URI the project controls (RFC 9457); docs/operations.md, "HTTP gateway", lists them."""
 
 REQUESTS = Counter(
     "tradepulse_gateway_requests_total", "Requests by answer and credential.", ["status", "credential"]
@@ -94,7 +94,7 @@ LATENCY = Histogram(
 
 
 class GatewaySettings(BaseSettings):
-    """``TRADEPULSE_GATEWAY_*`` (README configuration table)."""
+    """``TRADEPULSE_GATEWAY_*`` (docs/configuration.md)."""
 
     model_config = SettingsConfigDict(
         env_prefix="TRADEPULSE_GATEWAY_", extra="ignore", frozen=True, env_ignore_empty=True

@@ -49,7 +49,7 @@ def _responses() -> dict[str, Any]:
         if status == "202":
             continue
         name = PROBLEM_TYPES[int(status)][0]
-        text = f"{description} Problem type `{DEFAULT_BASE}{name}` (README, HTTP gateway)."
+        text = f"{description} Problem type `{DEFAULT_BASE}{name}` (docs/operations.md, HTTP gateway)."
         answer: dict[str, Any] = {"description": text, "content": {PROBLEM: {"schema": problem}}}
         if status in ("429", "503"):
             answer["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
@@ -133,7 +133,7 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "TradePulse HTTP ingest gateway",
             "version": "1.0.0",
-            "description": "CloudEvents over HTTP into TradePulse's input topics (README, HTTP gateway).",
+            "description": "CloudEvents over HTTP into TradePulse's input topics (docs/operations.md).",
         },
         "paths": paths,
         "components": {

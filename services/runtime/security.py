@@ -1,5 +1,5 @@
 """How every TradePulse process connects to a secured Kafka cluster: TLS, SASL, and secrets that may
-come from files (README "Secured clusters", docs/security.md).
+come from files (docs/configuration.md, "Secured clusters"; docs/security.md).
 
 One place builds the client settings, for aiokafka (``ssl_context``, ``sasl_*``) and for Faust
 (``broker_credentials``), so a worker, its state store, ``history``, ``publish``, ``tail``,
@@ -85,7 +85,7 @@ def _path(alias: str) -> Any:
 
 
 class KafkaSecurity(FileSecretsSettings):
-    """``KAFKA_SECURITY_PROTOCOL`` and friends (README configuration table)."""
+    """``KAFKA_SECURITY_PROTOCOL`` and friends (docs/configuration.md)."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=True, env_ignore_empty=True)
 

@@ -1,6 +1,6 @@
 """Typed settings, read from the environment once, at start-up.
 
-Every variable is listed in the README's configuration table; a test keeps the two in step.
+Every variable is listed in docs/configuration.md; a test keeps the two in step.
 """
 
 from __future__ import annotations

@@ -87,8 +87,8 @@ def print_topics(service: str, settings: Settings) -> int:
 
 
 def acl_table(settings: Settings) -> str:
-    """The ACL table of docs/security.md and the README, derived from :func:`access_of` (a unit test
-    keeps the documents equal to it). Services share one row, with ``<service>`` for the name."""
+    """The ACL table of docs/security.md and docs/configuration.md, derived from :func:`access_of`
+    (a unit test keeps the documents equal to it). Services share one row, with ``<service>`` for the name."""
     rows = ["| process | Read on topics | Write on topics | Read on group |", "|---|---|---|---|"]
     rows.append(_row("`tradepulse worker <service>`", _service_template(settings)))
     for name, domain in DOMAINS.items():

@@ -34,7 +34,7 @@ from tests.integration.harness import StartWorker, start_history, worker_env
 WATCH_S = float(os.environ.get("TRADEPULSE_TEST_DEMO_S", "90"))
 DEFAULT_AGE = {"TRADEPULSE_MAX_EVENT_AGE_S": str(400 * 86400)}  # the demo's events are recent
 TRUE_ALARMS = {
-    # the simulated refunds are calibrated on docs/domain.md 6.4 (category III median 8 working
+    # the simulated refunds are calibrated on docs/simulation.md 6.4 (category III median 8 working
     # days, 5-10 % doubtful claims held 10 to 60 more): their daily average is above the 3 and 5
     # working-day targets, and the KPI alerts say so, as they would of a province in that state
     "TaxRefundSlowCategories12": "the simulated refunds average above target",

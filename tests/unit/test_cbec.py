@@ -89,9 +89,10 @@ def _time(event: dict[str, Any]) -> float:
 
 
 def test_a_return_weeks_after_the_release_still_finds_its_order() -> None:
-    """Returns come up to 30 days after the release (docs/domain.md section 3.4). With the default
-    settings and housekeeping running, a return must reach its order: counted under the order's
-    supervision mode, and the order's case record keeps its milestones, its revision increasing.
+    """Returns come up to 30 days after the release (GACC rules on CBEC returns; docs/simulation.md,
+    CBEC). With the default settings and housekeeping running, a return must reach its order:
+    counted under the order's supervision mode, and the order's case record keeps its milestones,
+    its revision increasing.
     (With final orders dropped after 7 days, a late return started a new case: its record, revision
     1 with the return alone, replaced the released order's in the compacted case topic, and the
     return was counted under "unknown".)"""

@@ -19,6 +19,7 @@ from services.workdays import WorkdaySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
 
 
 SETTINGS: list[type[BaseSettings]] = [
@@ -51,19 +52,18 @@ def env_names() -> set[str]:
 
 
 def test_every_setting_is_in_the_configuration_table() -> None:
-    missing = sorted(n for n in env_names() if f"| `{n}` |" not in README)
+    missing = sorted(n for n in env_names() if f"| `{n}` |" not in CONFIGURATION)
     assert missing == []
 
 
 def test_the_table_names_no_setting_that_does_not_exist() -> None:
-    start = README.index("## Configuration")
-    tables = README[start : README.index("\n## ", start)]
+    tables = CONFIGURATION[: CONFIGURATION.index("\n## Secured clusters")]
     documented = {line.split("`")[1] for line in tables.splitlines() if line.startswith("| `")}
     assert documented - env_names() == set(STACK_ENV)
 
 
 def test_readme_starts_with_the_two_commands_and_they_are_executable() -> None:
-    head = README[: README.index("## Configuration")]
+    head = README[: README.index("\n## ", README.index("## The two commands"))]
     for command in ("scripts/run", "scripts/test"):
         assert f"\n{command} " in head
         assert os.access(ROOT / command, os.X_OK)
@@ -96,3 +96,9 @@ def test_the_sample_start_up_lines_name_every_service_and_what_history_writes() 
     assert set(tables.removeprefix("tables ").split(", ")) == _created("TABLE")
     assert set(views.removeprefix("view ").split(", ")) == _created("VIEW")
     assert f"(history and release: {HISTORY_TABLES})" in sample
+
+
+def test_the_readme_is_a_page_a_newcomer_reads() -> None:
+    """What it is, the two commands, what you see, one example, where to read next: about 150 lines."""
+    assert len(README.splitlines()) <= 150
+    assert "## Where to read next" in README

@@ -126,7 +126,7 @@ def _table(path: Path) -> str:
     return text[start + len("<!-- acl-table -->\n") : end].strip()
 
 
-@pytest.mark.parametrize("document", ["docs/security.md", "README.md"])
+@pytest.mark.parametrize("document", ["docs/security.md", "docs/configuration.md"])
 def test_the_documented_acls_are_the_ones_the_code_checks(
     clean_env: pytest.MonkeyPatch, document: str
 ) -> None:
