@@ -212,6 +212,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_chart(args: argparse.Namespace) -> int:
+    from services.tools import chart
+
+    if args.check:
+        drift = chart.check()
+        if drift:
+            print("deploy/helm/tradepulse/files differs from the code; run `tradepulse chart export`:\n  "
+                  + "\n  ".join(drift), file=sys.stderr)  # fmt: skip
+            return 1
+        print("the chart's generated files match the code")
+        return 0
+    print(f"wrote {len(chart.write())} files to {chart.CHART / 'files'}")
+    return 0
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     from services.release.service import ReleaseSettings, run_release
     from services.runtime.logs import logging_config
@@ -418,6 +433,14 @@ def parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", help="the YAML file of TRADEPULSE_WORKDAYS_FILE (docs/calendar.md)")
     check.set_defaults(func=cmd_calendar)
+
+    ch = sub.add_parser("chart", help="the generated files of the Helm chart (deploy/helm/tradepulse/files)")
+    ch_sub = ch.add_subparsers(dest="action", required=True)
+    che = ch_sub.add_parser(
+        "export", help="regenerate them from the registry, the ACLs, rules and dashboards"
+    )
+    che.add_argument("--check", action="store_true", help="exit 1 when the committed files differ")
+    che.set_defaults(func=cmd_chart)
 
     b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
     b.add_argument("target", choices=["customs", "cbec", "gateway", "cycle-memory", "state"])

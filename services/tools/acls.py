@@ -105,7 +105,7 @@ def acl_table(settings: Settings) -> str:
     return "\n".join(rows)
 
 
-def _release_topics(settings: Settings) -> list[TopicSpec]:
+def release_topic_specs(settings: Settings) -> list[TopicSpec]:
     from services.release.service import ReleaseSettings, load, release_topics
 
     release = ReleaseSettings.model_validate(settings.model_dump())
@@ -175,7 +175,7 @@ def setup_script(settings: Settings) -> str:
     for domain in DOMAINS.values():
         for spec in worker_topics(settings, domain):
             specs.setdefault(spec.name, spec)  # as the service that writes it creates it
-    for spec in _release_topics(settings):
+    for spec in release_topic_specs(settings):
         specs.setdefault(spec.name, spec)
     lines += [
         f"topic {' '.join(create_arguments(spec, settings.topic_replication))}" for spec in specs.values()
