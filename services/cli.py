@@ -302,7 +302,7 @@ def cmd_acls(args: argparse.Namespace) -> int:
     from services.tools.acls import print_acls
 
     settings = _settings_or_exit()
-    return print_acls(args.process, args.principal, settings)
+    return print_acls(args.process, args.principal, settings, args.format)
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
@@ -414,6 +414,8 @@ def parser() -> argparse.ArgumentParser:
     a = sub.add_parser("acls", help="print the kafka-acls commands that grant one process what it needs")
     a.add_argument("process", choices=[*SERVICES, "release", "history", "gateway", "producer"])
     a.add_argument("--principal", required=True, help="e.g. User:tradepulse-customs")
+    a.add_argument("--format", choices=["kafka-acls", "strimzi"], default="kafka-acls",
+                   help="kafka-acls.sh commands, or a Strimzi KafkaUser with the same ACLs")  # fmt: skip
     a.set_defaults(func=cmd_acls)
 
     t = sub.add_parser("topics", help="print the kafka-topics commands that create a service's topics")

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from typing import Any
+
+import yaml
 
 from services.contract.topics import case_topic, indicator_topic
 from services.registry import DOMAINS, SOURCES
@@ -14,7 +17,7 @@ from services.runtime.permissions import Operation
 from services.runtime.settings import Settings
 from services.runtime.worker import worker_access, worker_topics
 
-__all__ = ["PROCESSES", "access_of", "acl_arguments", "print_acls", "print_topics"]
+__all__ = ["PROCESSES", "access_of", "acl_arguments", "print_acls", "print_topics", "strimzi_acls"]
 
 PROCESSES = (*DOMAINS, "release", "history", "gateway", "producer")
 """Who gets a principal: each service's workers, ``history``, the HTTP gateway, and producers of
@@ -62,7 +65,42 @@ def acl_arguments(access: Access, principal: str) -> list[list[str]]:
     return calls
 
 
-def print_acls(process: str, principal: str, settings: Settings) -> int:
+def strimzi_acls(process: str, settings: Settings) -> list[dict[str, Any]]:
+    """Strimzi ``KafkaUser`` ACL rules: one per topic and operation, and the group's Read."""
+    access = access_of(process, settings)
+    rules = [
+        {"resource": {"type": "topic", "name": topic, "patternType": "literal"}, "operations": [op.label()]}
+        for topic, ops in sorted(access.topics.items())
+        for op in sorted(ops)
+    ]
+    if access.group is not None:
+        rules.append(
+            {
+                "resource": {"type": "group", "name": access.group, "patternType": "literal"},
+                "operations": [Operation.READ.label()],
+            }
+        )
+    return rules
+
+
+def print_acls(process: str, principal: str, settings: Settings, fmt: str = "kafka-acls") -> int:
+    """The grants of ``process``: ``kafka-acls.sh`` commands, or (``strimzi``) a Strimzi
+    ``KafkaUser`` for the principal's name with exactly the same ACLs (what the Helm chart renders)."""
+    if fmt == "strimzi":
+        user = {
+            "apiVersion": "kafka.strimzi.io/v1",
+            "kind": "KafkaUser",
+            "metadata": {
+                "name": principal.removeprefix("User:"),
+                "labels": {"strimzi.io/cluster": "<cluster>"},
+            },
+            "spec": {
+                "authentication": {"type": "scram-sha-512"},
+                "authorization": {"type": "simple", "acls": strimzi_acls(process, settings)},
+            },
+        }
+        print(yaml.safe_dump(user, sort_keys=False), end="")
+        return 0
     for args in acl_arguments(access_of(process, settings), principal):
         print(f"kafka-acls.sh --bootstrap-server {settings.kafka_bootstrap_servers} {' '.join(args)}")
     return 0

@@ -159,3 +159,13 @@ def test_a_sixth_service_in_the_registry_needs_no_template_edit(tmp_path: Path) 
     assert "tp-sixth" in _of(rendered, "StatefulSet")
     assert "tp-sixth" in _of(rendered, "ScaledObject")
     assert "tp-sixth" in _of(rendered, "ServiceMonitor")
+
+
+def test_tradepulse_acls_prints_the_kafka_user_the_chart_renders(capsys: pytest.CaptureFixture[str]) -> None:
+    from services.tools.acls import print_acls
+
+    rendered = _of(_render(), "KafkaUser")
+    for process in chart.registry()["users"]:
+        assert print_acls(process, f"User:tradepulse-{process}", chart.chart_settings(), "strimzi") == 0
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert printed["spec"] == rendered[f"tradepulse-{process}"]["spec"], process
