@@ -18,7 +18,7 @@ from types import FrameType
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.devstack.probe import web_ready
+from services.devstack.probe import web_get, web_ready
 from services.devstack.process import port_open
 from services.devstack.stack import STACK_HOME, Stack
 from services.registry import DOMAINS, SOURCES
@@ -270,6 +270,13 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         gateway_env = {"TRADEPULSE_GATEWAY_CREDENTIALS_FILE": str(DEMO_CREDENTIALS), **env}
         children["gateway"] = Child.spawn("gateway", ["gateway"], gateway_env)
         gateway_port = int(gateway_env.get("TRADEPULSE_GATEWAY_PORT", "6070"))
+        # Prometheus scrapes from its start: a process not listening yet would be a WorkerDown
+        # pending on the demo's first screen
+        pages_up = time.monotonic() + 60
+        for port in (HISTORY_PORT, RELEASE_PORT, gateway_port):
+            while web_get(port, "/health")[0] != 200 and time.monotonic() < pages_up and not stopping:
+                look_after()
+                time.sleep(0.5)
         prometheus = _start_prometheus(
             {**ports, "history": HISTORY_PORT, "release": RELEASE_PORT, "gateway": gateway_port}
         )

@@ -67,9 +67,16 @@ def test_a_fresh_demo_leaves_every_alert_inactive(
     env = worker_env(kafka_bootstrap, prefix, **DEFAULT_AGE)
     history_env = {**env, "DATABASE_URL": database_url, "TRADEPULSE_WEB_PORT": str(history_port)}
     history = start_history(history_env, tmp_path / "history.log")
+    deadline = time.monotonic() + 60  # listening before Prometheus scrapes it, as scripts/run waits
+    while web_get(history_port, "/health")[0] != 200:
+        assert history.poll() is None, (tmp_path / "history.log").read_text()[-2000:]
+        assert time.monotonic() < deadline, "history did not answer /health within 60 s"
+        time.sleep(0.2)
     ports = {**{s: w.port for s, w in workers.items()}, "history": history_port}
     config = {
-        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        # scraped as scripts/run does (every 5 s, so a busy worker has 5 s to answer before it
+        # counts as down), evaluated every 2 s so that a pending alert shows at once
+        "global": {"scrape_interval": "5s", "evaluation_interval": "2s"},
         "rule_files": [str(ROOT / "deploy" / "prometheus" / "rules" / "tradepulse.yml")],
         "scrape_configs": [
             {"job_name": f"tradepulse-{s}", "static_configs": [{"targets": [f"127.0.0.1:{p}"]}]}
