@@ -432,6 +432,8 @@ class Release:
         self.latest: dict[
             tuple[str, str], tuple[int, int, int]
         ] = {}  # (destination, window) -> start, counts
+        self._withheld: dict[str, int] = defaultdict(int)  # since the last line that said so
+        self._withheld_said: dict[str, float] = {}
         self.event_time_s = float("-inf")
 
     async def run(self, stop: asyncio.Event, counts: Mapping[str, int]) -> None:
@@ -494,8 +496,10 @@ class Release:
         released_at = now.astimezone(SHANGHAI).isoformat(timespec="seconds")
         for policy in self.policies:
             decided = self.book.decided[policy.destination]
-            for w in sorted(touched & decided.keys()):
-                await self._corrections(policy, w)
+            withheld = [await self._corrections(policy, w) for w in sorted(touched & decided.keys())]
+            if sum(withheld):
+                self._withheld[policy.destination] += sum(withheld)
+                self._report_withheld(policy.destination)
             todo = [w for w in final if w not in decided and policy.releases(w.indicator, w.window)]
             if not todo:
                 if moved and self.event_time_s > float("-inf"):
@@ -512,6 +516,14 @@ class Release:
                 self._latest(policy.destination, d)
             await producer.flush()
 
+    def _report_withheld(self, destination: str) -> None:
+        """One line a minute at most: cells of decided windows changed by late data since the last."""
+        now = time.monotonic()
+        if now - self._withheld_said.get(destination, 0.0) >= 60:
+            count, self._withheld[destination] = self._withheld[destination], 0
+            log.info("corrections withheld", extra={"destination": destination, "cells": count})
+            self._withheld_said[destination] = now
+
     def _latest(self, destination: str, d: Decision) -> None:
         """Count a decision into the suppressed share of its destination's latest window."""
         key = (destination, d.window.window)
@@ -524,14 +536,18 @@ class Release:
         self.latest[key] = (start, suppressed, total)
         SUPPRESSED_SHARE.labels(destination, d.window.window).set(suppressed / total)
 
-    async def _corrections(self, policy: Policy, window: WindowId) -> None:
-        audited = self.book.decided[policy.destination][window]
+    async def _corrections(self, policy: Policy, window: WindowId) -> int:
+        """Audit each changed cell of a decided window; how many changed (counted, not logged one
+        by one: late data after a window closed is normal, and the audit has every cell)."""
+        audited, changed = self.book.decided[policy.destination][window], 0
         for d in self.book.decide(policy, window):
             if audited.get(d.key) != d.exact:
                 await self.audit.withheld(policy, d)
                 audited[d.key] = d.exact
                 WITHHELD.labels(policy.destination).inc()
-                log.info("correction withheld", extra={"destination": policy.destination, "cell": d.key})
+                log.debug("correction withheld", extra={"destination": policy.destination, "cell": d.key})
+                changed += 1
+        return changed
 
     async def _repair(
         self,

@@ -197,11 +197,8 @@ HISTORY_TABLES = (
 DEMO_CREDENTIALS = RULES.parents[3] / "deploy" / "gateway" / "credentials.example.yaml"
 
 
-def _start_prometheus(ports: dict[str, int]) -> tuple[subprocess.Popen[bytes], Path] | None:
-    """Debian's prometheus, when installed, scraping the local services with the project's rules."""
-    binary = shutil.which("prometheus")
-    if binary is None or port_open("127.0.0.1", PROMETHEUS_PORT):
-        return None
+def _prometheus_config(ports: dict[str, int]) -> Path:
+    """The configuration scraping ``ports`` (Prometheus reads it again on SIGHUP)."""
     home = STACK_HOME / "prometheus"
     home.mkdir(parents=True, exist_ok=True)
     config = {
@@ -213,6 +210,15 @@ def _start_prometheus(ports: dict[str, int]) -> tuple[subprocess.Popen[bytes], P
         ],
     }
     (home / "prometheus.yml").write_text(yaml.safe_dump(config))
+    return home
+
+
+def _start_prometheus(ports: dict[str, int]) -> tuple[subprocess.Popen[bytes], Path] | None:
+    """Debian's prometheus, when installed, scraping the local services with the project's rules."""
+    binary = shutil.which("prometheus")
+    if binary is None or port_open("127.0.0.1", PROMETHEUS_PORT):
+        return None
+    home = _prometheus_config(ports)
     log = LOGS / "prometheus.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -264,22 +270,27 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         children["history"] = Child.spawn(
             "history", ["history"], {**env, "TRADEPULSE_WEB_PORT": str(HISTORY_PORT)}
         )
-        children["release"] = Child.spawn(
-            "release", ["worker", "release"], {**env, "TRADEPULSE_WEB_PORT": str(RELEASE_PORT)}
-        )
+        release_env = {**env, "TRADEPULSE_WEB_PORT": str(RELEASE_PORT)}
+        # with simulators the release starts once their past is sent: history reaches today's event
+        # time before the live feeds send the last two days, and a window decided meanwhile would
+        # have withheld, as corrections, most of those days' cases
+        release_due = simulators
+        if not release_due:
+            children["release"] = Child.spawn("release", ["worker", "release"], release_env)
         gateway_env = {"TRADEPULSE_GATEWAY_CREDENTIALS_FILE": str(DEMO_CREDENTIALS), **env}
         children["gateway"] = Child.spawn("gateway", ["gateway"], gateway_env)
         gateway_port = int(gateway_env.get("TRADEPULSE_GATEWAY_PORT", "6070"))
         # Prometheus scrapes from its start: a process not listening yet would be a WorkerDown
         # pending on the demo's first screen
         pages_up = time.monotonic() + 60
-        for port in (HISTORY_PORT, RELEASE_PORT, gateway_port):
+        scraped = {**ports, "history": HISTORY_PORT, "gateway": gateway_port}
+        if "release" in children:
+            scraped["release"] = RELEASE_PORT
+        for port in scraped.values():
             while web_get(port, "/health")[0] != 200 and time.monotonic() < pages_up and not stopping:
                 look_after()
                 time.sleep(0.5)
-        prometheus = _start_prometheus(
-            {**ports, "history": HISTORY_PORT, "release": RELEASE_PORT, "gateway": gateway_port}
-        )
+        prometheus = _start_prometheus(scraped)
         seed = int(time.time())  # new cases each run (the dedup state remembers old ones), one plan
         if simulators and not stopping:
             feeds.update({f"history-{s}": f for s, f in history_feeds(services, env, seed).items()})
@@ -302,7 +313,11 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
         print(f"  kafka      {kafka}   e.g. tradepulse tail customs.events.v1.dlq")
         db = redact_dsn(env["DATABASE_URL"])  # an external URL may carry a password
         pages("history", HISTORY_PORT)
-        pages("release", RELEASE_PORT)
+        if "release" in children:
+            pages("release", RELEASE_PORT)
+        else:
+            print(f"  release    http://127.0.0.1:{RELEASE_PORT}/metrics   /health   /ready   (log "
+                  f"{LOGS / 'release.log'}; starts once the simulated past is sent)")  # fmt: skip
         print(f"  {'':<10} cross-border release (deploy/release/*.yaml): tradepulse tail release.hk.v1")
         print(f"  postgres   {db}   (history and release: {HISTORY_TABLES})")
         psql = f"psql {db}" if db == env["DATABASE_URL"] else 'psql "$DATABASE_URL"'
@@ -324,6 +339,17 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
                         feeds[f"simulate-{s}"] = Feed.spawn(f"simulate-{s}", live_command(s, seed), env)
                 if any(name.startswith("history-") for name in feeds):
                     print("export cycle history sent; live traffic started", flush=True)
+            elif release_due and not live_due and all(f.caught_up() for f in feeds.values()):
+                release_due = False
+                children["release"] = Child.spawn("release", ["worker", "release"], release_env)
+                up = time.monotonic() + 60
+                while web_get(RELEASE_PORT, "/health")[0] != 200 and time.monotonic() < up and not stopping:
+                    look_after()
+                    time.sleep(0.5)
+                if prometheus is not None:  # scraped from now on
+                    _prometheus_config({**scraped, "release": RELEASE_PORT})
+                    prometheus[0].send_signal(signal.SIGHUP)
+                print("simulated past sent; the cross-border release started", flush=True)
             for name, feed in list(feeds.items()):
                 if feed.proc.poll() is not None:
                     del feeds[name]
