@@ -22,9 +22,8 @@ import asyncpg
 import orjson
 
 from services.engine.windows import SHANGHAI
-from services.release.disclosure import Decision, WindowId
 from services.release.policy import RELEASED_VALUES, Policy
-from services.release.service import ReleaseSettings, load, record_of
+from services.release.service import ReleaseSettings, audited_decision, load, record_of
 from services.runtime.db import redact_dsn
 from services.runtime.kafka_admin import StartupError
 
@@ -124,17 +123,7 @@ async def _records(settings: ReleaseSettings, policy: Policy, day: date) -> list
         await conn.close()
     out = []
     for r in rows:
-        w = WindowId(
-            r["indicator"],
-            r["window_size"],
-            int(r["window_start"].timestamp()),
-            int(r["window_end"].timestamp()),
-        )
-        dims = tuple(sorted(orjson.loads(r["dimensions"]).items()))
-        d = Decision(
-            w, dims, {}, r["status"], r["reason"], orjson.loads(r["released"]) if r["released"] else {}
-        )
-        at = r["decided_at"].astimezone(SHANGHAI).isoformat(timespec="seconds")
+        d, at = audited_decision(r)
         out.append({"key": d.key, **record_of(policy, d, r["unit"], at)["data"]})
     return out
 

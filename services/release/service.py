@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import signal
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -64,7 +63,7 @@ from services.runtime.kafka_admin import (
 from services.runtime.pages import require_free_port, serve_pages
 from services.runtime.settings import Settings
 from services.runtime.worker import worker_topics
-from services.tools.history import HistoryStore
+from services.tools.history import HistoryStore, run_until_stopped
 
 __all__ = [
     "PORT",
@@ -74,6 +73,8 @@ __all__ = [
     "Release",
     "ReleaseSettings",
     "Watermarks",
+    "audited_decision",
+    "audited_window",
     "load",
     "record_of",
     "release_access",
@@ -317,6 +318,23 @@ def _sha(exact: Mapping[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(exact, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def audited_window(row: Mapping[str, Any]) -> WindowId:
+    """The window of a ``release_decision`` row."""
+    start, end = int(row["window_start"].timestamp()), int(row["window_end"].timestamp())
+    return WindowId(row["indicator"], row["window_size"], start, end)
+
+
+def audited_decision(row: Mapping[str, Any]) -> tuple[Decision, str]:
+    """A ``release_decision`` row as the decision it recorded, with the time it was taken (Shanghai),
+    as :func:`record_of` publishes them."""
+    dims = tuple(sorted(orjson.loads(row["dimensions"]).items()))
+    released = orjson.loads(row["released"]) if row["released"] else {}
+    decision = Decision(
+        audited_window(row), dims, orjson.loads(row["exact"]), row["status"], row["reason"], released
+    )
+    return decision, row["decided_at"].astimezone(SHANGHAI).isoformat(timespec="seconds")
+
+
 class Audit:
     """The release's PostgreSQL tables (migration 0003): decisions, withheld revisions, progress."""
 
@@ -335,12 +353,7 @@ class Audit:
         )
         out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for r in rows:
-            w = WindowId(
-                r["indicator"],
-                r["window_size"],
-                int(r["window_start"].timestamp()),
-                int(r["window_end"].timestamp()),
-            )
+            w = audited_window(r)
             if r["destination"] in book.decided:
                 book.decided[r["destination"]].setdefault(w, {})[r["cell_key"]] = orjson.loads(r["latest"])
             out[r["destination"]][r["cell_key"]] = dict(r)
@@ -564,25 +577,9 @@ class Release:
             present = await _keys(self.settings, topic, counts[topic])
             missing = [r for key, r in rows.items() if key not in present]
             for r in missing:
-                w = WindowId(
-                    r["indicator"],
-                    r["window_size"],
-                    int(r["window_start"].timestamp()),
-                    int(r["window_end"].timestamp()),
-                )
-                dims = tuple(sorted(orjson.loads(r["dimensions"]).items()))
-                d = Decision(
-                    w,
-                    dims,
-                    orjson.loads(r["exact"]),
-                    r["status"],
-                    r["reason"],
-                    orjson.loads(r["released"]) if r["released"] else {},
-                )
-                at = r["decided_at"].astimezone(SHANGHAI).isoformat(timespec="seconds")
-                await producer.send(
-                    topic, orjson.dumps(record_of(policy, d, self.units[w.indicator], at)), key=d.key.encode()
-                )
+                d, at = audited_decision(r)
+                record = record_of(policy, d, self.units[d.window.indicator], at)
+                await producer.send(topic, orjson.dumps(record), key=d.key.encode())
             await producer.flush()
             if missing:
                 log.info(
@@ -650,12 +647,4 @@ async def _run(settings: ReleaseSettings, stop: asyncio.Event) -> None:
 
 
 def run_release(settings: ReleaseSettings) -> int:
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await _run(settings, stop)
-
-    asyncio.run(main())
-    return 0
+    return run_until_stopped(lambda stop: _run(settings, stop))

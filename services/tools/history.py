@@ -35,7 +35,7 @@ from services.runtime.metrics import CONSUMER_LAG
 from services.runtime.pages import require_free_port, serve_pages
 from services.runtime.settings import Settings
 
-__all__ = ["PORT", "HistoryStore", "run_history"]
+__all__ = ["PORT", "HistoryStore", "run_history", "run_until_stopped"]
 
 log = logging.getLogger(__name__)
 PORT = 6066
@@ -226,13 +226,20 @@ async def _report_lag(consumer: AIOKafkaConsumer, prefix: str) -> None:
             CONSUMER_LAG.labels(topic=tp.topic.removeprefix(prefix), partition=str(tp.partition)).set(lag)
 
 
-def run_history(settings: Settings) -> int:
+def run_until_stopped(run: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run a process's main coroutine until SIGTERM or SIGINT sets the event it is given (history,
+    the release: they stop cleanly, each in its own way)."""
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await _run(settings, stop)
+        await run(stop)
 
     asyncio.run(main())
     return 0
+
+
+def run_history(settings: Settings) -> int:
+    return run_until_stopped(lambda stop: _run(settings, stop))
