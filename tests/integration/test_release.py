@@ -387,26 +387,14 @@ def test_release_keeps_every_rule_and_matches_the_oracle(
     # the export: the day's files and their manifest, nothing of the negative list; a day not final
     out = tmp_path / "export"
     run_env = worker_env(kafka_bootstrap, prefix, **release_env)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "release",
-            "export",
-            "--destination",
-            "hk",
-            "--date",
-            "2025-03-03",
-            "--out",
-            str(out),
-        ],
-        env=run_env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def export(day: str) -> subprocess.CompletedProcess[str]:
+        """``tradepulse release export`` of one day, as an operator runs it."""
+        args = ["release", "export", "--destination", "hk", "--date", day, "--out", str(out)]
+        command = [sys.executable, "-m", "services.cli", *args]
+        return subprocess.run(command, env=run_env, cwd=REPO, capture_output=True, text=True, timeout=60)
+
+    done = export("2025-03-03")
     assert done.returncode == 0, done.stderr
     files = sorted(p.name for p in out.iterdir())
     assert files == [f"tradepulse-release-hk-2025-03-03.{ext}" for ext in ("csv", "json", "sha256")]
@@ -419,26 +407,7 @@ def test_release_keeps_every_rule_and_matches_the_oracle(
     assert {c["key"] for c in exported} == day_keys
     text = (out / "tradepulse-release-hk-2025-03-03.csv").read_text() + json.dumps(exported)
     assert [i for i in corpus.ids if i in text] == []
-    refused = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "release",
-            "export",
-            "--destination",
-            "hk",
-            "--date",
-            TICK.date().isoformat(),
-            "--out",
-            str(out),
-        ],
-        env=run_env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    refused = export(TICK.date().isoformat())
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1, refused.stderr
     assert "not all final" in refused.stderr, refused.stderr
