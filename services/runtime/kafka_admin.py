@@ -67,6 +67,17 @@ class TopicSpec:
     must_match_partitions: bool = True
     max_message_bytes: int | None = None
 
+    def config(self) -> dict[str, str]:
+        """The topic-level configuration it is created with (also what the Helm chart's KafkaTopic says)."""
+        config: dict[str, str] = {}
+        if self.compacted:
+            config["cleanup.policy"] = "compact"
+        if self.retention_ms is not None:
+            config["retention.ms"] = str(self.retention_ms)
+        if self.max_message_bytes is not None:
+            config["max.message.bytes"] = str(self.max_message_bytes)
+        return config
+
 
 @dataclass(frozen=True, slots=True)
 class Access:
@@ -308,14 +319,7 @@ async def _create(
 ) -> None:
     new = []
     for s in specs:
-        config: dict[str, str] = {}
-        if s.compacted:
-            config["cleanup.policy"] = "compact"
-        if s.retention_ms is not None:
-            config["retention.ms"] = str(s.retention_ms)
-        if s.max_message_bytes is not None:
-            config["max.message.bytes"] = str(s.max_message_bytes)
-        new.append(NewTopic(s.name, s.partitions, replication, topic_configs=config))
+        new.append(NewTopic(s.name, s.partitions, replication, topic_configs=s.config()))
     response: Any = await admin.create_topics(new)
     errors = {
         name: (code, rest[0] if rest else None)

@@ -68,14 +68,7 @@ def registry() -> dict[str, Any]:
 
 
 def _topic(spec: Any) -> dict[str, Any]:
-    config: dict[str, str] = {}
-    if spec.compacted:
-        config["cleanup.policy"] = "compact"
-    if spec.retention_ms is not None:
-        config["retention.ms"] = str(spec.retention_ms)
-    if spec.max_message_bytes is not None:
-        config["max.message.bytes"] = str(spec.max_message_bytes)
-    return {"name": spec.name, "config": config}
+    return {"name": spec.name, "config": spec.config()}
 
 
 def files() -> dict[str, str]:
