@@ -209,9 +209,12 @@ class CaseEngine:
             for *key, n in orjson.loads(stored) if stored is not None else ():
                 counts[tuple(key)] = n
             tallies[kind] = counts
-        # What was published before the stop may lag the aggregates (partials go out on a timer):
-        # hand every aggregate of the partition on again; stage two replaces, so it is harmless.
-        partials.changed = set(partials.aggs)
+        # What stage two holds of this partition may differ from what was stored: behind it
+        # (partials go out on a timer), or ahead of it (a crash after a batch's outputs and before
+        # its state: stage two kept aggregates of keys that the batch, redelivered in other
+        # batches, may never touch again). The first handover is therefore whole: stage two
+        # replaces this partition's partials by it and forgets the ones it lacks.
+        partials.whole = True
         if p in self.states:  # loaded meanwhile (state() while this was paused)
             return
         self.states[p] = PartitionState(p, partials, tallies, stored_max_s=partials.max_event_s)
@@ -447,12 +450,18 @@ class CaseEngine:
         changes, self.changes = self.changes, []
         return changes
 
-    def partials(self) -> Iterator[tuple[int, float, dict[WindowKey, Any]]]:
-        """(partition, watermark, changed aggregates) of every owned partition that saw events."""
+    def partials(self) -> Iterator[tuple[int, float | None, dict[WindowKey, Any], bool]]:
+        """(partition, watermark, changed aggregates, whether they are all it holds) of every owned
+        partition that saw events or owes stage two a whole handover (watermark None: no event yet)."""
         for p, st in self.states.items():
-            if st.partials.max_event_s == float("-inf") or not self.store.owns(p):
+            if not self.store.owns(p):
                 continue
-            yield p, st.partials.watermark_s, st.partials.take_changed()
+            if st.partials.max_event_s == float("-inf"):
+                if st.partials.whole:
+                    st.partials.whole = False
+                    yield p, None, {}, True
+                continue
+            yield p, st.partials.watermark_s, *st.partials.take_changed()
 
     # -- housekeeping -------------------------------------------------------------------------
 

@@ -79,6 +79,22 @@ class Merger:
         merged.sources[source] = agg
         self.pending.add(key)
 
+    def withdraw(self, source: int, keep: set[str], horizon_s: float) -> list[WindowKey]:
+        """A *whole* handover from ``source``: forget its partials of every key it no longer holds
+        (not in ``keep``) whose window it would still keep (not past ``horizon_s``, its watermark
+        less the retention: older ones it dropped itself, and their records are final). Returns the
+        keys withdrawn; they are published again. Reads every key of this partition: once per
+        assignment of a source, never per event."""
+        gone = [
+            key
+            for key, merged in self.keys.items()
+            if source in merged.sources and key.text not in keep and key.end_s + _DAY >= horizon_s
+        ]
+        for key in gone:
+            del self.keys[key].sources[source]
+            self.pending.add(key)
+        return gone
+
     def watermark(self, source: int, watermark_s: float) -> bool:
         """Record a source's watermark; True if it moved."""
         if watermark_s > self.watermarks.get(source, float("-inf")):
@@ -202,13 +218,21 @@ class StageTwo:
         return dropped
 
     def on_partials(self, p: int, value: bytes) -> None:
-        """A bundle from one stage-one partition: its watermark and changed aggregates."""
+        """A bundle from one stage-one partition: its watermark and changed aggregates, or (``whole``,
+        once after the partition's state was loaded) every aggregate it holds of this partition's
+        keys: the partials it lacks are withdrawn."""
         msg: dict[str, Any] = orjson.loads(value)
         m = self.merger(p)
         src = int(msg["src"])
-        if msg.get("wm") is not None and m.watermark(src, float(msg["wm"])):
-            self.store.put(p, WM, str(src), repr(float(msg["wm"])).encode())
-        for text, doc in msg.get("aggs", {}).items():
+        wm = msg.get("wm")
+        if wm is not None and m.watermark(src, float(wm)):
+            self.store.put(p, WM, str(src), repr(float(wm)).encode())
+        aggs: dict[str, Any] = msg.get("aggs", {})
+        if msg.get("whole"):
+            horizon = float(wm) - self.retention_s if wm is not None else float("-inf")
+            for key in m.withdraw(src, set(aggs), horizon):
+                self.store.delete(p, PART, f"{src}|{key.text}")
+        for text, doc in aggs.items():
             key = WindowKey.parse(text)
             m.partial(key, src, aggregation_of(self.specs[key.indicator].kind, doc))
             self.store.put(p, PART, f"{src}|{text}", orjson.dumps(doc))

@@ -39,6 +39,9 @@ class Partials:
     aggs: dict[WindowKey, Aggregation] = field(default_factory=dict)
     changed: set[WindowKey] = field(default_factory=set)
     dirty: set[WindowKey] = field(default_factory=set)  # changed since last staged (to persist them)
+    whole: bool = False
+    """The next handover is to be *whole*: every aggregate this partition holds, so that stage two
+    forgets what it kept of this partition and the partition no longer has (see :meth:`take_changed`)."""
     max_event_s: float = float("-inf")
     _kinds: dict[str, tuple[float, type[Aggregation]]] = field(default_factory=dict)
 
@@ -111,8 +114,13 @@ class Partials:
             found = self._kinds[indicator] = (spec.grace_s, aggregation_type(spec.kind))
         return found
 
-    def take_changed(self) -> dict[WindowKey, Aggregation]:
-        """Aggregates changed since the last call (to hand to stage two)."""
-        out = {k: self.aggs[k] for k in self.changed if k in self.aggs}
+    def take_changed(self) -> tuple[dict[WindowKey, Aggregation], bool]:
+        """Aggregates changed since the last call (to hand to stage two), and whether they are the
+        whole of what this partition holds (once after its state was loaded)."""
+        if self.whole:
+            out, whole = dict(self.aggs), True
+            self.whole = False
+        else:
+            out, whole = {k: self.aggs[k] for k in self.changed if k in self.aggs}, False
         self.changed = set()
-        return out
+        return out, whole

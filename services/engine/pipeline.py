@@ -152,17 +152,19 @@ class Pipeline:
         stage-two partitions (whole aggregates: stage two replaces them). Nothing is sent when
         nothing changed: an unmoved watermark tells stage two nothing, and a steady trickle of
         empty bundles would keep the partials topic from ever being caught up."""
-        for p, watermark, changed in self.cases.partials():
+        for p, watermark, changed, whole in self.cases.partials():
             moved = watermark != self._sent_watermark.get(p)
-            if not moved and not changed:
+            if not moved and not changed and not whole:
                 continue
-            self._sent_watermark[p] = watermark
+            if watermark is not None:
+                self._sent_watermark[p] = watermark
             bundles: dict[int, dict[str, Any]] = {q: {} for q in range(self.partitions)}
             for key, agg in changed.items():
                 bundles[stage_two_partition(key, self.partitions)][key.text] = agg.to_json()
             for q, aggs in bundles.items():
-                if aggs or moved:
-                    value = orjson.dumps({"src": p, "wm": watermark, "aggs": aggs}, option=NON_STR_KEYS)
+                if aggs or moved or whole:
+                    msg = {"src": p, "wm": watermark, "aggs": aggs, **({"whole": True} if whole else {})}
+                    value = orjson.dumps(msg, option=NON_STR_KEYS)
                     self._outputs.append(Out(self.topics.partials, str(p).encode(), value, q, source=p))
 
     def publish(self) -> None:
