@@ -18,12 +18,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from services.tools.bench import (
+from services.tools.measure import (
     REPO,
-    _customs_records,
-    _prepare,
     bench_broker,
+    customs_records,
     interleaved,
+    prepare_topic,
     rates,
     save,
     timed_worker,
@@ -36,12 +36,12 @@ def _side(repo: Path, target: str, bootstrap: str, records: list[Any], log: Path
     """(events/s, CPU µs per event) of the worker at ``repo`` on ``records``, on a topic prefix of
     its own."""
     prefix = f"cmp{uuid.uuid4().hex[:8]}."
-    asyncio.run(_prepare(bootstrap, prefix + f"{target}.events.v1", 4, records))
+    asyncio.run(prepare_topic(bootstrap, prefix + f"{target}.events.v1", 4, records))
     return timed_worker(target, bootstrap, prefix, len(records), repo=repo, log=log)
 
 
 def run_compare(*, old: str, target: str, events: int, rounds: int, out: Path) -> dict[str, Any]:
-    records = _customs_records(events, 7, target)
+    records = customs_records(events, 7, target)
     with bench_broker("compare") as (bootstrap, kafka, home):
         worktree = home / "old"
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), old],

@@ -31,7 +31,7 @@ from services.gateway.credentials import new_key
 from services.registry import SOURCES
 from services.runtime.kafka_admin import TopicSpec, ensure_topics
 from services.runtime.security import kafka_client
-from services.tools.bench import _percentile, bench_broker, interleaved, rates, save
+from services.tools.measure import bench_broker, interleaved, percentile, rates, save
 
 __all__ = ["run_gateway_bench"]
 
@@ -187,6 +187,6 @@ def _rate_and_p99(
 ) -> Callable[[], tuple[float, float]]:
     def measure() -> tuple[float, float]:
         rate, latencies = asyncio.run(route())
-        return rate, _percentile(latencies, 0.99) or float("nan")
+        return rate, percentile(latencies, 0.99) or float("nan")
 
     return measure

@@ -12,6 +12,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.devstack.probe import web_ready
+from services.tools.measure import customs_records, start_worker
 from services.tools.simulate import Record
 
 __all__ = ["latency_run"]
@@ -54,9 +55,8 @@ async def _latency(bootstrap: str, prefix: str, rate: float, seconds: float, see
     dims = (("customs_code", "9999"), ("ie_flag", "E"), ("transport_mode", "5"))
     key = WindowKey("customs.release_time", "PT1H", hour, dims).text
     from services.runtime.security import kafka_client
-    from services.tools.bench import _customs_records
 
-    load = _customs_records(int(rate * seconds) + 1, seed)
+    load = customs_records(int(rate * seconds) + 1, seed)
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
     producer = AIOKafkaProducer(**kafka_client(bootstrap), linger_ms=5)
@@ -111,9 +111,8 @@ async def _latency(bootstrap: str, prefix: str, rate: float, seconds: float, see
 
 def latency_run(bootstrap: str, partitions: int, rate: float, seconds: float, seed: int) -> list[float]:
     prefix = f"bench{uuid.uuid4().hex[:8]}."
-    from services.tools.bench import _start_worker
 
-    proc, port = _start_worker(bootstrap, prefix, partitions, "customs")
+    proc, port = start_worker(bootstrap, prefix, partitions, "customs")
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not web_ready(port):

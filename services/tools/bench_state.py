@@ -39,7 +39,7 @@ from services.devstack.probe import web_get
 from services.devstack.process import free_port
 from services.runtime.dedup import DEDUP_KIND, Chunk
 from services.runtime.security import kafka_client
-from services.tools.bench import REPO, bench_broker, save
+from services.tools.measure import REPO, bench_broker, save
 
 __all__ = ["run_state_bench"]
 
