@@ -18,7 +18,7 @@ from services.cbec.events import ListDeclared, ListStatus, OrderDeclared, Paymen
 from services.contract.envelope import Event
 from services.engine.domain import Case
 from services.engine.registers import EarliestWins, Milestones
-from services.engine.windows import Contribution, IndicatorSpec
+from services.engine.windows import Contribution, IndicatorSpec, Observed
 
 __all__ = ["INDICATORS", "MODES", "Listing", "Order", "OrderDoc", "exception_of", "match_result"]
 
@@ -27,7 +27,10 @@ MODES = frozenset({"9610", "1210", "9710", "9810", UNKNOWN})
 IE_FLAGS = frozenset({"I", "E", UNKNOWN})
 INDICATORS = (
     IndicatorSpec("cbec.release_time", "seconds", "duration", ("supervision_mode", "ie_flag"),
-                  labels={"supervision_mode": MODES, "ie_flag": IE_FLAGS}, milestone="s800"),
+                  labels={"supervision_mode": MODES, "ie_flag": IE_FLAGS}, milestone="s800",
+                  histogram=Observed("tradepulse_cbec_release_seconds",
+                                     "List accepted (120) to released (800), when first known.",
+                                     (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400))),
     IndicatorSpec("cbec.doc_match_rate", "ratio", "ratio", ("supervision_mode", "ie_flag"),
                   labels={"supervision_mode": MODES, "ie_flag": IE_FLAGS}),
 )  # fmt: skip

@@ -6,17 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 from services.cbec.lifecycle import MODES, Order, exception_of, match_result
 from services.engine.domain import EngineSettings
 from services.engine.metrics import Backlog
 from services.engine.windows import Contribution
 
-RELEASE_SECONDS = Histogram(
-    "tradepulse_cbec_release_seconds", "List accepted (120) to released (800), when first known.",
-    ["supervision_mode", "ie_flag"], buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400),
-)  # fmt: skip
 DOC_MATCH = Counter(
     "tradepulse_cbec_doc_match_total",
     "Three-document match at the list's first customs decision, by result (match or the reason).",
@@ -46,11 +42,7 @@ class CbecMetrics(Backlog):
         assert isinstance(after, Order)
         mode = after.group
         for c in added:
-            if c.indicator == "cbec.release_time":
-                RELEASE_SECONDS.labels(supervision_mode=mode, ie_flag=after.ie_flag or "unknown").observe(
-                    c.value
-                )
-            elif c.indicator == "cbec.doc_match_rate":
+            if c.indicator == "cbec.doc_match_rate":
                 DOC_MATCH.labels(supervision_mode=mode, result=match_result(after) or "unknown").inc()
         for name in after.milestones.keys() - before.milestones.keys():
             if name.startswith("s") and (exception := exception_of(int(name[1:]))) is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from services.cips.events import CATALOG
 from services.cips.lifecycle import INDICATORS, Payment
 from services.cips.metrics import CipsMetrics
-from services.cips.settings import CipsSettings
 from services.engine.domain import Domain, by_subject
 
 DOMAIN = Domain(
@@ -15,7 +14,6 @@ DOMAIN = Domain(
     kinds={"payment": Payment},
     route=by_subject("payment"),
     indicators=INDICATORS,
-    settings=CipsSettings,
     port=6063,
     observer=CipsMetrics,
     contributor="debtor_agent",

@@ -15,7 +15,7 @@ from services.cips.events import PaymentInitiated
 from services.contract.envelope import Event
 from services.engine.domain import Case
 from services.engine.registers import EarliestWins, Milestones
-from services.engine.windows import Contribution, IndicatorSpec
+from services.engine.windows import Contribution, IndicatorSpec, Observed
 
 __all__ = ["FSB_TARGET_S", "INDICATORS", "Initiation", "Payment"]
 
@@ -26,7 +26,12 @@ PURPOSES = frozenset({"goods", "services", "capital", "other", UNKNOWN})
 
 INDICATORS = (
     IndicatorSpec("cips.credit_time", "seconds", "duration", ("msg_type", "purpose"),
-                  labels={"msg_type": MSG_TYPES, "purpose": PURPOSES}, milestone="credited"),
+                  labels={"msg_type": MSG_TYPES, "purpose": PURPOSES}, milestone="credited",
+                  histogram=Observed("tradepulse_cips_credit_seconds",
+                                     "Initiation to beneficiary credit, when first known.",
+                                     (10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800,
+                                      259200),
+                                     labels=("msg_type",))),
     IndicatorSpec("cips.credited_within_1h", "ratio", "ratio", ("msg_type",), labels={"msg_type": MSG_TYPES},
                   milestone="credited"),
     IndicatorSpec("cips.settled_value", "cny", "amount", ("msg_type", "purpose"),

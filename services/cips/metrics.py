@@ -14,12 +14,6 @@ from services.engine.domain import EngineSettings
 from services.engine.metrics import Backlog
 from services.engine.windows import Contribution
 
-SPEED_BUCKETS_S = (10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 259200)
-
-CREDIT_SECONDS = Histogram(
-    "tradepulse_cips_credit_seconds", "Initiation to beneficiary credit, when first known.", ["msg_type"],
-    buckets=SPEED_BUCKETS_S,
-)  # fmt: skip
 SETTLEMENT_SECONDS = Histogram(
     "tradepulse_cips_settlement_seconds", "The CIPS leg: submitted to settled.", ["msg_type"],
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
@@ -47,9 +41,7 @@ class CipsMetrics(Backlog):
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         assert isinstance(after, Payment)
         for c in added:
-            if c.indicator == "cips.credit_time":
-                CREDIT_SECONDS.labels(msg_type=after.msg_type).observe(c.value)
-            elif c.indicator == "cips.settled_value":
+            if c.indicator == "cips.settled_value":
                 SETTLED_CNY.labels(msg_type=after.msg_type, purpose=after.purpose).inc(
                     float(Decimal(c.amount))
                 )

@@ -20,7 +20,7 @@ from services.contract.envelope import Event
 from services.customs.events import DeclarationLodged, InspectionCompleted, RiskDecided, TransportArrived
 from services.engine.domain import NO_MESSAGES, Case, Message
 from services.engine.registers import EarliestWins, Milestones, evolve
-from services.engine.windows import Contribution, IndicatorSpec
+from services.engine.windows import Contribution, IndicatorSpec, Observed
 
 __all__ = [
     "INDICATORS",
@@ -57,10 +57,20 @@ INDICATORS = (
         "customs.release_time", "seconds", "duration", ("ie_flag", "customs_code", "transport_mode"),
         labels={"ie_flag": IE_FLAGS, "customs_code": CUSTOMS_CODES, "transport_mode": TRANSPORT_MODES},
         milestone="released",
+        histogram=Observed(
+            "tradepulse_customs_release_seconds",
+            "Release time of declarations (arrival or lodging to release), when first known.",
+            (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 345600, 604800),
+        ),
     ),
     IndicatorSpec(
         "customs.stage_time", "seconds", "duration", ("stage", "ie_flag"),
         labels={"stage": frozenset(STAGES), "ie_flag": IE_FLAGS},
+        histogram=Observed(
+            "tradepulse_customs_stage_seconds",
+            "Duration of each clearance stage (WCO TRS), when first known.",
+            (1, 10, 60, 300, 900, 3600, 7200, 14400, 43200, 86400, 172800, 345600, 604800),
+        ),
     ),
     IndicatorSpec(
         "customs.inspection_rate", "ratio", "ratio", ("ie_flag", "credit_class"),

@@ -1,7 +1,7 @@
-"""Customs metrics (docs/contract.md section 5): an observer of the engine's changes.
-
-The histograms observe each measure once, when it is first known (processing time): operational
-views. The indicator values in event time are the ``tradepulse_indicator_customs_*`` gauges.
+"""Customs metrics (docs/contract.md section 5) that no indicator spec describes: an observer of
+the engine's changes. The duration histograms are declared with the indicators (lifecycle.py) and
+kept by the engine; the indicator values in event time are the ``tradepulse_indicator_customs_*``
+gauges.
 """
 
 from __future__ import annotations
@@ -10,28 +10,13 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
-from services.customs.lifecycle import CREDIT_CLASSES, CUSTOMS_CODES, STAGES, TRANSPORT_MODES, Declaration
+from services.customs.lifecycle import CREDIT_CLASSES, Declaration
 from services.customs.settings import CustomsSettings
 from services.engine.metrics import Backlog, label_or_other
 from services.engine.windows import Contribution
 
-RELEASE_BUCKETS_S = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 345600, 604800)
-STAGE_BUCKETS_S = (1, 10, 60, 300, 900, 3600, 7200, 14400, 43200, 86400, 172800, 345600, 604800)
-
-RELEASE_SECONDS = Histogram(
-    "tradepulse_customs_release_seconds",
-    "Release time of declarations (arrival or lodging to release), when first known.",
-    ["ie_flag", "customs_code", "transport_mode"],
-    buckets=RELEASE_BUCKETS_S,
-)
-STAGE_SECONDS = Histogram(
-    "tradepulse_customs_stage_seconds",
-    "Duration of each clearance stage (WCO TRS), when first known.",
-    ["stage", "ie_flag"],
-    buckets=STAGE_BUCKETS_S,
-)
 RISK_DECISIONS = Counter(
     "tradepulse_customs_risk_decisions_total",
     "First risk decision of each declaration, by channel.",
@@ -53,20 +38,6 @@ RELEASE_P90_THRESHOLD = Gauge(
 )
 
 
-@lru_cache(maxsize=4096)
-def _release(ie_flag: str, customs_code: str, transport_mode: str) -> Any:
-    return RELEASE_SECONDS.labels(
-        ie_flag=ie_flag,
-        customs_code=label_or_other(customs_code, CUSTOMS_CODES),
-        transport_mode=label_or_other(transport_mode, TRANSPORT_MODES),
-    )
-
-
-@lru_cache(maxsize=256)
-def _stage(stage: str, ie_flag: str) -> Any:
-    return STAGE_SECONDS.labels(stage=label_or_other(stage, frozenset(STAGES)), ie_flag=ie_flag)
-
-
 @lru_cache(maxsize=256)
 def _risk(ie_flag: str, credit_class: str, channel: str) -> Any:
     return RISK_DECISIONS.labels(
@@ -82,12 +53,6 @@ class CustomsMetrics(Backlog):
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         if not isinstance(after, Declaration):
             return
-        for c in added:
-            dims = dict(c.dims)
-            if c.indicator == "customs.release_time":
-                _release(dims["ie_flag"], dims["customs_code"], dims["transport_mode"]).observe(c.value)
-            elif c.indicator == "customs.stage_time":
-                _stage(dims["stage"], dims["ie_flag"]).observe(c.value)
         if after.channel is not before.channel and not before.channel.known:
             lodging = after.lodging.value
             credit = lodging.credit_class if lodging else "unknown"

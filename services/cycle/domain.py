@@ -8,12 +8,11 @@ from __future__ import annotations
 from services.cycle.events import CATALOG, INPUTS
 from services.cycle.lifecycle import INDICATORS, Credited, Entry, Issued, Payment, Refund, route
 from services.cycle.metrics import CycleMetrics
-from services.cycle.settings import CycleSettings
-from services.engine.domain import Domain
+from services.engine.domain import Domain, EngineSettings
 from services.workdays import WorkdayCalendar, WorkdaySettings
 
 
-def context(settings: CycleSettings) -> WorkdayCalendar:
+def context(settings: EngineSettings) -> WorkdayCalendar:
     return WorkdaySettings().calendar()
 
 
@@ -29,7 +28,14 @@ DOMAIN = Domain(
     kinds={"entry": Entry, "payment": Payment, "refund": Refund},
     route=route,
     indicators=INDICATORS,
-    settings=CycleSettings,
+    # A cycle spans agencies and months (payment terms, refund filings): a window stays correctable
+    # for half a year, and an entry whose cycle never completes is kept 400 days.
+    defaults={
+        "grace_s": 86400.0,
+        "out_of_orderness_s": 3600.0,
+        "window_retention_s": 180 * 86400.0,
+        "case_expiry_s": 400 * 86400.0,
+    },
     port=6065,
     messages=(Credited, Issued),
     context=context,

@@ -22,7 +22,7 @@ from services.contract.envelope import Event
 from services.cycle.events import CaseUpdate
 from services.engine.domain import NO_MESSAGES, Case, Message
 from services.engine.registers import EarliestWins, evolve
-from services.engine.windows import Contribution, IndicatorSpec
+from services.engine.windows import Contribution, IndicatorSpec, Observed
 from services.workdays import CalendarUnknown, WorkdayCalendar, local_date
 
 __all__ = ["INDICATORS", "Credited", "Entry", "Issued", "Naming", "Payment", "Refund", "route"]
@@ -30,14 +30,22 @@ __all__ = ["INDICATORS", "Credited", "Entry", "Issued", "Naming", "Payment", "Re
 UNKNOWN = "unknown"
 CUSTOMS_CODES = frozenset({"5130", "5141", "5165", "5201", "5208", UNKNOWN})
 CATEGORIES = frozenset({"1", "2", "3", "4", UNKNOWN})
+DAY = 86400.0
 
 INDICATORS = (
     IndicatorSpec("cycle.export_to_cash", "seconds", "duration", ("customs_code",),
-                  labels={"customs_code": CUSTOMS_CODES}),
+                  labels={"customs_code": CUSTOMS_CODES},
+                  histogram=Observed("tradepulse_cycle_export_to_cash_seconds",
+                                     "Export release to the earliest linked goods credit.",
+                                     tuple(d * DAY for d in (1 / 24, 0.25, 1, 2, 5, 10, 20, 30, 60, 90)))),
     IndicatorSpec("cycle.prepaid_rate", "ratio", "ratio", ("customs_code",),
                   labels={"customs_code": CUSTOMS_CODES}),
     IndicatorSpec("cycle.export_to_refund", "working_days", "duration", ("mgmt_category",),
-                  labels={"mgmt_category": CATEGORIES}),
+                  labels={"mgmt_category": CATEGORIES},
+                  histogram=Observed("tradepulse_cycle_export_to_refund_workdays",
+                                     "Export release date to the earliest linked refund's issue date, "
+                                     "in working days.",
+                                     (5, 10, 15, 20, 30, 40, 60, 90, 120))),
 )  # fmt: skip
 
 

@@ -1,34 +1,21 @@
-"""Export cycle metrics: operational histograms of the two durations (the dashboard's KPI panels
-read the indicator gauges), entries completed and dropped, the open backlog; an observer of the
-engine's changes."""
+"""Export cycle metrics no indicator spec describes: entries completed and dropped, the open
+backlog, the calendar; an observer of the engine's changes. (The histograms of the two durations
+are declared with the indicators, lifecycle.py, and kept by the engine.)"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
-from services.cycle.lifecycle import CATEGORIES, CUSTOMS_CODES, Entry
+from services.cycle.lifecycle import Entry
 from services.engine.domain import EngineSettings, Observer
-from services.engine.metrics import label_or_other
 from services.engine.windows import Contribution
 from services.workdays import CalendarWatch, WorkdaySettings
 
 DAY = 86400.0
 
-CASH_SECONDS = Histogram(
-    "tradepulse_cycle_export_to_cash_seconds",
-    "Export release to the earliest linked goods credit.",
-    ["customs_code"],
-    buckets=tuple(d * DAY for d in (1 / 24, 0.25, 1, 2, 5, 10, 20, 30, 60, 90)),
-)
-REFUND_WORKDAYS = Histogram(
-    "tradepulse_cycle_export_to_refund_workdays",
-    "Export release date to the earliest linked refund's issue date, in working days.",
-    ["mgmt_category"],
-    buckets=(5, 10, 15, 20, 30, 40, 60, 90, 120),
-)
 ENTRIES = Counter(
     "tradepulse_cycle_entries_total",
     "Export entries by how their cycle ended: completed (cash and refund known) or expired (past the "
@@ -49,13 +36,6 @@ class CycleMetrics(Observer):
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         if not isinstance(after, Entry):
             return
-        for c in added:
-            if c.indicator == "cycle.export_to_cash":
-                code = label_or_other(after.customs_code, CUSTOMS_CODES)
-                CASH_SECONDS.labels(customs_code=code).observe(c.value)
-            elif c.indicator == "cycle.export_to_refund":
-                category = label_or_other(c.dims[0][1], CATEGORIES)
-                REFUND_WORKDAYS.labels(mgmt_category=category).observe(c.value)
         if after.completed and not before.completed:
             ENTRIES.labels(outcome="completed").inc()
 

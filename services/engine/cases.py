@@ -38,6 +38,7 @@ import orjson
 
 from services.engine.aggregations import aggregation_of
 from services.engine.domain import NO_MESSAGES, Case, Domain, EngineSettings, Message, Observer
+from services.engine.metrics import MeasureHistograms
 from services.engine.partials import Applied, Partials
 from services.engine.registers import from_json, to_json
 from services.engine.state import StateStore
@@ -168,6 +169,7 @@ class CaseEngine:
                              for k, c in self.kinds.items()}  # fmt: skip
         self.primary = self.domain.primary
         self.specs: dict[str, IndicatorSpec] = self.domain.specs(self.settings)
+        self.measured = MeasureHistograms(self.specs)
         self.states: dict[int, PartitionState] = {}
         self.cache = CaseCache(self.cache_cases)
         self.changes: list[Change] = []  # of the domain's own cases, since the last stage()
@@ -329,6 +331,7 @@ class CaseEngine:
         self._retally(st, kind, entry)
         if kind == self.primary:
             self.changes.append(Change(st.partition, key, entry))
+        self.measured.observe(added)
         self.observer.changed(kind, before, after, added)
         return after.messages(before)
 
@@ -584,6 +587,7 @@ class CaseEngine:
                     self.late_events(late)
                 known = {(c.indicator, c.dims) for c in old}
                 added = [c for c in new if (c.indicator, c.dims) not in known]
+                self.measured.observe(added)
                 self.observer.changed(kind, entry.case, entry.case, added)
             entry.revision += 1
             if kind == self.primary:

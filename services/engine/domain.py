@@ -164,8 +164,9 @@ class Observer:
 
 
 class EngineSettings(BaseSettings):
-    """Settings of the engine, per domain: each domain subclasses it with its prefix
-    (``TRADEPULSE_CUSTOMS_``, ...) and its defaults, in one place."""
+    """Settings of the engine, per domain. A domain's :class:`Domain` value derives the class it
+    reads (:func:`domain_settings`): prefix ``TRADEPULSE_<NAME>_`` from its name, its own defaults.
+    A domain with settings of its own subclasses this and names the subclass in its ``Domain``."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
@@ -180,6 +181,31 @@ class EngineSettings(BaseSettings):
     window_retention_s: Annotated[float, Field(gt=0)] = 35 * 86400.0
     case_expiry_s: Annotated[float, Field(gt=0)] = 90 * 86400.0
     housekeeping_interval_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+def domain_settings(
+    name: str, base: type[EngineSettings], defaults: Mapping[str, Any]
+) -> type[EngineSettings]:
+    """``base`` read from the environment with the prefix ``TRADEPULSE_<NAME>_``, its defaults
+    replaced by ``defaults`` (each keeps its field's type and bounds)."""
+    unknown = sorted(set(defaults) - set(base.model_fields))
+    if unknown:
+        msg = f"{name}: defaults for settings that do not exist: {unknown}"
+        raise TypeError(msg)
+    annotations = {}
+    for key in defaults:
+        info = base.model_fields[key]
+        annotations[key] = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    namespace: dict[str, Any] = {
+        "__module__": base.__module__,
+        "__qualname__": f"{name.title()}Settings",
+        "__annotations__": annotations,
+        "model_config": SettingsConfigDict(
+            env_prefix=f"TRADEPULSE_{name.upper()}_", extra="ignore", frozen=True
+        ),
+        **defaults,
+    }
+    return type(f"{name.title()}Settings", (base,), namespace)
 
 
 def _no_context(settings: Any) -> None:
@@ -218,8 +244,11 @@ class Domain:
     kinds: Mapping[str, type[Case]]
     route: Callable[[Event], tuple[str, str] | None]
     indicators: Sequence[IndicatorSpec]
-    settings: type[EngineSettings]
     port: int
+    settings: type[EngineSettings] = EngineSettings
+    """Replaced, when the value is made, by the class the domain reads (:func:`domain_settings`)."""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    """The domain's own defaults of its settings (how long its cases are kept, say)."""
     messages: Sequence[type] = ()
     context: Callable[[Any], Any] = _no_context
     observer: Callable[[Any], Observer] = field(default=lambda settings: Observer())
@@ -232,6 +261,9 @@ class Domain:
     contributor: str = ""
     """The case attribute naming whom a case is about (an enterprise, bank or platform): the unit
     the cross-border release's disclosure control protects (docs/contract.md section 8)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", domain_settings(self.name, self.settings, self.defaults))
 
     @property
     def topic(self) -> str:

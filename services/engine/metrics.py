@@ -15,13 +15,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.contract.records import IndicatorWindow
 from services.engine.domain import Observer
-from services.engine.windows import Dims, IndicatorSpec, WindowKey
+from services.engine.windows import Contribution, Dims, IndicatorSpec, Observed, WindowKey
 
-__all__ = ["INDICATOR_RECORDS", "LATE_EVENTS", "Backlog", "IndicatorGauges", "gauge_name", "label_or_other"]
+__all__ = [
+    "INDICATOR_RECORDS", "LATE_EVENTS", "Backlog", "IndicatorGauges", "MeasureHistograms", "gauge_name",
+    "label_or_other",
+]  # fmt: skip
 
 LATE_EVENTS = Counter(
     "tradepulse_late_events_total", "Events that reached a window after it was final.", ["topic"]
@@ -44,6 +47,8 @@ STATS = {
 }
 ROLLUP = "all"
 _GAUGES: dict[str, Gauge] = {}  # one per indicator per process (engines come and go in tests)
+_HISTOGRAMS: dict[str, Histogram] = {}
+UNKNOWN = "unknown"  # a dimension the case does not know yet: a label value of its own
 
 
 def label_or_other(value: str, allowed: frozenset[str]) -> str:
@@ -69,6 +74,51 @@ class Backlog(Observer):
         if kind == self._kind:
             for group, gauge in self._open.items():
                 gauge.set(by_group.get(group, 0))
+
+
+class MeasureHistograms:
+    """The histograms the indicator specs declare (:class:`Observed`), each measure observed once,
+    when a case first contributes it: the engine keeps them, so a domain declares a duration's
+    histogram with its indicator instead of in a metrics module of its own."""
+
+    def __init__(self, specs: Mapping[str, IndicatorSpec]) -> None:
+        self._specs: dict[str, tuple[IndicatorSpec, tuple[str, ...], Histogram]] = {}
+        for name, spec in specs.items():
+            if (observed := spec.histogram) is not None:
+                labels = observed.labels if observed.labels is not None else spec.dimensions
+                self._specs[name] = (spec, labels, _histogram(observed, labels))
+        self._children: dict[tuple[str, Dims], Any] = {}
+
+    def observe(self, added: Iterable[Contribution]) -> None:
+        for c in added:
+            child = self._children.get((c.indicator, c.dims))
+            if child is None:
+                if c.indicator not in self._specs:
+                    continue
+                child = self._child(c.indicator, c.dims)
+            child.observe(c.value)
+
+    def _child(self, indicator: str, dims: Dims) -> Any:
+        spec, names, histogram = self._specs[indicator]
+        values = dict(dims)
+        labels = []
+        for name in names:
+            value, allowed = values.get(name, UNKNOWN), spec.labels.get(name)
+            labels.append(value if allowed is None or value in allowed or value == UNKNOWN else "other")
+        child = histogram.labels(*labels)
+        if len(self._children) < 4096:  # dimension values past the label sets: not all cached
+            self._children[(indicator, dims)] = child
+        return child
+
+
+def _histogram(observed: Observed, labels: tuple[str, ...]) -> Histogram:
+    """One per name per process (engines come and go in tests)."""
+    found = _HISTOGRAMS.get(observed.name)
+    if found is None:
+        found = _HISTOGRAMS[observed.name] = Histogram(
+            observed.name, observed.help, list(labels), buckets=observed.buckets
+        )
+    return found
 
 
 def gauge_name(spec: IndicatorSpec) -> str:

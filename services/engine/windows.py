@@ -22,6 +22,7 @@ __all__ = [
     "Dims",
     "IndicatorSpec",
     "Kind",
+    "Observed",
     "Unit",
     "WindowKey",
     "measure_name",
@@ -35,6 +36,20 @@ _OFFSET_S = 8 * 3600
 Kind = Literal["duration", "ratio", "amount"]
 Unit = Literal["seconds", "working_days", "ratio", "cny", "count"]
 Dims = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """A Prometheus histogram of an indicator's measures, each observed once, when first known
+    (processing time: an operational view beside the event-time gauges). Declared with the
+    indicator, kept by the engine (services.engine.metrics.MeasureHistograms)."""
+
+    name: str
+    help: str
+    buckets: tuple[float, ...]
+    labels: tuple[str, ...] | None = None
+    """The dimensions it is labelled by (default: all); values outside the indicator's label
+    sets become ``other``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +69,7 @@ class IndicatorSpec:
     milestone: str = ""
     """The milestone whose time places a case in its window, when one does: what lets a reader of
     the case topics (the cross-border release) put a case's measure in its window."""
+    histogram: Observed | None = None
 
 
 class Contribution(NamedTuple):

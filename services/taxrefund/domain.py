@@ -26,6 +26,13 @@ DOMAIN = Domain(
     route=by_subject("refund"),
     indicators=INDICATORS,
     settings=TaxrefundSettings,
+    # refunds take days to weeks and are flagged for months
+    defaults={
+        "grace_s": 86400.0,
+        "out_of_orderness_s": 3600.0,
+        "case_expiry_s": 180 * 86400.0,
+        "window_retention_s": 180 * 86400.0,
+    },
     port=6062,
     context=context,
     observer=observer,

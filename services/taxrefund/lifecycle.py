@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from services.contract.envelope import Event
 from services.engine.domain import Case
 from services.engine.registers import EarliestWins, Milestones
-from services.engine.windows import Contribution, IndicatorSpec
+from services.engine.windows import Contribution, IndicatorSpec, Observed
 from services.taxrefund.events import RefundDeclared
 from services.workdays import CalendarUnknown, WorkdayCalendar, local_date
 
@@ -36,7 +36,10 @@ CATEGORIES = frozenset({"1", "2", "3", "4", UNKNOWN})
 
 INDICATORS = (
     IndicatorSpec("taxrefund.processing_time", "working_days", "duration", ("mgmt_category",),
-                  grace_s=86400.0, labels={"mgmt_category": CATEGORIES}, milestone="issued"),
+                  grace_s=86400.0, labels={"mgmt_category": CATEGORIES}, milestone="issued",
+                  histogram=Observed("tradepulse_taxrefund_processing_workdays",
+                                     "Working days from acceptance to treasury issue, when first known.",
+                                     (1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 45, 60, 90))),
     IndicatorSpec("taxrefund.within_limit", "ratio", "ratio", ("mgmt_category",),
                   grace_s=86400.0, labels={"mgmt_category": CATEGORIES}, milestone="issued"),
 )  # fmt: skip

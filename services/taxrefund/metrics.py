@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 from services.engine.metrics import Backlog
 from services.engine.windows import Contribution
@@ -18,12 +18,6 @@ from services.workdays import CalendarUnknown, CalendarWatch
 
 AGE_BUCKETS = ((2, "0-2"), (5, "3-5"), (10, "6-10"), (20, "11-20"), (10**9, "21+"))
 
-PROCESSING_WORKDAYS = Histogram(
-    "tradepulse_taxrefund_processing_workdays",
-    "Working days from acceptance to treasury issue, when first known.",
-    ["mgmt_category"],
-    buckets=(1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 45, 60, 90),
-)
 ISSUED = Counter(
     "tradepulse_taxrefund_issued_total",
     "Refunds issued, by whether a normal refund met its category's limit (flagged: not normal).",
@@ -72,7 +66,6 @@ class RefundMetrics(Backlog):
         for c in added:
             if c.indicator != "taxrefund.processing_time":
                 continue
-            PROCESSING_WORKDAYS.labels(mgmt_category=after.group).observe(c.value)
             if "flagged" in after.milestones:
                 within = "flagged"
             elif (category := after.category) is not None and category in self.context.limits:

@@ -14,7 +14,6 @@ from prometheus_client import REGISTRY
 
 from services.cbec.domain import DOMAIN
 from services.cbec.lifecycle import Listing, Order, OrderDoc, exception_of, match_result
-from services.cbec.settings import CbecSettings
 from services.cbec.simulator import simulate
 from services.engine.registers import EarliestWins, Milestones
 from tests.batch_cbec import batch
@@ -60,7 +59,7 @@ def test_pipeline_in_any_order_equals_the_batch_computation(seed: int, rnd: rand
     shuffled = events + [rnd.choice(events) for _ in range(3)]
     rnd.shuffle(shuffled)
     # shuffled over a month (returns come weeks later): keep every window for the comparison
-    got = Wiring(DOMAIN, settings=CbecSettings(window_retention_s=90 * 86400.0)).run(shuffled)
+    got = Wiring(DOMAIN, settings=DOMAIN.settings(window_retention_s=90 * 86400.0)).run(shuffled)
     assert compare(batch(events), got) == []
 
 

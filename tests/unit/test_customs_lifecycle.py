@@ -17,7 +17,6 @@ from prometheus_client import REGISTRY
 from services.customs.domain import DOMAIN
 from services.customs.events import CATALOG
 from services.customs.lifecycle import Arrived, Bill, Declaration, Named
-from services.customs.settings import CustomsSettings
 from services.customs.simulator import lifecycle, simulate
 from services.engine.domain import Message
 from services.engine.registers import evolve, from_json, to_json
@@ -151,7 +150,7 @@ def test_unfinished_declarations_expire_into_a_counter() -> None:
     later_data = {**data, "entry_id": "514120250000000010"}
     later = {**stuck, "id": "later", "subject": later_data["entry_id"], "time": "2025-07-01T08:00:00+08:00",
              "data": later_data}  # fmt: skip
-    w = Wiring(DOMAIN, partitions=1, settings=CustomsSettings(case_expiry_s=90 * 86400))
+    w = Wiring(DOMAIN, partitions=1, settings=DOMAIN.settings(case_expiry_s=90 * 86400))
     before = expired()
     w.run([stuck, later])
     asyncio.run(w.tick(w.pipeline.housekeeping))

@@ -229,6 +229,31 @@ def test_a_case_the_engine_dropped_takes_no_more_events_also_after_a_restart() -
     assert [o.key for o in store.written[written:] if o.topic == TOPICS.cases] == [b"fresh"]
 
 
+def test_a_histogram_declared_with_an_indicator_observes_each_measure_once() -> None:
+    """Declared in the spec, kept by the engine: observed when a case first contributes, again only
+    when a correction changes the measure's dimensions; values outside the label set are other."""
+    from dataclasses import replace
+
+    from services.engine.windows import Observed
+
+    observed = Observed("tradepulse_toy_delivery_seconds", "Toy delivery time.", (600, 3600, 7200))
+    specs = tuple(
+        replace(s, histogram=observed) if s.name == "toy.delivery_time" else s for s in TOY.indicators
+    )
+    w = Wiring(replace(TOY, indicators=specs))
+
+    def count(depot: str) -> float:
+        return REGISTRY.get_sample_value(f"{observed.name}_count", {"depot": depot}) or 0.0
+
+    before = {d: count(d) for d in ("north", "south", "other")}
+    w.run([event("toy.parcel.sent", "h1", "2025-03-01T08:00:00+08:00", 1, depot="north"),
+           event("toy.parcel.delivered", "h1", "2025-03-01T08:40:00+08:00", 2),
+           event("toy.parcel.delivered", "h1", "2025-03-01T08:50:00+08:00", 3),  # later: no change
+           event("toy.parcel.sent", "h2", "2025-03-01T08:00:00+08:00", 1, depot="west"),
+           event("toy.parcel.delivered", "h2", "2025-03-01T09:00:00+08:00", 2)])  # fmt: skip
+    assert {d: count(d) - before[d] for d in before} == {"north": 1, "south": 0, "other": 1}
+
+
 def test_gauges_show_the_numbers_of_the_records() -> None:
     w = Wiring(TOY)
     latest = w.run(_corpus())
