@@ -227,6 +227,26 @@ def cmd_chart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from services.tools import generate
+
+    try:
+        if args.check:
+            drift = generate.check()
+            if drift:
+                print("these files differ from what the code generates; run `tradepulse generate`:\n  "
+                      + "\n  ".join(drift), file=sys.stderr)  # fmt: skip
+                return 1
+            print("the generated files and regions match the code")
+            return 0
+        written = generate.write()
+    except ValueError as exc:  # a region's marker is gone
+        print(f"tradepulse generate: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(written)} files" + "".join(f"\n  {w}" for w in written))
+    return 0
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     from services.release.service import ReleaseSettings, run_release
     from services.runtime.logs import logging_config
@@ -435,6 +455,14 @@ def parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", help="the YAML file of TRADEPULSE_WORKDAYS_FILE (docs/calendar.md)")
     check.set_defaults(func=cmd_calendar)
+
+    gen = sub.add_parser(
+        "generate",
+        help="write every file that lists domains (compose, scrape config, secure set-up, dashboards, "
+        "the chart's files, README sample) from services/registry.py",
+    )
+    gen.add_argument("--check", action="store_true", help="exit 1 when a committed file differs")
+    gen.set_defaults(func=cmd_generate)
 
     ch = sub.add_parser("chart", help="the generated files of the Helm chart (deploy/helm/tradepulse/files)")
     ch_sub = ch.add_subparsers(dest="action", required=True)

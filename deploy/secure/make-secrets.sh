@@ -21,7 +21,10 @@ openssl x509 -req -in kafka.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 8
 openssl pkcs8 -topk8 -nocrypt -in kafka.key -out kafka-key.pem
 cat kafka-key.pem kafka.crt ca.pem > kafka-keystore.pem
 rm -f kafka.csr kafka.ext kafka.key kafka-key.pem ca.srl
-for who in customs taxrefund cips cbec cycle history release gateway producer; do
+# >>> generated: principals
+principals='customs taxrefund cips cbec cycle release history gateway producer'
+# <<< generated: principals
+for who in $principals; do
     openssl rand -hex 24 > "kafka_${who}_password"
 done
 openssl rand -hex 24 > postgres_password

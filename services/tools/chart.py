@@ -19,7 +19,7 @@ from services.registry import DOMAINS
 from services.release.service import PORT as RELEASE_PORT
 from services.runtime.settings import Settings
 from services.runtime.worker import app_id, worker_topics
-from services.tools.acls import PROCESSES, release_topic_specs, strimzi_acls
+from services.tools.acls import processes, release_topic_specs, strimzi_acls
 from services.tools.history import PORT as HISTORY_PORT
 
 __all__ = ["CHART", "check", "files", "write"]
@@ -62,7 +62,7 @@ def registry() -> dict[str, Any]:
             topics.setdefault(spec.name, _topic(spec))
     for spec in release_topic_specs(settings):
         topics.setdefault(spec.name, _topic(spec))
-    users = {process: strimzi_acls(process, settings) for process in PROCESSES}
+    users = {process: strimzi_acls(process, settings) for process in processes()}
     return {"services": services, "gateway": {"port": GATEWAY_PORT}, "topics": list(topics.values()),
             "users": users}  # fmt: skip
 

@@ -201,15 +201,11 @@ def test_the_secured_broker_is_configured_like_the_tests_secured_broker() -> Non
 
 
 def test_the_set_up_script_grants_what_the_code_checks() -> None:
-    from services.tools.acls import setup_script
+    from services.tools.generate import secure_setup
 
-    compose = Settings.model_validate(
-        {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "topic_partitions": 8, "create_topics": False}
-    )
-    assert int(COMPOSE["x-service-env"]["TRADEPULSE_TOPIC_PARTITIONS"]) == 8
+    assert int(COMPOSE["x-service-env"]["TRADEPULSE_TOPIC_PARTITIONS"]) == 8  # as generated
     script = (ROOT / "deploy" / "kafka" / "secure-setup.sh").read_text()
-    fix = "run: python -m services.tools.acls > deploy/kafka/secure-setup.sh"
-    assert script == setup_script(compose), fix
+    assert script == secure_setup(), "run: tradepulse generate"
     assert '$(cat "/run/secrets/kafka_$1_password")' in script  # user NAME reads kafka_NAME_password
     for user in CLIENTS:
         assert f"\nuser {user}\n" in script

@@ -202,9 +202,9 @@ def test_simulated_import_orders_carry_fake_personal_data() -> None:
 
 def test_the_acls_command_serves_every_process_with_a_principal(capsys: pytest.CaptureFixture[str]) -> None:
     from services.cli import main
-    from services.tools.acls import PROCESSES
+    from services.tools.acls import processes
 
-    for process in PROCESSES:
+    for process in processes():
         assert main(["acls", process, "--principal", "User:someone"]) == 0
         printed = capsys.readouterr().out.splitlines()
         assert printed, process
