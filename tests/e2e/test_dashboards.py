@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import subprocess
-import time
-import urllib.parse
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from services.devstack.probe import web_get
 from services.devstack.process import free_port
 from services.engine.windows import SHANGHAI
 from services.tools.simulate import Faults, happened, perturb
+from tests.e2e.prometheus import start_prometheus
 from tests.integration.harness import StartWorker, eventually, produce, start_history, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,33 +42,9 @@ def _expressions() -> tuple[list[str], list[str]]:
     return must, alerts
 
 
-def _query(port: int, expr: str) -> dict[str, Any]:
-    status, body = web_get(port, "/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
-    assert status in (200, 400, 422), f"prometheus answered {status}"
-    return dict(json.loads(body))
-
-
-def _start_prometheus(binary: str, config: Path, home: Path, port: int) -> subprocess.Popen[bytes]:
-    with (home / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={home / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while web_get(port, "/-/ready")[0] != 200:
-        assert proc.poll() is None, (home / "prometheus.log").read_text()[-2000:]
-        assert time.monotonic() < deadline, "prometheus did not become ready"
-        time.sleep(0.2)
-    return proc
-
-
 async def test_every_dashboard_and_rule_expression_returns_data(
     kafka_bootstrap: str, prefix: str, start_worker: StartWorker, tmp_path: Path, database_url: str
 ) -> None:
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        pytest.fail("prometheus not found: apt-get install -y prometheus (.ci/run does)")
     workers = {s: start_worker(s, **FAST) for s in SERVICES}
     # KPI panels show complete (final) days and hours: cases of a fixed fortnight long past, whose
     # refunds and credits have all happened (20 days before today left the refunds in the future,
@@ -99,33 +70,22 @@ async def test_every_dashboard_and_rule_expression_returns_data(
     # and the cross-border release with the shipped policies: the pipeline dashboard shows its cells
     release = start_worker("release", DATABASE_URL=database_url, TRADEPULSE_RELEASE_IDLE_AFTER_S="3")
     ports = {**{s: w.port for s, w in workers.items()}, "history": history_port, "release": release.port}
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(ROOT / "deploy" / "prometheus" / "rules" / "tradepulse.yml")],
-        "scrape_configs": [
-            {"job_name": f"tradepulse-{s}", "static_configs": [{"targets": [f"127.0.0.1:{p}"]}]}
-            for s, p in ports.items()
-        ],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    proc = _start_prometheus(prometheus, tmp_path / "prometheus.yml", tmp_path, port)
+    prometheus = start_prometheus(ports, tmp_path, scrape_s=1, evaluate_s=1)
     try:
         must, alerts = _expressions()
 
         def missing() -> list[str]:
             out = []
             for expr in must:
-                answer = _query(port, expr)
+                answer = prometheus.query(expr)
                 if answer.get("status") != "success" or not answer["data"]["result"]:
                     out.append(expr)
             return out
 
         assert await eventually(lambda: not missing(), timeout_s=300, every_s=2), missing()
         for expr in alerts:
-            assert _query(port, expr)["status"] == "success", expr
+            assert prometheus.query(expr)["status"] == "success", expr
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        prometheus.stop()
         history.terminate()
         history.wait(timeout=30)

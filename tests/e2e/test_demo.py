@@ -13,22 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
-import urllib.parse
 from datetime import date
 from pathlib import Path
 from typing import Any
-
-import pytest
-import yaml
 
 from services.devstack.probe import web_get
 from services.devstack.process import free_port
 from services.registry import DOMAINS
 from services.tools.run import SIMULATED, Feed, history_feeds, live_command
 from services.workdays import shared_calendar
-from tests.e2e.test_dashboards import ROOT, _start_prometheus
+from tests.e2e.prometheus import Prometheus, start_prometheus
 from tests.integration.harness import StartWorker, start_history, worker_env
 
 WATCH_S = float(os.environ.get("TRADEPULSE_TEST_DEMO_S", "90"))
@@ -42,10 +37,10 @@ TRUE_ALARMS = {
 }
 
 
-def _alerts(port: int) -> list[dict[str, str]]:
-    status, body = web_get(port, "/api/v1/query?" + urllib.parse.urlencode({"query": "ALERTS"}))
-    assert status == 200, body
-    return [r["metric"] for r in json.loads(body)["data"]["result"]]
+def _alerts(prometheus: Prometheus) -> list[dict[str, str]]:
+    answer = prometheus.query("ALERTS")
+    assert answer["status"] == "success", answer
+    return [r["metric"] for r in answer["data"]["result"]]
 
 
 def _calendar_ends_soon() -> bool:
@@ -58,9 +53,6 @@ def _calendar_ends_soon() -> bool:
 def test_a_fresh_demo_leaves_every_alert_inactive(
     kafka_bootstrap: str, prefix: str, start_worker: StartWorker, tmp_path: Path, database_url: str
 ) -> None:
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        pytest.fail("prometheus not found: apt-get install -y prometheus (.ci/run does)")
     services = list(DOMAINS)
     workers = {s: start_worker(s, **DEFAULT_AGE) for s in services}
     history_port = free_port()
@@ -73,19 +65,9 @@ def test_a_fresh_demo_leaves_every_alert_inactive(
         assert time.monotonic() < deadline, "history did not answer /health within 60 s"
         time.sleep(0.2)
     ports = {**{s: w.port for s, w in workers.items()}, "history": history_port}
-    config = {
-        # scraped as scripts/run does (every 5 s, so a busy worker has 5 s to answer before it
-        # counts as down), evaluated every 2 s so that a pending alert shows at once
-        "global": {"scrape_interval": "5s", "evaluation_interval": "2s"},
-        "rule_files": [str(ROOT / "deploy" / "prometheus" / "rules" / "tradepulse.yml")],
-        "scrape_configs": [
-            {"job_name": f"tradepulse-{s}", "static_configs": [{"targets": [f"127.0.0.1:{p}"]}]}
-            for s, p in ports.items()
-        ],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    proc = _start_prometheus(prometheus, tmp_path / "prometheus.yml", tmp_path, port)
+    # scraped as scripts/run does (every 5 s, so a busy worker has 5 s to answer before it counts
+    # as down), evaluated every 2 s so that a pending alert shows at once
+    prometheus = start_prometheus(ports, tmp_path, scrape_s=5, evaluate_s=2)
     seed = int(time.time())
     feeds = history_feeds(services, env, seed, logs=tmp_path)
     assert set(feeds) == {"customs", "cips", "taxrefund"}, "the export cycle's history"
@@ -93,7 +75,7 @@ def test_a_fresh_demo_leaves_every_alert_inactive(
     allowed = set(TRUE_ALARMS) | ({"WorkdayCalendarEndingSoon"} if _calendar_ends_soon() else set())
 
     def watch() -> None:
-        for alert in _alerts(port):
+        for alert in _alerts(prometheus):
             if alert["alertname"] not in allowed:
                 tripped.setdefault(alert["alertname"], alert)
 
@@ -118,8 +100,7 @@ def test_a_fresh_demo_leaves_every_alert_inactive(
         for feed in feeds.values():
             feed.proc.terminate()
             feed.proc.wait(timeout=30)
-        proc.terminate()
-        proc.wait(timeout=30)
+        prometheus.stop()
         history.terminate()
         history.wait(timeout=30)
 

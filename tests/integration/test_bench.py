@@ -77,10 +77,8 @@ def test_the_comparison_runs_an_older_commit_against_the_working_tree(
     report = json.loads(out.read_text())
     assert set(report["events_per_s"]) == {"old", "new"}
     assert all(rate > 0 for rate in report["events_per_s"].values())
-    # CPU time moves in ticks of 10 ms: on so few records a side may read 0, never less, and both
-    # together did some work
+    # CPU time moves in ticks of 10 ms: on so few records one side may read 0; together they did work
     assert set(report["cpu_us_per_event"]) == {"old", "new"}
-    assert min(report["cpu_us_per_event"].values()) >= 0
     assert sum(report["cpu_us_per_event"].values()) > 0
     assert report["new_over_old_by_round"] == [report["new_over_old"]]
     assert report["machine"]["kafka"] == on_the_session_broker

@@ -433,9 +433,12 @@ async def test_slow_and_greedy_clients_are_cut_off_and_counted(
         _, body_writer = await asyncio.open_connection("127.0.0.1", gateway.port)
         body_writer.write(_half_sent_body())
         await body_writer.drain()
-        await asyncio.sleep(3)
-        assert gateway.metric("tradepulse_gateway_slow_clients_total", phase="headers") == 1
-        assert gateway.metric("tradepulse_gateway_slow_clients_total", phase="body") == 1
+
+        def cut_off(phase: str) -> bool:
+            return gateway.metric("tradepulse_gateway_slow_clients_total", phase=phase) == 1
+
+        assert await eventually(lambda: cut_off("body"), timeout_s=10)
+        assert cut_off("headers")
         body_writer.close()
         # more connections than the process takes: the surplus is closed at once, counted
         held = [await asyncio.open_connection("127.0.0.1", gateway.port) for _ in range(25)]
@@ -443,8 +446,14 @@ async def test_slow_and_greedy_clients_are_cut_off_and_counted(
         assert surplus == [b""] * 5  # closed at once
         for _, w in held:
             w.close()
-        await asyncio.sleep(0.5)  # (the page below needs a connection of its own)
-        assert gateway.metric("tradepulse_gateway_connections_refused_total") == 5
+
+        def refused() -> float:  # the page needs a connection of its own: once the held ones are gone
+            try:
+                return gateway.metric("tradepulse_gateway_connections_refused_total")
+            except OSError:
+                return -1.0
+
+        assert await eventually(lambda: refused() == 5, timeout_s=10)
         # and the gateway still answers
         async with aiohttp.ClientSession() as http:
             headers, body = structured(CUSTOMS_EVENTS[0])

@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from services import registry
+from services.release.service import PORT as RELEASE_PORT
 from services.tools import chart, generate
+from services.tools.history import PORT as HISTORY_PORT
 from tests.toy import TOY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,15 +29,18 @@ def test_the_committed_files_are_what_the_registry_generates() -> None:
 def sixth_domain() -> Iterator[None]:
     """The toy domain added as its registry line would add it (the registry's dicts, in place)."""
     toy = replace(TOY, port=TOY_PORT)
-    saved = dict(registry.DOMAINS), dict(registry.SOURCES), dict(registry.EVENT_TYPES)
+    domains, sources, types = dict(registry.DOMAINS), dict(registry.SOURCES), dict(registry.EVENT_TYPES)
     registry.DOMAINS["toy"] = registry.SOURCES["toy"] = toy
     registry.EVENT_TYPES.update(toy.catalog.events)
     try:
         yield
     finally:
-        for live, kept in zip((registry.DOMAINS, registry.SOURCES, registry.EVENT_TYPES), saved, strict=True):
-            live.clear()
-            live.update(kept)  # type: ignore[arg-type]
+        registry.DOMAINS.clear()
+        registry.DOMAINS.update(domains)
+        registry.SOURCES.clear()
+        registry.SOURCES.update(sources)
+        registry.EVENT_TYPES.clear()
+        registry.EVENT_TYPES.update(types)
 
 
 def test_a_sixth_domain_gets_every_generated_file_from_its_registry_line(sixth_domain: None) -> None:
@@ -72,7 +77,7 @@ def test_a_sixth_domain_gets_every_generated_file_from_its_registry_line(sixth_d
 
 def test_ports_are_unique_across_the_stack() -> None:
     ports = [d.port for d in registry.DOMAINS.values()]
-    ports += [generate.HISTORY_PORT, generate.RELEASE_PORT, generate.GATEWAY_PORT]
+    ports += [HISTORY_PORT, RELEASE_PORT, generate.GATEWAY_PORT]
     assert len(ports) == len(set(ports))
 
 
