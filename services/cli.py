@@ -359,7 +359,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     run_bench(events=args.events, partitions=args.partitions, out=out, rate=args.rate, latency_s=args.seconds,
-              target=args.target, rounds=args.rounds)  # fmt: skip
+              target=args.target, rounds=args.rounds, span_h=args.span_h, late=args.late)  # fmt: skip
     return 0
 
 
@@ -479,6 +479,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=30.0, help="length of the latency run")
     b.add_argument("--partitions", type=int, default=4)
     b.add_argument("--rounds", type=int, default=3, help="runs of each variant, interleaved (medians)")
+    b.add_argument("--span-h", type=float, default=24.0, help="hours of event time the records cover")
+    b.add_argument("--late", type=float, default=0.0, help="fraction of events delivered after their window")
     b.add_argument("--orders", default="100000,1000000,5000000", help="state: kept orders, comma-separated")
     b.add_argument("--out", help="result file (default bench-results/<target>.json)")
     b.set_defaults(func=cmd_bench)

@@ -139,11 +139,13 @@ def run_bench(
     latency_s: float = 30.0,
     target: str = "customs",
     rounds: int = 3,
+    span_h: float = 24.0,
+    late: float = 0.0,
 ) -> dict[str, Any]:
     """Throughput of (a), (b), (c) on the same records, ``rounds`` times (the medians are
     reported), then (customs) latency at a fixed offered load, or (cbec) the memory an open
     order takes."""
-    records = customs_records(events, seed, target)
+    records = customs_records(events, seed, target, span_h=span_h, late=late)
     pipeline = f"{target}_pipeline"
     names = ["raw_aiokafka_decode", "faust_empty_agent", "faust_batch_agent", pipeline]
     if quix_available():
@@ -160,6 +162,7 @@ def run_bench(
     report = {
         "benchmark": target,
         "events": len(records),
+        "workload": {"span_h": span_h, "late": late},
         "partitions": partitions,
         "rounds": rounds,
         **rates(runs),

@@ -41,17 +41,23 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[2]
 
 
-def customs_records(n: int, seed: int, target: str = "customs") -> list[Record]:
-    """A realistic stream of ``target``: whole lifecycles, 2 % duplicates, a little disorder."""
+def customs_records(
+    n: int, seed: int, target: str = "customs", *, span_h: float = 24.0, late: float = 0.0
+) -> list[Record]:
+    """A realistic stream of ``target``: whole lifecycles over ``span_h`` hours of event time ending
+    two days ago, 2 % duplicates, a little disorder, and a fraction ``late`` of events delivered
+    an hour or more after their time (past their window's grace: corrections and revisions)."""
     import importlib
 
     from services.tools.simulate import Faults, happened, perturb
 
     simulate = importlib.import_module(f"services.{target}.simulator").simulate
     cases = max(1, n // 5)
-    events, _ = happened(simulate(cases=cases, seed=seed, start_s=time.time() - 3 * 86400, span_s=86400))
-    records = perturb(events, Faults(duplicates=0.02, shuffle=0.02, binary=0.5), random.Random(seed))
-    return records[:n]
+    span_s = span_h * 3600
+    start_s = time.time() - 2 * 86400 - span_s
+    events, _ = happened(simulate(cases=cases, seed=seed, start_s=start_s, span_s=span_s))
+    faults = Faults(duplicates=0.02, shuffle=0.02, late=late, binary=0.5)
+    return perturb(events, faults, random.Random(seed))[:n]
 
 
 async def prepare_topic(bootstrap: str, topic: str, partitions: int, records: list[Record]) -> None:
