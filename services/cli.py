@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging.config
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,25 +94,39 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_or_write(
+    check: bool, what: str, drift: Callable[[], list[str]], write: Callable[[], list[str]]
+) -> int:
+    """``--check``: exit 1 naming what differs from what the code generates; else write it."""
+    try:
+        if check:
+            stale = drift()
+            if stale:
+                print(f"{what} differ from what the code generates; run `tradepulse generate`:\n  "
+                      + "\n  ".join(stale), file=sys.stderr)  # fmt: skip
+                return 1
+            print(f"{what} match the code")
+            return 0
+        written = write()
+    except ValueError as exc:  # a region's marker is gone
+        print(f"tradepulse: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(written)} files" + "".join(f"\n  {w}" for w in written))
+    return 0
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from services.contract import schemas as schemas_export
     from services.gateway import openapi
     from services.registry import catalogs, derived
 
     extra = openapi.documents()
-    if args.check:
-        drift = schemas_export.check(catalogs(), derived=derived(), extra=extra)
-        if drift:
-            print(
-                "schemas/ differs from the models; run `tradepulse schemas export`:\n  " + "\n  ".join(drift),
-                file=sys.stderr,
-            )
-            return 1
-        print("schemas/ matches the models")
-        return 0
-    names = schemas_export.write(catalogs(), derived=derived(), extra=extra)
-    print(f"wrote {len(names)} files to {schemas_export.SCHEMA_DIR}")
-    return 0
+    return _check_or_write(
+        args.check,
+        "schemas/",
+        lambda: schemas_export.check(catalogs(), derived=derived(), extra=extra),
+        lambda: schemas_export.write(catalogs(), derived=derived(), extra=extra),
+    )
 
 
 def cmd_calendar(args: argparse.Namespace) -> int:
@@ -212,39 +226,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_chart(args: argparse.Namespace) -> int:
-    from services.tools import chart
-
-    if args.check:
-        drift = chart.check()
-        if drift:
-            print("deploy/helm/tradepulse/files differs from the code; run `tradepulse chart export`:\n  "
-                  + "\n  ".join(drift), file=sys.stderr)  # fmt: skip
-            return 1
-        print("the chart's generated files match the code")
-        return 0
-    print(f"wrote {len(chart.write())} files to {chart.CHART / 'files'}")
-    return 0
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     from services.tools import generate
 
-    try:
-        if args.check:
-            drift = generate.check()
-            if drift:
-                print("these files differ from what the code generates; run `tradepulse generate`:\n  "
-                      + "\n  ".join(drift), file=sys.stderr)  # fmt: skip
-                return 1
-            print("the generated files and regions match the code")
-            return 0
-        written = generate.write()
-    except ValueError as exc:  # a region's marker is gone
-        print(f"tradepulse generate: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {len(written)} files" + "".join(f"\n  {w}" for w in written))
-    return 0
+    return _check_or_write(args.check, "these files", generate.check, generate.write)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -463,14 +448,6 @@ def parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--check", action="store_true", help="exit 1 when a committed file differs")
     gen.set_defaults(func=cmd_generate)
-
-    ch = sub.add_parser("chart", help="the generated files of the Helm chart (deploy/helm/tradepulse/files)")
-    ch_sub = ch.add_subparsers(dest="action", required=True)
-    che = ch_sub.add_parser(
-        "export", help="regenerate them from the registry, the ACLs, rules and dashboards"
-    )
-    che.add_argument("--check", action="store_true", help="exit 1 when the committed files differ")
-    che.set_defaults(func=cmd_chart)
 
     b = sub.add_parser("bench", help="throughput benchmarks; write JSON results")
     b.add_argument("target", choices=["customs", "cbec", "gateway", "cycle-memory", "state"])

@@ -3,14 +3,14 @@ the settlement leg: an observer of the engine's changes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.cips.lifecycle import MSG_TYPES, Payment
-from services.engine.domain import EngineSettings
+from services.engine.domain import EngineSettings, Survey
 from services.engine.metrics import Backlog
 from services.engine.windows import Contribution
 
@@ -53,12 +53,6 @@ class CipsMetrics(Backlog):
                 max(0.0, t["settled"] - t["submitted"])
             )
 
-    def housekeeping(
-        self,
-        kind: str,
-        tallies: Mapping[tuple[str, ...], int],
-        earliest: Mapping[str, float],
-        newest_event_s: float,
-    ) -> None:
-        since = earliest.get("open")
-        OLDEST_OPEN.set(max(0.0, newest_event_s - since) if since is not None else 0.0)
+    def housekeeping(self, kind: str, survey: Survey) -> None:
+        since = survey.earliest.get("open")
+        OLDEST_OPEN.set(max(0.0, survey.newest_event_s - since) if since is not None else 0.0)

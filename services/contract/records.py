@@ -30,7 +30,31 @@ WindowSize = Literal["PT1H", "P1D"]
 NonNegative = Annotated[float, Field(ge=0)]
 
 
-class IndicatorWindow(ContractModel):
+class Windowed(ContractModel):
+    """What every record of one indicator over one window and one dimension set has: its key."""
+
+    indicator: NonEmptyStr
+    window: str
+    window_start: Rfc3339
+    window_end: Rfc3339
+    dimensions: dict[str, str]
+    unit: Unit
+
+    @model_validator(mode="after")
+    def _window_ordered(self) -> Self:
+        if self.window_end <= self.window_start:
+            msg = "window_end must be after window_start"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def key(self) -> str:
+        """The record key and CloudEvent subject: ``<indicator>|<window>|<start>|<k=v,...>``."""
+        dims = ",".join(f"{k}={self.dimensions[k]}" for k in sorted(self.dimensions))
+        return f"{self.indicator}|{self.window}|{self.window_start.isoformat()}|{dims}"
+
+
+class IndicatorWindow(Windowed):
     """One revision of one indicator over one tumbling window and one dimension set.
 
     A newer ``revision`` for the same key replaces the previous one; the latest revisions always
@@ -74,12 +98,7 @@ class IndicatorWindow(ContractModel):
         },
     )
 
-    indicator: NonEmptyStr
     window: WindowSize
-    window_start: Rfc3339
-    window_end: Rfc3339
-    dimensions: dict[str, str]
-    unit: Unit
     count: Annotated[int, Field(ge=0)]
     mean: float | None = None
     min: float | None = None
@@ -95,19 +114,6 @@ class IndicatorWindow(ContractModel):
     revision: Annotated[int, Field(ge=1)]
     final: bool
     late_events: Annotated[int, Field(ge=0)]
-
-    @model_validator(mode="after")
-    def _window_ordered(self) -> Self:
-        if self.window_end <= self.window_start:
-            msg = "window_end must be after window_start"
-            raise ValueError(msg)
-        return self
-
-    @property
-    def key(self) -> str:
-        """The record key and CloudEvent subject: ``<indicator>|<window>|<start>|<k=v,...>``."""
-        dims = ",".join(f"{k}={self.dimensions[k]}" for k in sorted(self.dimensions))
-        return f"{self.indicator}|{self.window}|{self.window_start.isoformat()}|{dims}"
 
 
 class IndicatorEvent(Envelope):
@@ -160,7 +166,7 @@ class CaseEvent(Envelope):
 RELEASE_TYPE = "tradepulse.release.cell"
 
 
-class ReleaseCell(ContractModel):
+class ReleaseCell(Windowed):
     """One cell of the cross-border release (docs/contract.md section 8): rounded values of a final
     window, or only its suppression and the rule behind it. Nothing else: no extreme or tail value,
     no revision, no count of late events, never an identifier."""
@@ -199,12 +205,7 @@ class ReleaseCell(ContractModel):
         },
     )
 
-    indicator: NonEmptyStr
     window: Literal["P1D", "P1M"]
-    window_start: Rfc3339
-    window_end: Rfc3339
-    dimensions: dict[str, str]
-    unit: Unit
     status: Literal["released", "suppressed"]
     reason: Literal["min_cases", "min_contributors", "dominance", "secondary"] | None = None
     count: Annotated[int, Field(ge=0, multiple_of=5)] | None = None
@@ -239,11 +240,6 @@ class ReleaseCell(ContractModel):
             msg = "a suppressed cell carries no value"
             raise ValueError(msg)
         return self
-
-    @property
-    def key(self) -> str:
-        dims = ",".join(f"{k}={self.dimensions[k]}" for k in sorted(self.dimensions))
-        return f"{self.indicator}|{self.window}|{self.window_start.isoformat()}|{dims}"
 
 
 class ReleaseEvent(Envelope):

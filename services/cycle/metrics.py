@@ -10,7 +10,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from services.cycle.lifecycle import Entry
-from services.engine.domain import EngineSettings, Observer
+from services.engine.domain import EngineSettings, Observer, Survey
 from services.engine.windows import Contribution
 from services.workdays import CalendarWatch, WorkdaySettings
 
@@ -47,13 +47,7 @@ class CycleMetrics(Observer):
         if kind == "entry":
             OPEN_ENTRIES.set(sum(by_group.values()))
 
-    def housekeeping(
-        self,
-        kind: str,
-        tallies: Mapping[tuple[str, ...], int],
-        earliest: Mapping[str, float],
-        newest_event_s: float,
-    ) -> None:
+    def housekeeping(self, kind: str, survey: Survey) -> None:
         """Entries waiting for a year of the calendar, how far it reaches, a changed year file."""
         if kind == "entry":
-            self.calendar.housekeeping(tallies, newest_event_s)
+            self.calendar.housekeeping(survey.tallies, survey.newest_event_s)

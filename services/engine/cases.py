@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from services.engine.aggregations import aggregation_of
-from services.engine.domain import NO_MESSAGES, Case, Domain, EngineSettings, Message, Observer
+from services.engine.domain import NO_MESSAGES, Case, Domain, EngineSettings, Message, Observer, Survey
 from services.engine.metrics import MeasureHistograms
 from services.engine.partials import Applied, Partials
 from services.engine.registers import from_json, to_json
@@ -485,7 +485,7 @@ class CaseEngine:
                 st.partials.dirty.add(wkey)
         newest = max((st.partials.max_event_s for st in self.states.values()), default=float("-inf"))
         for kind in self.kinds:
-            self.observer.housekeeping(kind, self.tallies(kind), self.earliest(kind), newest)
+            self.observer.housekeeping(kind, Survey(self.tallies(kind), self.earliest(kind), newest))
         self._report()
         return more
 

@@ -136,6 +136,17 @@ class Case:
         return ()
 
 
+class Survey(NamedTuple):
+    """What housekeeping tells an observer of one kind's cases on this worker."""
+
+    tallies: Mapping[tuple[str, ...], int]
+    """Cases by :meth:`Case.tallies` (``("open", group)`` and ``("parked", token)`` included)."""
+    earliest: Mapping[str, float]
+    """The earliest time under each of the kind's clocks (:meth:`Case.clocks`)."""
+    newest_event_s: float
+    """The newest event time of the worker's partitions."""
+
+
 class Observer:
     """Domain metrics, as an observer of changes the engine made (the defaults observe nothing).
 
@@ -151,16 +162,9 @@ class Observer:
     def open_cases(self, kind: str, by_group: Mapping[str, int]) -> None:
         """Open cases of this worker, by group, after every change of them."""
 
-    def housekeeping(
-        self,
-        kind: str,
-        tallies: Mapping[tuple[str, ...], int],
-        earliest: Mapping[str, float],
-        newest_event_s: float,
-    ) -> None:
-        """Called every housekeeping interval with the tallies of the kind's cases on this worker
-        (:meth:`Case.tallies`; ``("open", group)`` and ``("parked", token)`` included) and the
-        earliest time under each of its clocks (:meth:`Case.clocks`)."""
+    def housekeeping(self, kind: str, survey: Survey) -> None:
+        """Called every housekeeping interval with what the engine knows of the kind's cases on
+        this worker without reading them (:class:`Survey`)."""
 
 
 class EngineSettings(BaseSettings):

@@ -4,12 +4,13 @@ path: an observer of the engine's changes."""
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from services.engine.domain import Survey
 from services.engine.metrics import Backlog
 from services.engine.windows import Contribution
 from services.taxrefund.lifecycle import CATEGORIES, Refund, RefundContext, local_date
@@ -74,20 +75,14 @@ class RefundMetrics(Backlog):
                 within = "unknown"
             ISSUED.labels(mgmt_category=after.group, within_limit=within).inc()
 
-    def housekeeping(
-        self,
-        kind: str,
-        tallies: Mapping[tuple[str, ...], int],
-        earliest: Mapping[str, float],
-        newest_event_s: float,
-    ) -> None:
+    def housekeeping(self, kind: str, survey: Survey) -> None:
         """The backlog by age (from open refunds counted by acceptance date), and the calendar:
         refunds waiting for a year of it, how far it reaches, a changed year file read again (the
         parked refunds are measured at the next pass)."""
-        self.calendar.housekeeping(tallies, newest_event_s)
-        today = local_date(max(newest_event_s, 0.0))
+        self.calendar.housekeeping(survey.tallies, survey.newest_event_s)
+        today = local_date(max(survey.newest_event_s, 0.0))
         ages: Tally[tuple[str, str]] = Tally()
-        for tally, n in tallies.items():
+        for tally, n in survey.tallies.items():
             if tally[0] == "accepted":
                 _, category, accepted = tally
                 try:

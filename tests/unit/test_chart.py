@@ -59,7 +59,7 @@ def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
 
 
 def test_the_generated_files_match_the_code() -> None:
-    assert chart.check() == [], "run `tradepulse chart export`"
+    assert chart.check() == [], "run `tradepulse generate`"
 
 
 def test_helm_lint_passes_with_both_values_files() -> None:
