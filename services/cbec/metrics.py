@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
 from services.cbec.lifecycle import MODES, Order, exception_of, match_result
 from services.engine.domain import EngineSettings
@@ -26,17 +26,12 @@ LIST_EXCEPTIONS = Counter(
 RETURNS = Counter(
     "tradepulse_cbec_returns_total", "Return requests, by supervision mode.", ["supervision_mode"]
 )
-OPEN_ORDERS = Gauge(
-    "tradepulse_cbec_open_orders", "Orders with a list not yet in a final state.", ["supervision_mode"]
-)
-CASES_EXPIRED = Counter(
-    "tradepulse_cbec_cases_expired_total", "Orders dropped unfinished after the expiry.", ["supervision_mode"]
-)
 
 
 class CbecMetrics(Backlog):
     def __init__(self, settings: EngineSettings) -> None:
-        super().__init__("order", OPEN_ORDERS, CASES_EXPIRED, MODES)
+        super().__init__("cbec", "order", "supervision_mode", MODES,
+                         "Orders with a list not yet in a final state")  # fmt: skip
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         assert isinstance(after, Order)

@@ -24,19 +24,16 @@ SETTLED_CNY = Counter(
 PAYMENTS = Counter(
     "tradepulse_cips_payments_total", "Payments reaching a final status.", ["msg_type", "status"]
 )
-OPEN_PAYMENTS = Gauge("tradepulse_cips_open_payments", "Payments initiated and not yet final.", ["msg_type"])
 OLDEST_OPEN = Gauge(
     "tradepulse_cips_oldest_open_payment_seconds",
     "Age of the oldest open payment, to the newest event time seen.",
-)
-CASES_EXPIRED = Counter(
-    "tradepulse_cips_cases_expired_total", "Payments dropped unfinished after the expiry.", ["msg_type"]
 )
 
 
 class CipsMetrics(Backlog):
     def __init__(self, settings: EngineSettings) -> None:
-        super().__init__("payment", OPEN_PAYMENTS, CASES_EXPIRED, MSG_TYPES)
+        super().__init__("cips", "payment", "msg_type", MSG_TYPES,
+                         "Payments initiated and not yet final")  # fmt: skip
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:
         assert isinstance(after, Payment)

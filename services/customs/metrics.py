@@ -22,16 +22,6 @@ RISK_DECISIONS = Counter(
     "First risk decision of each declaration, by channel.",
     ["ie_flag", "credit_class", "channel"],
 )
-OPEN_DECLARATIONS = Gauge(
-    "tradepulse_customs_open_declarations",
-    "Declarations lodged and neither released nor rejected, on this worker's partitions.",
-    ["ie_flag"],
-)
-CASES_EXPIRED = Counter(
-    "tradepulse_customs_cases_expired_total",
-    "Declarations dropped unfinished after TRADEPULSE_CUSTOMS_CASE_EXPIRY_S without events.",
-    ["ie_flag"],
-)
 RELEASE_P90_THRESHOLD = Gauge(
     "tradepulse_customs_release_p90_threshold_seconds",
     "The release-time p90 the alert compares against (TRADEPULSE_CUSTOMS_RELEASE_P90_THRESHOLD_S).",
@@ -47,7 +37,8 @@ def _risk(ie_flag: str, credit_class: str, channel: str) -> Any:
 
 class CustomsMetrics(Backlog):
     def __init__(self, settings: CustomsSettings) -> None:
-        super().__init__("declaration", OPEN_DECLARATIONS, CASES_EXPIRED, ("I", "E"))
+        super().__init__("customs", "declaration", "ie_flag", ("I", "E"),
+                         "Declarations lodged and neither released nor rejected")  # fmt: skip
         RELEASE_P90_THRESHOLD.set(settings.release_p90_threshold_s)
 
     def changed(self, kind: str, before: Any, after: Any, added: Sequence[Contribution]) -> None:

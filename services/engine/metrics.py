@@ -48,6 +48,7 @@ STATS = {
 ROLLUP = "all"
 _GAUGES: dict[str, Gauge] = {}  # one per indicator per process (engines come and go in tests)
 _HISTOGRAMS: dict[str, Histogram] = {}
+_BACKLOG: dict[str, tuple[Gauge, Counter]] = {}
 UNKNOWN = "unknown"  # a dimension the case does not know yet: a label value of its own
 
 
@@ -57,14 +58,27 @@ def label_or_other(value: str, allowed: frozenset[str]) -> str:
 
 
 class Backlog(Observer):
-    """The two metrics every service keeps of its own cases: open cases by group (one child per
-    value of the closed set ``groups``, exported as 0 from the start) and cases dropped unfinished
-    after the case expiry. A domain's observer extends it with its own metrics."""
+    """The two metrics every service keeps of its own cases, declared here from its names:
+    ``tradepulse_<service>_open_<kind>s`` (open cases by ``label``, one child per value of the
+    closed set ``groups``, exported as 0 from the start) and ``tradepulse_<service>_cases_expired_total``
+    (dropped unfinished after the case expiry). A domain's observer extends it with its own metrics."""
 
-    def __init__(self, kind: str, open_cases: Gauge, expired: Counter, groups: Iterable[str]) -> None:
+    def __init__(self, service: str, kind: str, label: str, groups: Iterable[str], meaning: str) -> None:
+        cases = f"{kind}s"
+        open_name = f"tradepulse_{service}_open_{cases}"
+        if open_name not in _BACKLOG:
+            _BACKLOG[open_name] = (
+                Gauge(open_name, f"{meaning}, on this worker's partitions.", [label]),
+                Counter(
+                    f"tradepulse_{service}_cases_expired_total",
+                    f"{cases.capitalize()} dropped unfinished after "
+                    f"TRADEPULSE_{service.upper()}_CASE_EXPIRY_S without events.",
+                    [label],
+                ),
+            )
+        open_cases, self._expired = _BACKLOG[open_name]
         self._kind = kind
         self._open = {g: open_cases.labels(g) for g in groups}
-        self._expired = expired
 
     def expired(self, kind: str, case: Any) -> None:
         if kind == self._kind:

@@ -24,11 +24,6 @@ ISSUED = Counter(
     "Refunds issued, by whether a normal refund met its category's limit (flagged: not normal).",
     ["mgmt_category", "within_limit"],
 )
-OPEN_REFUNDS = Gauge(
-    "tradepulse_taxrefund_open_refunds",
-    "Refunds declared or accepted, not yet issued or rejected.",
-    ["mgmt_category"],
-)
 OPEN_AGE = Gauge(
     "tradepulse_taxrefund_open_age_refunds",
     "Open accepted refunds by age in working days (to the newest event time), for backlog graphs.",
@@ -37,11 +32,6 @@ OPEN_AGE = Gauge(
 CALENDAR_UNKNOWN = Gauge(
     "tradepulse_taxrefund_calendar_unknown_refunds",
     "Issued refunds whose processing time needs a year the working-day calendar lacks.",
-)
-CASES_EXPIRED = Counter(
-    "tradepulse_taxrefund_cases_expired_total",
-    "Refunds dropped unfinished after TRADEPULSE_TAXREFUND_CASE_EXPIRY_S without events.",
-    ["mgmt_category"],
 )
 TARGET_AVERAGE = Gauge(
     "tradepulse_taxrefund_target_average_workdays",
@@ -56,7 +46,8 @@ def age_label(workdays: int) -> str:
 
 class RefundMetrics(Backlog):
     def __init__(self, settings: TaxrefundSettings, context: RefundContext) -> None:
-        super().__init__("refund", OPEN_REFUNDS, CASES_EXPIRED, CATEGORIES)
+        super().__init__("taxrefund", "refund", "mgmt_category", CATEGORIES,
+                         "Refunds declared or accepted, not yet issued or rejected")  # fmt: skip
         TARGET_AVERAGE.labels(scope="categories_1_2").set(settings.target_avg_wd_categories_1_2)
         TARGET_AVERAGE.labels(scope="overall").set(settings.target_avg_wd_overall)
         self.context = context
