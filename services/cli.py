@@ -111,7 +111,10 @@ def _check_or_write(
     except ValueError as exc:  # a region's marker is gone
         print(f"tradepulse: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {len(written)} files" + "".join(f"\n  {w}" for w in written))
+    if not written:
+        print(f"{what} match the code already")
+    else:
+        print(f"wrote {len(written)} files" + "".join(f"\n  {w}" for w in written))
     return 0
 
 
@@ -229,7 +232,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from services.tools import generate
 
-    return _check_or_write(args.check, "these files", generate.check, generate.write)
+    return _check_or_write(args.check, "the generated files", generate.check, generate.write)
 
 
 def cmd_release(args: argparse.Namespace) -> int:

@@ -106,9 +106,6 @@ class RocksMemory:
         options.set_block_based_table_factory(table)
         return options
 
-    def usage_bytes(self) -> int:
-        return int(self.cache.get_usage())
-
 
 class RocksBackend:
     """One partition's local copy (a :class:`services.engine.state.Backend`)."""

@@ -279,20 +279,18 @@ def _schemas() -> tuple[Any, dict[str, Any]]:
 
 def write(root: Path = ROOT) -> list[str]:
     """Write every generated file and region, then the chart (which copies the dashboards) and
-    schemas/; the paths written."""
+    schemas/; the ones that changed (what :func:`check` found stale)."""
     from services.tools import chart
 
-    schemas, inputs = _schemas()
-    written = []
+    stale = check(root)
     for relative, text in render(root).items():
         path = root / relative
-        if not path.exists() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            written.append(relative)
-    written += [f"deploy/helm/tradepulse/{r}" for r in chart.write(root / "deploy" / "helm" / "tradepulse")]
-    written += [f"schemas/{name}" for name in schemas.write(inputs.pop("catalogs"), **inputs)]
-    return written
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    chart.write(root / "deploy" / "helm" / "tradepulse")
+    schemas, inputs = _schemas()
+    schemas.write(inputs.pop("catalogs"), **inputs)
+    return stale
 
 
 def check(root: Path = ROOT) -> list[str]:
@@ -304,5 +302,5 @@ def check(root: Path = ROOT) -> list[str]:
     ]
     drift += [f"deploy/helm/tradepulse/{r}" for r in chart.check(root / "deploy" / "helm" / "tradepulse")]
     schemas, inputs = _schemas()
-    drift += [f"schemas: {d}" for d in schemas.check(inputs.pop("catalogs"), **inputs)]
+    drift += [f"schemas/{d}" for d in schemas.check(inputs.pop("catalogs"), **inputs)]
     return drift
