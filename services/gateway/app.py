@@ -54,7 +54,7 @@ from services.runtime.pages import PAGES, add_pages
 from services.runtime.settings import Settings
 from services.tools.acls import access_of
 
-__all__ = ["Gateway", "GatewaySettings", "Refusal", "build_app"]
+__all__ = ["PORT", "Gateway", "GatewaySettings", "Refusal", "build_app"]
 
 log = logging.getLogger("tradepulse.gateway")
 
@@ -93,6 +93,10 @@ LATENCY = Histogram(
 )  # fmt: skip
 
 
+PORT = 6070
+"""The gateway's port unless TRADEPULSE_GATEWAY_PORT says otherwise (the stacks and the chart use it)."""
+
+
 class GatewaySettings(BaseSettings):
     """``TRADEPULSE_GATEWAY_*`` (docs/configuration.md)."""
 
@@ -102,7 +106,7 @@ class GatewaySettings(BaseSettings):
 
     credentials_file: FilePath
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 6070
+    port: Annotated[int, Field(ge=1, le=65535)] = PORT
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
     max_batch_events: Annotated[int, Field(ge=1)] = 500
     ack_timeout_s: Annotated[float, Field(gt=0)] = 10.0

@@ -21,6 +21,7 @@ from typing import Any
 
 from services.engine.domain import Domain
 from services.engine.metrics import STATS, gauge_name
+from services.gateway.app import PORT as GATEWAY_PORT
 from services.registry import DOMAINS, SOURCES
 from services.release.service import PORT as RELEASE_PORT
 from services.runtime.settings import Settings
@@ -30,8 +31,6 @@ from services.tools.history import PORT as HISTORY_PORT
 __all__ = ["ROOT", "check", "dashboard", "render", "write"]
 
 ROOT = Path(__file__).resolve().parents[2]
-GATEWAY_PORT = 6070
-"""The gateway's port in the stacks (its own default: services/gateway/app.py)."""
 BEGIN, END = ">>> generated: ", "<<< generated: "
 
 
@@ -283,6 +282,8 @@ def write(root: Path = ROOT) -> list[str]:
     from services.tools import chart
 
     stale = check(root)
+    if not stale:
+        return []
     for relative, text in render(root).items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from services.devstack.probe import web_get, web_ready
 from services.devstack.process import port_open
 from services.devstack.stack import STACK_HOME, Stack
+from services.gateway.app import PORT as GATEWAY_PORT
 from services.registry import DOMAINS, SOURCES
 from services.release.service import PORT as RELEASE_PORT
 from services.runtime.db import redact_dsn
@@ -279,7 +280,7 @@ def run_main(*, services: list[str], simulators: bool = True) -> int:
             children["release"] = Child.spawn("release", ["worker", "release"], release_env)
         gateway_env = {"TRADEPULSE_GATEWAY_CREDENTIALS_FILE": str(DEMO_CREDENTIALS), **env}
         children["gateway"] = Child.spawn("gateway", ["gateway"], gateway_env)
-        gateway_port = int(gateway_env.get("TRADEPULSE_GATEWAY_PORT", "6070"))
+        gateway_port = int(gateway_env.get("TRADEPULSE_GATEWAY_PORT", str(GATEWAY_PORT)))
         # Prometheus scrapes from its start: a process not listening yet would be a WorkerDown
         # pending on the demo's first screen
         pages_up = time.monotonic() + 60

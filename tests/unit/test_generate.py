@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from services import registry
+from services.gateway.app import PORT as GATEWAY_PORT
 from services.release.service import PORT as RELEASE_PORT
 from services.tools import chart, generate
 from services.tools.history import PORT as HISTORY_PORT
@@ -77,7 +78,7 @@ def test_a_sixth_domain_gets_every_generated_file_from_its_registry_line(sixth_d
 
 def test_ports_are_unique_across_the_stack() -> None:
     ports = [d.port for d in registry.DOMAINS.values()]
-    ports += [HISTORY_PORT, RELEASE_PORT, generate.GATEWAY_PORT]
+    ports += [HISTORY_PORT, RELEASE_PORT, GATEWAY_PORT]
     assert len(ports) == len(set(ports))
 
 
