@@ -457,14 +457,9 @@ class CaseEngine:
         """(partition, watermark, changed aggregates, whether they are all it holds) of every owned
         partition that saw events or owes stage two a whole handover (watermark None: no event yet)."""
         for p, st in self.states.items():
-            if not self.store.owns(p):
-                continue
-            if st.partials.max_event_s == float("-inf"):
-                if st.partials.whole:
-                    st.partials.whole = False
-                    yield p, None, {}, True
-                continue
-            yield p, st.partials.watermark_s, *st.partials.take_changed()
+            seen = st.partials.max_event_s != float("-inf")
+            if self.store.owns(p) and (seen or st.partials.whole):
+                yield p, st.partials.watermark_s if seen else None, *st.partials.take_changed()
 
     # -- housekeeping -------------------------------------------------------------------------
 
