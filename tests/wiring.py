@@ -24,7 +24,9 @@ from services.runtime.commit import CommitPath, Source
 from services.runtime.dedup import STATE_INDEXES
 from services.runtime.intake import Intake
 
-TOPICS = Topics(links="links", partials="partials", indicators="indicators", dlq="dlq", cases="cases")
+TOPICS = Topics(
+    links="links", partials="partials", indicators="indicators", dlq="dlq", cases="cases", watch="watch"
+)
 STRUCTURED = [("content-type", b"application/cloudevents+json")]
 
 

@@ -33,6 +33,7 @@ topic --create --topic tradepulse-customs-state --partitions 8 --replication-fac
 topic --create --topic customs.events.v1.dlq --partitions 8 --replication-factor 1
 topic --create --topic indicators.customs.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 topic --create --topic cases.customs.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic watch.customs.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 topic --create --topic taxrefund.events.v1 --partitions 8 --replication-factor 1
 topic --create --topic tradepulse-taxrefund-links --partitions 8 --replication-factor 1
 topic --create --topic tradepulse-taxrefund-partials --partitions 8 --replication-factor 1
@@ -40,6 +41,7 @@ topic --create --topic tradepulse-taxrefund-state --partitions 8 --replication-f
 topic --create --topic taxrefund.events.v1.dlq --partitions 8 --replication-factor 1
 topic --create --topic indicators.taxrefund.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 topic --create --topic cases.taxrefund.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic watch.taxrefund.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 topic --create --topic cips.events.v1 --partitions 8 --replication-factor 1
 topic --create --topic tradepulse-cips-links --partitions 8 --replication-factor 1
 topic --create --topic tradepulse-cips-partials --partitions 8 --replication-factor 1
@@ -47,6 +49,7 @@ topic --create --topic tradepulse-cips-state --partitions 8 --replication-factor
 topic --create --topic cips.events.v1.dlq --partitions 8 --replication-factor 1
 topic --create --topic indicators.cips.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 topic --create --topic cases.cips.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic watch.cips.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 topic --create --topic cbec.events.v1 --partitions 8 --replication-factor 1
 topic --create --topic tradepulse-cbec-links --partitions 8 --replication-factor 1
 topic --create --topic tradepulse-cbec-partials --partitions 8 --replication-factor 1
@@ -54,6 +57,7 @@ topic --create --topic tradepulse-cbec-state --partitions 8 --replication-factor
 topic --create --topic cbec.events.v1.dlq --partitions 8 --replication-factor 1
 topic --create --topic indicators.cbec.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 topic --create --topic cases.cbec.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic watch.cbec.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 topic --create --topic tradepulse-cycle-links --partitions 8 --replication-factor 1
 topic --create --topic tradepulse-cycle-partials --partitions 8 --replication-factor 1
 topic --create --topic tradepulse-cycle-state --partitions 8 --replication-factor 1 --config cleanup.policy=compact
@@ -62,22 +66,23 @@ topic --create --topic cases.cips.v1.dlq --partitions 8 --replication-factor 1
 topic --create --topic cases.taxrefund.v1.dlq --partitions 8 --replication-factor 1
 topic --create --topic indicators.cycle.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 topic --create --topic cases.cycle.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
+topic --create --topic watch.cycle.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 topic --create --topic release.hk.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 topic --create --topic release.mo.v1 --partitions 8 --replication-factor 1 --config cleanup.policy=compact
 allow --add --allow-principal User:customs --operation Read --topic customs.events.v1 --topic tradepulse-customs-links --topic tradepulse-customs-partials --topic tradepulse-customs-state
-allow --add --allow-principal User:customs --operation Write --topic cases.customs.v1 --topic customs.events.v1.dlq --topic indicators.customs.v1 --topic tradepulse-customs-links --topic tradepulse-customs-partials --topic tradepulse-customs-state
+allow --add --allow-principal User:customs --operation Write --topic cases.customs.v1 --topic customs.events.v1.dlq --topic indicators.customs.v1 --topic tradepulse-customs-links --topic tradepulse-customs-partials --topic tradepulse-customs-state --topic watch.customs.v1
 allow --add --allow-principal User:customs --operation Read --group tradepulse-customs
 allow --add --allow-principal User:taxrefund --operation Read --topic taxrefund.events.v1 --topic tradepulse-taxrefund-links --topic tradepulse-taxrefund-partials --topic tradepulse-taxrefund-state
-allow --add --allow-principal User:taxrefund --operation Write --topic cases.taxrefund.v1 --topic indicators.taxrefund.v1 --topic taxrefund.events.v1.dlq --topic tradepulse-taxrefund-links --topic tradepulse-taxrefund-partials --topic tradepulse-taxrefund-state
+allow --add --allow-principal User:taxrefund --operation Write --topic cases.taxrefund.v1 --topic indicators.taxrefund.v1 --topic taxrefund.events.v1.dlq --topic tradepulse-taxrefund-links --topic tradepulse-taxrefund-partials --topic tradepulse-taxrefund-state --topic watch.taxrefund.v1
 allow --add --allow-principal User:taxrefund --operation Read --group tradepulse-taxrefund
 allow --add --allow-principal User:cips --operation Read --topic cips.events.v1 --topic tradepulse-cips-links --topic tradepulse-cips-partials --topic tradepulse-cips-state
-allow --add --allow-principal User:cips --operation Write --topic cases.cips.v1 --topic cips.events.v1.dlq --topic indicators.cips.v1 --topic tradepulse-cips-links --topic tradepulse-cips-partials --topic tradepulse-cips-state
+allow --add --allow-principal User:cips --operation Write --topic cases.cips.v1 --topic cips.events.v1.dlq --topic indicators.cips.v1 --topic tradepulse-cips-links --topic tradepulse-cips-partials --topic tradepulse-cips-state --topic watch.cips.v1
 allow --add --allow-principal User:cips --operation Read --group tradepulse-cips
 allow --add --allow-principal User:cbec --operation Read --topic cbec.events.v1 --topic tradepulse-cbec-links --topic tradepulse-cbec-partials --topic tradepulse-cbec-state
-allow --add --allow-principal User:cbec --operation Write --topic cases.cbec.v1 --topic cbec.events.v1.dlq --topic indicators.cbec.v1 --topic tradepulse-cbec-links --topic tradepulse-cbec-partials --topic tradepulse-cbec-state
+allow --add --allow-principal User:cbec --operation Write --topic cases.cbec.v1 --topic cbec.events.v1.dlq --topic indicators.cbec.v1 --topic tradepulse-cbec-links --topic tradepulse-cbec-partials --topic tradepulse-cbec-state --topic watch.cbec.v1
 allow --add --allow-principal User:cbec --operation Read --group tradepulse-cbec
 allow --add --allow-principal User:cycle --operation Read --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.taxrefund.v1 --topic tradepulse-cycle-links --topic tradepulse-cycle-partials --topic tradepulse-cycle-state
-allow --add --allow-principal User:cycle --operation Write --topic cases.cips.v1.dlq --topic cases.customs.v1.dlq --topic cases.cycle.v1 --topic cases.taxrefund.v1.dlq --topic indicators.cycle.v1 --topic tradepulse-cycle-links --topic tradepulse-cycle-partials --topic tradepulse-cycle-state
+allow --add --allow-principal User:cycle --operation Write --topic cases.cips.v1.dlq --topic cases.customs.v1.dlq --topic cases.cycle.v1 --topic cases.taxrefund.v1.dlq --topic indicators.cycle.v1 --topic tradepulse-cycle-links --topic tradepulse-cycle-partials --topic tradepulse-cycle-state --topic watch.cycle.v1
 allow --add --allow-principal User:cycle --operation Read --group tradepulse-cycle
 allow --add --allow-principal User:release --operation Read --topic cases.cbec.v1 --topic cases.cips.v1 --topic cases.customs.v1 --topic cases.taxrefund.v1 --topic release.hk.v1 --topic release.mo.v1
 allow --add --allow-principal User:release --operation Write --topic release.hk.v1 --topic release.mo.v1

@@ -1,5 +1,6 @@
 """Records TradePulse publishes: indicator windows on ``indicators.<service>.v1`` (docs/contract.md
-section 4) and cases on ``cases.<service>.v1`` (section 7)."""
+section 4), cases on ``cases.<service>.v1`` (section 7) and the SLA watch's flags on
+``watch.<service>.v1`` (section 9)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ __all__ = [
     "CASE_TYPE",
     "INDICATOR_TYPE",
     "RELEASE_TYPE",
+    "WATCH_TYPE",
     "CaseEvent",
     "CaseRecord",
     "CaseStatus",
@@ -21,6 +23,8 @@ __all__ = [
     "IndicatorWindow",
     "ReleaseCell",
     "ReleaseEvent",
+    "WatchEvent",
+    "WatchFlag",
 ]
 
 INDICATOR_TYPE = "tradepulse.indicator.window"
@@ -247,3 +251,46 @@ class ReleaseEvent(Envelope):
 
     type: Literal["tradepulse.release.cell"] = RELEASE_TYPE  # type: ignore[assignment]
     data: ReleaseCell
+
+
+WATCH_TYPE = "tradepulse.watch.updated"
+
+
+class WatchFlag(ContractModel):
+    """One case's SLA watch flag (docs/contract.md section 9), published when it changes."""
+
+    model_config = examples(
+        {
+            "service": "taxrefund",
+            "case_id": "R2025030100012",
+            "rule": "refund_issue_categories_1_2",
+            "state": "breached",
+            "since": "2025-03-07T00:00:00.000+08:00",
+            "due": "2025-03-07T00:00:00.000+08:00",
+            "started": "2025-03-03T10:00:00.000+08:00",
+            "reached": "breached",
+            "milestones": {
+                "declared": "2025-03-01T09:00:00.000+08:00",
+                "accepted": "2025-03-03T10:00:00.000+08:00",
+            },
+            "attributes": {"mgmt_category": 1, "entry_ids": ["514120250000012345"]},
+        }
+    )
+
+    service: NonEmptyStr
+    case_id: NonEmptyStr
+    rule: NonEmptyStr
+    state: Literal["warning", "breached", "cleared", "expired"]
+    since: Rfc3339
+    due: Rfc3339
+    started: Rfc3339
+    reached: Literal["warning", "breached"]
+    milestones: dict[str, Rfc3339]
+    attributes: dict[str, Any]
+
+
+class WatchEvent(Envelope):
+    """An output record: a structured-mode CloudEvent carrying one case's watch flag."""
+
+    type: Literal["tradepulse.watch.updated"] = WATCH_TYPE  # type: ignore[assignment]
+    data: WatchFlag

@@ -20,12 +20,15 @@ from services.contract.records import (
     CASE_TYPE,
     INDICATOR_TYPE,
     RELEASE_TYPE,
+    WATCH_TYPE,
     CaseEvent,
     CaseRecord,
     IndicatorEvent,
     IndicatorWindow,
     ReleaseCell,
     ReleaseEvent,
+    WatchEvent,
+    WatchFlag,
 )
 from services.contract.topics import case_topic, dlq_topic, indicator_topic
 
@@ -92,6 +95,15 @@ def case_examples() -> list[dict[str, Any]]:
     return out
 
 
+def watch_examples() -> list[dict[str, Any]]:
+    out = []
+    for data in model_examples(WatchFlag):
+        w = WatchFlag.model_validate(data, strict=False)
+        source, subject, eid = f"/tradepulse/{w.service}", w.case_id, f"{w.case_id}|{w.rule}|{w.state}"
+        out.append(cloud_event(eid, source, WATCH_TYPE, data["since"], subject, data, **JSON_DATA))
+    return out
+
+
 def release_examples() -> list[dict[str, Any]]:
     out = []
     for data in model_examples(ReleaseCell):
@@ -118,6 +130,7 @@ def _asyncapi(services: Services, derived: Derived) -> dict[str, Any]:
     for name, inputs in derived.items():
         _derived_service(name, inputs, channels, operations)
     _release(list(services), channels, operations)
+    _watch(channels, operations)
     for name, catalogs in services.items():
         (domain,) = catalogs  # one input topic per service so far
         refs = {}
@@ -172,6 +185,11 @@ def _asyncapi(services: Services, derived: Derived) -> dict[str, Any]:
         "name": CASE_TYPE,
         "contentType": "application/cloudevents+json",
         "payload": {"$ref": "./case.updated.json"},
+    }
+    messages["watchUpdated"] = {
+        "name": WATCH_TYPE,
+        "contentType": "application/cloudevents+json",
+        "payload": {"$ref": "./watch.updated.json"},
     }
     messages["releaseCell"] = {
         "name": RELEASE_TYPE,
@@ -231,6 +249,21 @@ def _release(sources: Sequence[str], channels: dict[str, Any], operations: dict[
         _operation(operations, f"release_receive_{source}_cases", "receive", f"{source}_cases", summary)
 
 
+def _watch(channels: dict[str, Any], operations: dict[str, Any]) -> None:
+    """The SLA watch: one compacted topic per service that declares watch rules."""
+    channels["watch"] = {
+        "address": "watch.{service}.v1",
+        "description": (
+            "Log-compacted SLA watch flags (docs/contract.md section 9): the current flag of every "
+            "case a rule flagged; key = case id = CloudEvent subject; a null value withdraws a flag."
+        ),
+        "parameters": {"service": {"description": "A service with watch rules (customs, taxrefund, cips)."}},
+        "messages": {"watchUpdated": {"$ref": "#/components/messages/watchUpdated"}},
+    }
+    summary = "tradepulse worker <service> publishes a case's watch flag when it changes, by event or clock."
+    _operation(operations, "watch_sendFlags", "send", "watch", summary)
+
+
 def _outputs(name: str, service: str, channels: dict[str, Any], operations: dict[str, Any]) -> None:
     description = "Log-compacted indicator window revisions; key = CloudEvent subject."
     _channel(channels, f"{name}_indicators", indicator_topic(name), description, "indicatorWindow")
@@ -264,6 +297,7 @@ def generate(
     files["indicator.window.json"] = _json(_schema(IndicatorEvent, "indicator.window", indicator_examples()))
     files["case.updated.json"] = _json(_schema(CaseEvent, "case.updated", case_examples()))
     files["release.cell.json"] = _json(_schema(ReleaseEvent, "release.cell", release_examples()))
+    files["watch.updated.json"] = _json(_schema(WatchEvent, "watch.updated", watch_examples()))
     files["asyncapi.yaml"] = yaml.safe_dump(
         _asyncapi(services, derived or {}), sort_keys=False, allow_unicode=True, width=100
     )

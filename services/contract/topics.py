@@ -1,4 +1,4 @@
-"""Topic naming rules of the contract (docs/contract.md sections 2-4, 7) and Kafka's partitioner.
+"""Topic naming rules of the contract (docs/contract.md sections 2-4, 7, 9) and Kafka's partitioner.
 
 Input topics are named by their domains' declarations; every other name derives from a service
 name or an input topic here, so it is spelled once."""
@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
 
-__all__ = ["case_topic", "dlq_topic", "indicator_topic", "partition_for"]
+__all__ = ["case_topic", "dlq_topic", "indicator_topic", "partition_for", "watch_topic"]
 
 
 def dlq_topic(input_topic: str) -> str:
@@ -25,6 +25,11 @@ def indicator_topic(service: str) -> str:
 def case_topic(service: str) -> str:
     """The log-compacted topic of a service's cases: ``cases.<service>.v1``."""
     return f"cases.{service}.v1"
+
+
+def watch_topic(service: str) -> str:
+    """The log-compacted topic of a service's SLA watch flags: ``watch.<service>.v1``."""
+    return f"watch.{service}.v1"
 
 
 @lru_cache(maxsize=262_144)

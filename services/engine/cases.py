@@ -19,7 +19,10 @@ batch that changed it, so that none of it is ever rebuilt by reading every case:
 - a *park index* (``park``): cases whose measures wait for the context (a calendar year), so
   that the context's arrival revisits those and nothing else;
 - *clocks* (``clock``): cases under the times they name (an open payment under its initiation),
-  so the earliest is one read (the oldest open payment's age), not a scan.
+  so the earliest is one read (the oldest open payment's age), not a scan; the SLA watch's flagged
+  cases under their start, by rule and state (the oldest case's age, the /watch page's order);
+- a *watch index* (``watch``): cases under the instant their watch flag changes by the clock alone,
+  so the clock moving looks at the cases due, nothing else (services.engine.watch).
 
 In memory: a bounded cache of decoded cases, the cases changed since the last stage, and the
 aggregates and tallies (which grow with windows and labels, never with cases).
@@ -30,7 +33,7 @@ from __future__ import annotations
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -38,10 +41,11 @@ import orjson
 
 from services.engine.aggregations import aggregation_of
 from services.engine.domain import NO_MESSAGES, Case, Domain, EngineSettings, Message, Observer, Survey
-from services.engine.metrics import MeasureHistograms
+from services.engine.metrics import MeasureHistograms, WatchGauges
 from services.engine.partials import Applied, Partials
 from services.engine.registers import from_json, to_json
 from services.engine.state import StateStore
+from services.engine.watch import ACTIVE, Flag, flag_of
 from services.engine.windows import WINDOWS, Contribution, IndicatorSpec, WindowKey, measure_name
 
 __all__ = [
@@ -53,6 +57,7 @@ __all__ = [
     "PARK",
     "RETIRED",
     "TALLY",
+    "WATCH",
     "CaseEngine",
     "Change",
     "Entry",
@@ -66,7 +71,9 @@ DUE = "due"  # state kind: `<hour>|<kind>|<key>`, when housekeeping must look at
 PARK = "park"  # state kind: `<token>|<kind>|<key>`, a case whose measures wait for the context
 RETIRED = "retired"  # state kind: the domain's own cases the engine dropped, with the watermark then
 TALLY = "tally"  # state kind: the partition's tallies of one case kind
-META = "meta"  # state kind: the partition's watermark
+META = "meta"  # state kind: the partition's watermark and watch clock
+WATCH = "watch"  # state kind: `<ms>|<key>`, a case under the instant its watch flag changes
+WATCHED = "watched"  # the tally of flagged cases: (WATCHED, rule, state, group)
 OPEN = "open"  # the tally of open cases by group
 PARKED = "parked"  # the tally of parked cases by token
 DUE_BUCKET_S = 3600  # housekeeping sees a case within an hour of its due time
@@ -95,6 +102,9 @@ class Entry:
     due: int = 0  # the hour it is indexed under in the due index (0: not yet)
     park: tuple[str, ...] = ()  # the tokens it is indexed under in the park index
     clocks: tuple[tuple[str, float], ...] = ()  # the times it is indexed under (Case.clocks)
+    flag: Flag | None = None  # its watch flag as last published
+    flag_at: float = math.inf  # when the flag changes by the clock (the watch index's entry)
+    flag_next: float = math.inf  # the same, as computed (indexed at the next stage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +125,10 @@ class PartitionState:
     dirty: dict[tuple[str, str], Entry] = field(default_factory=dict)
     dirty_tallies: set[str] = field(default_factory=set)
     stored_max_s: float = float("-inf")  # the watermark's event time as stored
+    clock_s: float = float("-inf")  # the watch clock (never goes back; stored)
+    stored_clock_s: float = float("-inf")
+    seen_max_s: float = float("-inf")  # the newest event time when the watch last looked
+    moved_wall_s: float = 0.0  # the wall time it last saw the partition's event time move
 
 
 class CaseCache:
@@ -173,6 +187,11 @@ class CaseEngine:
         self.states: dict[int, PartitionState] = {}
         self.cache = CaseCache(self.cache_cases)
         self.changes: list[Change] = []  # of the domain's own cases, since the last stage()
+        self.rules = self.domain.rules(self.settings)
+        self.calendar = getattr(self.context, "calendar", None)  # for rules in working days
+        self.flagged: list[Change] = []  # watch flags changed since the last stage()
+        self._watch_clocks = tuple(f"watch:{r.name}:{s}" for r in self.rules for s in ACTIVE)
+        self.watch_gauges = WatchGauges(self.domain.name, self.rules)
         self.totals: dict[str, Counter[Tally]] = {kind: Counter() for kind in self.kinds}
         self._tallies_moved = False  # the gauges are told once per batch (stage), not per change
 
@@ -204,6 +223,8 @@ class CaseEngine:
         watermark = self.store.get(p, META, "max_event_s")
         if watermark is not None:
             partials.max_event_s = float(watermark)
+        stored_clock = self.store.get(p, META, "watch_clock")
+        clock_s = float(stored_clock) if stored_clock is not None else float("-inf")
         tallies: dict[str, Counter[Tally]] = {}
         for kind in self.kinds:
             stored = self.store.get(p, TALLY, kind)
@@ -219,7 +240,9 @@ class CaseEngine:
         partials.whole = True
         if p in self.states:  # loaded meanwhile (state() while this was paused)
             return
-        self.states[p] = PartitionState(p, partials, tallies, stored_max_s=partials.max_event_s)
+        self.states[p] = PartitionState(
+            p, partials, tallies, stored_max_s=partials.max_event_s, clock_s=clock_s, stored_clock_s=clock_s
+        )
         for kind, counts in tallies.items():
             self.totals[kind].update(counts)
         self._report()
@@ -233,6 +256,7 @@ class CaseEngine:
                     self.totals[kind].subtract(counts)
         self.cache.forget(partitions)
         self.changes = [c for c in self.changes if c.partition not in partitions]
+        self.flagged = [c for c in self.flagged if c.partition not in partitions]
         self._report()
 
     def entry(self, p: int, kind: str, key: str) -> Entry | None:
@@ -328,9 +352,11 @@ class CaseEngine:
         if at_s > entry.last_s:
             entry.last_s = at_s
         st.dirty[(kind, key)] = entry
-        self._retally(st, kind, entry)
         if kind == self.primary:
+            if self.rules:
+                self._watch(st, key, entry)
             self.changes.append(Change(st.partition, key, entry))
+        self._retally(st, kind, entry)
         self.measured.observe(added)
         self.observer.changed(kind, before, after, added)
         return after.messages(before)
@@ -359,6 +385,9 @@ class CaseEngine:
 
     def _retally(self, st: PartitionState, kind: str, entry: Entry) -> None:
         now = self._tallies_of(kind, entry.case)
+        flag = entry.flag
+        if flag is not None and flag.state in ACTIVE:
+            now = (*now, (WATCHED, flag.rule, flag.state, entry.case.group))
         was = entry.tallies
         if now == was:
             return
@@ -377,6 +406,8 @@ class CaseEngine:
         self._tallies_moved = False
         for kind, totals in self.totals.items():
             self.observer.open_cases(kind, {t[1]: n for t, n in totals.items() if t[0] == OPEN})
+        if self.rules:
+            self.watch_gauges.counts(self.totals[self.primary])
 
     def tallies(self, kind: str) -> Mapping[Tally, int]:
         """The tallies of ``kind`` over every partition this worker owns."""
@@ -410,6 +441,9 @@ class CaseEngine:
             if partials.max_event_s != st.stored_max_s:
                 self.store.put(p, META, "max_event_s", repr(partials.max_event_s).encode())
                 st.stored_max_s = partials.max_event_s
+            if st.clock_s != st.stored_clock_s:
+                self.store.put(p, META, "watch_clock", repr(st.clock_s).encode())
+                st.stored_clock_s = st.clock_s
 
     def _index(self, p: int, kind: str, key: str, entry: Entry) -> None:
         """Keep the case's entries in the due, park and clock indexes where it is now."""
@@ -429,9 +463,16 @@ class CaseEngine:
             for token in set(park) - set(entry.park):
                 self.store.put(p, PARK, f"{token}|{kind}|{key}", b"")
             entry.park = park
-        if not self.kinds[kind].CLOCKS:
+        if self.rules and kind == self.primary:
+            self._index_watch(p, key, entry)
+        flag = entry.flag
+        watched = flag is not None and flag.state in ACTIVE
+        if not self.kinds[kind].CLOCKS and not watched and not entry.clocks:
             return
-        clocks = tuple(entry.case.clocks(self.context))
+        clocks = tuple(entry.case.clocks(self.context)) if self.kinds[kind].CLOCKS else ()
+        if watched:
+            assert flag is not None
+            clocks = (*clocks, (f"watch:{flag.rule}:{flag.state}", flag.start))
         if clocks != entry.clocks:
             for name, at_s in set(entry.clocks) - set(clocks):
                 self.store.delete(p, CLOCK, _clock_name(kind, name, at_s, key))
@@ -488,7 +529,7 @@ class CaseEngine:
         """Per clock of ``kind`` (:meth:`Case.clocks`), the earliest time a case on this worker is
         under: one read per partition."""
         out: dict[str, float] = {}
-        for name in self.kinds[kind].CLOCKS:
+        for name in (*self.kinds[kind].CLOCKS, *(self._watch_clocks if kind == self.primary else ())):
             prefix = f"{kind}|{name}|"
             for p in self.states:
                 if not self.store.owns(p):
@@ -521,6 +562,9 @@ class CaseEngine:
             case = entry.case
             if not case.completed:
                 self.observer.expired(kind, case)
+                if entry.flag is not None and entry.flag.state in ACTIVE:
+                    expired = entry.flag.expired(entry.last_s + self.settings.case_expiry_s)
+                    self.flagged.append(Change(p, key, replace(entry, flag=expired)))
             self._drop(st, kind, key, entry, wm)
             if not case.completed and kind == self.primary:
                 entry.revision += 1
@@ -538,6 +582,8 @@ class CaseEngine:
             self.store.delete(p, PARK, f"{token}|{kind}|{key}")
         for name, at_s in entry.clocks:
             self.store.delete(p, CLOCK, _clock_name(kind, name, at_s, key))
+        if entry.flag_at != math.inf:
+            self.store.delete(p, WATCH, _watch_name(entry.flag_at, key))
         counts, totals = st.tallies[kind], self.totals[kind]
         counts.subtract(entry.tallies)
         totals.subtract(entry.tallies)
@@ -587,8 +633,76 @@ class CaseEngine:
             entry.revision += 1
             if kind == self.primary:
                 self.changes.append(Change(st.partition, key, entry))
+        if kind == self.primary and self.rules:
+            self._watch(st, key, entry, moved=False)
         st.dirty[(kind, key)] = entry
         self._retally(st, kind, entry)
+
+    # -- the SLA watch ------------------------------------------------------------------------
+
+    def _watch(self, st: PartitionState, key: str, entry: Entry, *, moved: bool = True) -> None:
+        """The case's flag at the partition's clock. A changed flag is published (take_flagged), and
+        so is a flagged case that ``moved`` (its record carries the case's milestones)."""
+        clock = max(st.clock_s, st.partials.watermark_s)
+        flag, entry.flag_next = flag_of(self.rules, entry.case, clock, self.calendar)
+        if flag != entry.flag or (moved and flag is not None):
+            entry.flag = flag
+            self.flagged.append(Change(st.partition, key, entry))
+
+    def _index_watch(self, p: int, key: str, entry: Entry) -> None:
+        if entry.flag_next != entry.flag_at:
+            if entry.flag_at != math.inf:
+                self.store.delete(p, WATCH, _watch_name(entry.flag_at, key))
+            if entry.flag_next != math.inf:
+                self.store.put(p, WATCH, _watch_name(entry.flag_next, key), b"")
+            entry.flag_at = entry.flag_next
+
+    def watch(self, wall_s: float) -> bool:
+        """Move each owned partition's watch clock and flag the cases it reached (bounded per
+        partition; True if work was left for another pass). The clock is the partition's
+        watermark; a partition whose event time has not moved for ``idle_after_s`` of wall time
+        runs on with wall time from its watermark, at most ``watch_idle_max_s`` past it, so a
+        producer outage flags what falls due in that bound and no more (docs/design.md)."""
+        if not self.rules:
+            return False
+        more = False
+        for p in sorted(self.store.owned()):
+            st = self.state(p)
+            newest = st.partials.max_event_s
+            if newest == float("-inf"):
+                continue
+            if newest != st.seen_max_s:
+                st.seen_max_s, st.moved_wall_s = newest, wall_s
+            idle_s = wall_s - st.moved_wall_s
+            idle = idle_s >= self.settings.idle_after_s
+            run_on = min(idle_s, self.settings.watch_idle_max_s) if idle else 0.0
+            st.clock_s = max(st.clock_s, st.partials.watermark_s + run_on)
+            due = self.store.items(p, WATCH, stop=f"{max(0, math.floor(st.clock_s * 1000)):015d}}}")
+            for n, (name, _) in enumerate(list(due)):
+                if n >= self.housekeeping_budget:
+                    more = True
+                    break
+                key = name.split("|", 1)[1]
+                entry = self.entry(p, self.primary, key)
+                if entry is None or _watch_name(entry.flag_at, key) != name:
+                    self.store.delete(p, WATCH, name)  # left behind (not expected)
+                    continue
+                self._watch(st, key, entry, moved=False)
+                st.dirty[(self.primary, key)] = entry
+                self._retally(st, self.primary, entry)
+        if self._tallies_moved:
+            self._report()
+        self.watch_gauges.oldest(self.clock(), self.earliest(self.primary))
+        return more
+
+    def clock(self) -> float:
+        """The newest watch clock of this worker's partitions (-inf before any event)."""
+        return max((st.clock_s for st in self.states.values()), default=float("-inf"))
+
+    def take_flagged(self) -> list[Change]:
+        """Watch flags changed since the last call (``entry.flag`` None: the flag is withdrawn)."""
+        flagged, self.flagged = self.flagged, []
+        return flagged
 
     # -- encoding -----------------------------------------------------------------------------
 
@@ -599,7 +713,11 @@ class CaseEngine:
         tallies = tuple(tuple(t) for t in doc.get("y", ()))
         park = tuple(t[1] for t in tallies if t[0] == PARKED)
         clocks = tuple((name, float(at_s)) for name, at_s in doc.get("k", ()))
-        return Entry(case, applied, doc["t"], doc["r"], tallies, doc.get("d", 0), park, clocks)
+        entry = Entry(case, applied, doc["t"], doc["r"], tallies, doc.get("d", 0), park, clocks)
+        if "w" in doc:
+            entry.flag = Flag(*doc["w"]) if doc["w"] else None
+            entry.flag_at = entry.flag_next = doc["wa"] if doc["wa"] is not None else math.inf
+        return entry
 
 
 def _hour(at_s: float) -> int:
@@ -609,6 +727,10 @@ def _hour(at_s: float) -> int:
 
 def _due_name(hour: int, kind: str, key: str) -> str:
     return f"{hour:0{_NAME_DIGITS}d}|{kind}|{key}"
+
+
+def _watch_name(at_s: float, key: str) -> str:
+    return f"{max(0, math.ceil(at_s * 1000)):015d}|{key}"
 
 
 def _clock_name(kind: str, name: str, at_s: float, key: str) -> str:
@@ -644,6 +766,9 @@ def _encode(entry: Entry) -> bytes:
         doc["y"] = [list(t) for t in entry.tallies]
     if entry.clocks:
         doc["k"] = [list(c) for c in entry.clocks]
+    if entry.flag is not None or entry.flag_at != math.inf:
+        doc["w"] = list(entry.flag) if entry.flag is not None else None
+        doc["wa"] = entry.flag_at if entry.flag_at != math.inf else None
     return orjson.dumps(doc)
 
 

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.contract.catalog import Catalog
 from services.contract.envelope import Event
 from services.engine.registers import Milestones, evolve
+from services.engine.watch import WatchRule
 from services.engine.windows import Contribution, IndicatorSpec
 
 __all__ = ["NO_MESSAGES", "Case", "Domain", "EngineSettings", "Message", "Observer", "Status", "by_subject"]
@@ -185,6 +186,14 @@ class EngineSettings(BaseSettings):
     window_retention_s: Annotated[float, Field(gt=0)] = 35 * 86400.0
     case_expiry_s: Annotated[float, Field(gt=0)] = 90 * 86400.0
     housekeeping_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    # The SLA watch (docs/design.md "SLA watch"): how often the clock is read, how far past its
+    # watermark an idle partition's clock may run with wall time, and rule limits replacing the
+    # domain's (rule name -> [warning, due], in the rule's unit).
+    watch_interval_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    watch_idle_max_s: Annotated[float, Field(ge=0)] = 3600.0
+    watch_limits: dict[str, tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]] = Field(
+        default_factory=dict
+    )
 
 
 def domain_settings(
@@ -265,6 +274,9 @@ class Domain:
     contributor: str = ""
     """The case attribute naming whom a case is about (an enterprise, bank or platform): the unit
     the cross-border release's disclosure control protects (docs/contract.md section 8)."""
+    watch: Sequence[WatchRule] = ()
+    """The SLA watch's rules on the domain's own cases (services.engine.watch); their limits are
+    settings (``watch_limits``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "settings", domain_settings(self.name, self.settings, self.defaults))
@@ -282,6 +294,23 @@ class Domain:
     def primary(self) -> str:
         """The kind of the domain's own cases (the first of ``kinds``)."""
         return next(iter(self.kinds))
+
+    def rules(self, settings: EngineSettings) -> tuple[WatchRule, ...]:
+        """The watch rules with the limits of ``settings``; a limit for a rule the domain lacks is
+        refused (a typo would otherwise leave the default in force, silently)."""
+        names = {r.name for r in self.watch}
+        unknown = sorted(set(settings.watch_limits) - names)
+        if unknown:
+            msg = (
+                f"TRADEPULSE_{self.name.upper()}_WATCH_LIMITS names rules {self.name} does not have: "
+                f"{unknown} (its rules: {sorted(names)})"
+            )
+            raise ValueError(msg)
+        limits = settings.watch_limits
+        return tuple(
+            replace(r, warning=limits[r.name][0], due=limits[r.name][1]) if r.name in limits else r
+            for r in self.watch
+        )
 
     def specs(self, settings: EngineSettings) -> dict[str, IndicatorSpec]:
         """The indicators with the grace of ``settings``."""

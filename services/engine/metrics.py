@@ -22,8 +22,8 @@ from services.engine.domain import Observer
 from services.engine.windows import Contribution, Dims, IndicatorSpec, Observed, WindowKey
 
 __all__ = [
-    "INDICATOR_RECORDS", "LATE_EVENTS", "Backlog", "IndicatorGauges", "MeasureHistograms", "gauge_name",
-    "label_or_other",
+    "INDICATOR_RECORDS", "LATE_EVENTS", "Backlog", "IndicatorGauges", "MeasureHistograms", "WatchGauges",
+    "gauge_name", "label_or_other",
 ]  # fmt: skip
 
 LATE_EVENTS = Counter(
@@ -31,6 +31,18 @@ LATE_EVENTS = Counter(
 )
 INDICATOR_RECORDS = Counter(
     "tradepulse_indicator_records_total", "Indicator revisions published.", ["service", "final"]
+)
+
+WATCH_CASES = Gauge(
+    "tradepulse_watch_cases",
+    "Open cases the SLA watch flags on this worker, by rule, state (warning, breached) and group.",
+    ["service", "rule", "state", "group"],
+)
+WATCH_OLDEST = Gauge(
+    "tradepulse_watch_oldest_age_seconds",
+    "By the watch clock, how long ago the earliest-started flagged case started, by rule and state "
+    "(0 when none is flagged).",
+    ["service", "rule", "state"],
 )
 
 UNIT_SUFFIX = {
@@ -221,3 +233,30 @@ class IndicatorGauges:
                 return None
             labels.append(value)
         return labels
+
+
+class WatchGauges:
+    """The SLA watch's gauges, from the engine's tallies and clock index (never a scan of cases).
+    Every (rule, state) is exported from the start, at 0, so that alerts and panels see a series
+    before the first flag."""
+
+    def __init__(self, service: str, rules: Iterable[Any]) -> None:
+        self.service = service
+        self.pairs = [(r.name, s) for r in rules for s in ("warning", "breached")]
+        self._seen: set[tuple[str, str, str]] = set()
+        for rule, state in self.pairs:
+            WATCH_OLDEST.labels(service, rule, state).set(0)
+
+    def counts(self, tallies: Mapping[tuple[str, ...], int]) -> None:
+        now = {(t[1], t[2], t[3]): n for t, n in tallies.items() if t[0] == "watched"}
+        for labels in self._seen - set(now):
+            WATCH_CASES.labels(self.service, *labels).set(0)
+        for labels, n in now.items():
+            WATCH_CASES.labels(self.service, *labels).set(n)
+        self._seen |= set(now)
+
+    def oldest(self, clock_s: float, earliest: Mapping[str, float]) -> None:
+        for rule, state in self.pairs:
+            start = earliest.get(f"watch:{rule}:{state}")
+            age = clock_s - start if start is not None and clock_s > start else 0.0
+            WATCH_OLDEST.labels(self.service, rule, state).set(age)

@@ -27,7 +27,7 @@ import orjson
 
 from services.contract.codec import STRUCTURED_HEADER, DecodeError, DlqReason, decode
 from services.contract.envelope import JSON_DATA, Event, cloud_event
-from services.contract.records import CASE_TYPE, INDICATOR_TYPE
+from services.contract.records import CASE_TYPE, INDICATOR_TYPE, WATCH_TYPE
 from services.contract.topics import partition_for
 from services.engine.cases import NON_STR_KEYS, CaseEngine, TooLate
 from services.engine.domain import Domain, EngineSettings, Message, Observer
@@ -54,6 +54,7 @@ class Topics:
     indicators: str
     dlq: str
     cases: str
+    watch: str
 
 
 class Pipeline:
@@ -190,6 +191,11 @@ class Pipeline:
         yield from self.cases.loading(partition)
         yield from self.stage_two.loading(partition)
 
+    def watch(self, wall_s: float) -> bool:
+        """Move the SLA watch's clock (``wall_s``: the wall time, for idle partitions) and flag
+        what it reached; True if work was left for another pass."""
+        return self.cases.watch(wall_s)
+
     def housekeeping(self) -> bool:
         """One bounded pass of both stages' housekeeping; True if work was left for another."""
         more = self.cases.expire()
@@ -209,6 +215,7 @@ class Pipeline:
         self.cases.stage(partitions)
         outputs, self._outputs = self._outputs, []
         outputs.extend(self._case_records())
+        outputs.extend(self._watch_records())
         for (target, source), items in self._links.items():
             bundle = b"[" + b",".join(items) + b"]"
             outputs.append(Out(self.topics.links, str(target).encode(), bundle, target, source=source))
@@ -239,6 +246,34 @@ class Pipeline:
                 f"{key}|r{entry.revision}", self.source, CASE_TYPE, time, key, data, **JSON_DATA
             )
             out.append(Out(self.topics.cases, key.encode(), orjson.dumps(record), source=p))
+        return out
+
+    def _watch_records(self) -> list[Out]:
+        """The latest watch flag of every case whose flag changed since the last call; a withdrawn
+        flag (a late event showed the case ended before its warning point) is a tombstone."""
+        latest = {(c.partition, c.key): c for c in self.cases.take_flagged()}
+        out = []
+        for (p, key), change in latest.items():
+            flag, case = change.entry.flag, change.entry.case
+            if flag is None:
+                out.append(Out(self.topics.watch, key.encode(), None, source=p))
+                continue
+            since = _iso(flag.since)
+            data: dict[str, Any] = {
+                "service": self.domain.name,
+                "case_id": key,
+                "rule": flag.rule,
+                "state": flag.state,
+                "since": since,
+                "due": _iso(flag.due),
+                "started": _iso(flag.start),
+                "reached": flag.reached,
+                "milestones": {name: _iso(at) for name, at in case.milestones.items()},
+                "attributes": dict(case.attributes()),
+            }
+            eid = f"{key}|{flag.rule}|{flag.state}|{round(flag.since * 1000)}"
+            record = cloud_event(eid, self.source, WATCH_TYPE, since, key, data, **JSON_DATA)
+            out.append(Out(self.topics.watch, key.encode(), orjson.dumps(record), source=p))
         return out
 
     def forget(self, partitions: set[int]) -> None:

@@ -23,7 +23,7 @@ from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram
 
-from services.contract.topics import case_topic, dlq_topic, indicator_topic
+from services.contract.topics import case_topic, dlq_topic, indicator_topic, watch_topic
 from services.engine.domain import Domain, EngineSettings
 from services.engine.pipeline import Pipeline, Topics
 from services.runtime.commit import CommitPath, Source
@@ -229,6 +229,7 @@ def _topics(settings: Settings, domain: Domain) -> tuple[Topics, str]:
         indicators=settings.topic(indicator_topic(domain.name)),
         dlq=settings.topic(dlq_topic(domain.topic)),
         cases=settings.topic(case_topic(domain.name)),
+        watch=settings.topic(watch_topic(domain.name)),
     )
     return names, internal["state"]
 
@@ -252,6 +253,7 @@ def _uses(settings: Settings, domain: Domain) -> list[tuple[TopicSpec, frozenset
         *[(TopicSpec(t, n, must_match_partitions=False), WRITE) for t in _dlqs(settings, domain).values()],
         (TopicSpec(names.indicators, n, **output), WRITE),
         (TopicSpec(names.cases, n, **output), WRITE),
+        (TopicSpec(names.watch, n, **output), WRITE),  # every service's (empty without watch rules)
     ]
 
 
@@ -354,6 +356,15 @@ def build_worker(settings: Settings, domain: Domain, *, foreign: Sequence[str] =
         repeat=True,
         timed=HOUSEKEEPING_SECONDS,
     )
+    if domain.watch:
+        _timer(
+            app,
+            engine.watch_interval_s,
+            lambda: pipeline.watch(time.time()),
+            commit,
+            name="watch",
+            repeat=True,
+        )
     _report_lag(app, inputs, next_offset)
     _report_disk(app, store)
     _ownership(app, store, settings.topic(domain.topic))

@@ -13,7 +13,7 @@ import yaml
 from services.contract import schemas as schemas_export
 from services.contract.codec import decode, encode
 from services.contract.records import CaseEvent, IndicatorEvent, IndicatorWindow, ReleaseEvent
-from services.contract.topics import case_topic, dlq_topic, indicator_topic
+from services.contract.topics import case_topic, dlq_topic, indicator_topic, watch_topic
 from services.gateway import openapi
 from services.registry import DOMAINS, SOURCES, catalogs, derived
 from services.registry import EVENT_TYPES as CATALOG
@@ -104,6 +104,7 @@ def test_asyncapi_names_every_topic_with_its_senders_and_receivers() -> None:
         | {indicator_topic(n) for n in DOMAINS}
         | {case_topic(n) for n in DOMAINS}
         | {release_topic("{destination}")}
+        | {watch_topic("{service}")}
     )
     refs = {op["channel"]["$ref"].split("/")[-1]: op["action"] for op in doc["operations"].values()}
     for name in SOURCES:

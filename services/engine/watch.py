@@ -1,0 +1,145 @@
+"""The SLA watch: open cases against a commitment, by the clock (docs/design.md "SLA watch",
+docs/contract.md section 9).
+
+A :class:`WatchRule` names where a commitment starts (a milestone), what ends it (milestones), when
+to warn and when it is missed, in seconds or in China working days. The state of a case under its
+rules is a pure function of the case and a clock (:func:`flag_of`): the same case and the same clock
+give the same flag, so replaying history gives the records living through it gave. The engine keeps
+the flag each case last published, indexes the case under the time its flag will change by the
+clock alone, and looks at nothing else when the clock moves (services.engine.cases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal, NamedTuple, Protocol
+
+from services.engine.windows import SHANGHAI
+
+__all__ = ["ACTIVE", "STATES", "Flag", "WatchRule", "flag_of", "workday_start"]
+
+Unit = Literal["seconds", "working_days"]
+STATES = ("warning", "breached", "cleared", "expired")
+ACTIVE = ("warning", "breached")  # the states an operator acts on (gauges, /watch)
+_NEVER = float("inf")
+
+
+class Workdays(Protocol):
+    """A working-day calendar (services.workdays): raises LookupError for a year it lacks."""
+
+    def is_workday(self, d: date, /) -> bool: ...
+
+
+def _every_case(case: Any) -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class WatchRule:
+    """A commitment on the domain's own cases: from ``start`` (the first of these milestones the case
+    has: an import's release time runs from the arrival, or the lodging) until any of ``ends``,
+    ``due`` (seconds, or working days counted as the refund measure counts them: A < d <= B), with a
+    warning at ``warning``. ``when`` picks the cases the rule is about (refunds of categories 1-2)."""
+
+    name: str
+    start: tuple[str, ...]
+    ends: tuple[str, ...]
+    warning: float
+    due: float
+    unit: Unit = "seconds"
+    when: Callable[[Any], bool] = _every_case
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if "|" in self.name or ":" in self.name:
+            msg = f"watch rule {self.name}: a name without '|' or ':' (they separate index keys)"
+            raise ValueError(msg)
+        if not 0 < self.warning <= self.due:
+            msg = f"watch rule {self.name}: needs 0 < warning <= due (warning {self.warning}, due {self.due})"
+            raise ValueError(msg)
+        if self.unit == "working_days" and (self.warning != int(self.warning) or self.due != int(self.due)):
+            msg = f"watch rule {self.name}: working days are whole numbers"
+            raise ValueError(msg)
+
+    def points(self, start_s: float, calendar: Workdays | None) -> tuple[float, float]:
+        """(warning, due) instants of a case started at ``start_s``: from ``due`` on, completing
+        misses the commitment. In working days, the warning is the start of working day ``warning``
+        after the start date and the deadline the start of working day ``due + 1`` (completing on
+        working day ``due`` still meets a ``due``-day commitment). Raises LookupError
+        when a date lies beyond the calendar."""
+        if self.unit == "seconds":
+            return start_s + self.warning, start_s + self.due
+        if calendar is None:
+            msg = f"watch rule {self.name} counts working days: the domain's context has no calendar"
+            raise TypeError(msg)
+        day = datetime.fromtimestamp(start_s, SHANGHAI).date()
+        warning_s = workday_start(calendar, day, int(self.warning))
+        return warning_s, workday_start(calendar, day, int(self.due) + 1)
+
+
+def workday_start(calendar: Workdays, start: date, n: int) -> float:
+    """The instant (00:00 Asia/Shanghai) working day ``n`` after ``start`` begins."""
+    d, seen = start, 0
+    while seen < n:
+        d += timedelta(days=1)
+        seen += calendar.is_workday(d)
+    return datetime(d.year, d.month, d.day, tzinfo=SHANGHAI).timestamp()
+
+
+class Flag(NamedTuple):
+    """A case's watch flag: its state under ``rule`` since ``since``; ``due`` the deadline, ``start``
+    when the commitment started, ``reached`` the worst of warning / breached it reached (what a
+    cleared or expired case had come to)."""
+
+    rule: str
+    state: str
+    since: float
+    due: float
+    start: float
+    reached: str
+
+    def expired(self, at_s: float) -> Flag:
+        return self._replace(state="expired", since=at_s)
+
+
+def flag_of(
+    rules: Sequence[WatchRule], case: Any, clock_s: float, calendar: Workdays | None
+) -> tuple[Flag | None, float]:
+    """The case's flag at ``clock_s`` and the instant it would next change by the clock alone
+    (``inf``: only an event changes it).
+
+    Per rule: a case that ended before its warning point was never a concern (no flag); one that
+    ended later is ``cleared`` (since its end); an open one is ``breached`` from the deadline,
+    ``warning`` from the warning point. Of the rules with a flag, the case's is the one that started
+    last (the stage it is at). A deadline beyond the calendar flags nothing: never guessed."""
+    milestones: Mapping[str, float] = case.milestones
+    best: Flag | None = None
+    next_s = _NEVER
+    for rule in rules:
+        start_s = next((milestones[s] for s in rule.start if s in milestones), None)
+        if start_s is None or not rule.when(case):
+            continue
+        try:
+            warning_s, due_s = rule.points(start_s, calendar)
+        except LookupError:
+            continue
+        ends = [milestones[e] for e in rule.ends if e in milestones]
+        if ends:
+            end_s = min(ends)
+            if end_s < warning_s:
+                continue
+            reached = "breached" if end_s >= due_s else "warning"
+            flag = Flag(rule.name, "cleared", end_s, due_s, start_s, reached)
+        elif clock_s >= due_s:
+            flag = Flag(rule.name, "breached", due_s, due_s, start_s, "breached")
+        elif clock_s >= warning_s:
+            flag = Flag(rule.name, "warning", warning_s, due_s, start_s, "warning")
+            next_s = min(next_s, due_s)
+        else:
+            next_s = min(next_s, warning_s)
+            continue
+        if best is None or flag.start > best.start:
+            best = flag
+    return best, next_s
