@@ -30,6 +30,7 @@ aggregates and tallies (which grow with windows and labels, never with cases).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -698,6 +699,34 @@ class CaseEngine:
     def clock(self) -> float:
         """The newest watch clock of this worker's partitions (-inf before any event)."""
         return max((st.clock_s for st in self.states.values()), default=float("-inf"))
+
+    def flagged_cases(
+        self, rules: Sequence[str], states: Sequence[str], after: str, limit: int
+    ) -> list[tuple[str, str, Entry]]:
+        """Up to ``limit`` cases this worker flags under ``rules`` in ``states``, oldest start first:
+        (cursor, key, entry), ``cursor`` naming the case's place (``<start ms>|<key>``) for the next
+        page (``after``). Reads the clock index and the cases returned, nothing else."""
+        streams = []
+        for p in sorted(self.store.owned()):
+            for rule in rules:
+                for state in states:
+                    prefix = f"{self.primary}|watch:{rule}:{state}|"
+                    streams.append(self._flagged_in(p, prefix, after))
+        out: list[tuple[str, str, Entry]] = []
+        for cursor, p in heapq.merge(*streams):
+            if cursor <= after:
+                continue
+            key = cursor.split("|", 1)[1]
+            entry = self.entry(p, self.primary, key)
+            if entry is not None and entry.flag is not None:
+                out.append((cursor, key, entry))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def _flagged_in(self, p: int, prefix: str, after: str) -> Iterator[tuple[str, int]]:
+        for name, _ in self.store.items(p, CLOCK, start=prefix + after, stop=prefix[:-1] + "}"):
+            yield name[len(prefix) :], p
 
     def take_flagged(self) -> list[Change]:
         """Watch flags changed since the last call (``entry.flag`` None: the flag is withdrawn)."""

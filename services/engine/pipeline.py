@@ -248,31 +248,44 @@ class Pipeline:
             out.append(Out(self.topics.cases, key.encode(), orjson.dumps(record), source=p))
         return out
 
+    def watching(self, rules: Sequence[str], states: Sequence[str], after: str, limit: int) -> dict[str, Any]:
+        """The ``GET /watch`` page's body: flagged cases of the partitions this worker owns, as their
+        watch records' data, oldest start first; ``next``: the cursor of the page after, if any."""
+        found = self.cases.flagged_cases(rules, states, after, limit + 1)
+        cases = [self._watch_data(key, entry) for _, key, entry in found[:limit]]
+        following = found[limit - 1][0] if len(found) > limit else None
+        return {"service": self.domain.name, "partitions": sorted(self.cases.store.owned()),
+                "cases": cases, "next": following}  # fmt: skip
+
+    def _watch_data(self, key: str, entry: Any) -> dict[str, Any]:
+        flag, case = entry.flag, entry.case
+        return {
+            "service": self.domain.name,
+            "case_id": key,
+            "rule": flag.rule,
+            "state": flag.state,
+            "since": _iso(flag.since),
+            "due": _iso(flag.due),
+            "started": _iso(flag.start),
+            "reached": flag.reached,
+            "milestones": {name: _iso(at) for name, at in case.milestones.items()},
+            "attributes": dict(case.attributes()),
+        }
+
     def _watch_records(self) -> list[Out]:
         """The latest watch flag of every case whose flag changed since the last call; a withdrawn
         flag (a late event showed the case ended before its warning point) is a tombstone."""
         latest = {(c.partition, c.key): c for c in self.cases.take_flagged()}
         out = []
         for (p, key), change in latest.items():
-            flag, case = change.entry.flag, change.entry.case
+            flag = change.entry.flag
             if flag is None:
                 out.append(Out(self.topics.watch, key.encode(), None, source=p))
                 continue
-            since = _iso(flag.since)
-            data: dict[str, Any] = {
-                "service": self.domain.name,
-                "case_id": key,
-                "rule": flag.rule,
-                "state": flag.state,
-                "since": since,
-                "due": _iso(flag.due),
-                "started": _iso(flag.start),
-                "reached": flag.reached,
-                "milestones": {name: _iso(at) for name, at in case.milestones.items()},
-                "attributes": dict(case.attributes()),
-            }
-            eid = f"{key}|{flag.rule}|{flag.state}|{round(flag.since * 1000)}"
-            record = cloud_event(eid, self.source, WATCH_TYPE, since, key, data, **JSON_DATA)
+            data = self._watch_data(key, change.entry)
+            # one id per content: the flag, and the case's revision its milestones are of
+            eid = f"{key}|{flag.rule}|{flag.state}|{round(flag.since * 1000)}|r{change.entry.revision}"
+            record = cloud_event(eid, self.source, WATCH_TYPE, data["since"], key, data, **JSON_DATA)
             out.append(Out(self.topics.watch, key.encode(), orjson.dumps(record), source=p))
         return out
 

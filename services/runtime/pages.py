@@ -5,8 +5,9 @@ health check, one scrape configuration and one alert serve them all."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -101,6 +102,37 @@ def _taken(host: str, port: int, exc: OSError) -> StartupError:
     return StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): {fix}")
 
 
+WATCH_PAGE_MAX = 1000
+
+
+def watch_query(query: Mapping[str, str], rules: Sequence[str]) -> tuple[list[str], list[str], str, int]:
+    """``GET /watch``'s parameters (``rule``, ``state``, ``limit``, ``after``) checked: the rules and
+    states to list, the cursor to start after and the page size. ValueError says what is wrong;
+    LookupError names a rule this service lacks (404: the page would list nothing)."""
+    unknown = sorted(set(query) - {"rule", "state", "limit", "after"})
+    if unknown:
+        msg = f"unknown parameters {unknown}: use rule, state, limit, after"
+        raise ValueError(msg)
+    rule = query.get("rule")
+    if rule is not None and rule not in rules:
+        msg = f"no watch rule {rule!r} here; the rules: {sorted(rules)}"
+        raise LookupError(msg)
+    state = query.get("state")
+    if state is not None and state not in ("warning", "breached"):
+        msg = "state is warning or breached (cleared and expired cases are on the watch topic)"
+        raise ValueError(msg)
+    limit_text = query.get("limit", "100")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= WATCH_PAGE_MAX:
+        msg = f"limit is a whole number from 1 to {WATCH_PAGE_MAX}"
+        raise ValueError(msg)
+    after = query.get("after", "")
+    if after and not re.fullmatch(r"\d{15}\|.+", after):
+        msg = "after is the `next` cursor of the page before"
+        raise ValueError(msg)
+    states = [state] if state else ["warning", "breached"]
+    return [rule] if rule else list(rules), states, after, int(limit_text)
+
+
 def pages_paths() -> dict[str, Any]:
     """The OpenAPI paths of ``/health``, ``/ready`` and ``/metrics``, as every process answers them."""
     check = {"type": "string", "description": "`ok`, or what is wrong (e.g. `none assigned`, `unreachable`)"}
@@ -142,6 +174,54 @@ def pages_paths() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def watch_path() -> dict[str, Any]:
+    """The OpenAPI path of a worker's ``GET /watch``."""
+    flag = {
+        "type": "object",
+        "description": "The data of the case's watch record (docs/contract.md section 9).",
+        "required": ["service", "case_id", "rule", "state", "since", "due", "started", "reached"],
+    }
+    cursor = {"type": ["string", "null"], "description": "`after` for the next page; null on the last."}
+    page = {
+        "type": "object",
+        "required": ["service", "partitions", "cases", "next"],
+        "properties": {
+            "service": {"type": "string"},
+            "partitions": {"type": "array", "items": {"type": "integer"}},
+            "cases": {"type": "array", "items": flag},
+            "next": cursor,
+        },
+    }
+    error = {"type": "object", "required": ["service", "error"],
+             "properties": {"service": {"type": "string"}, "error": {"type": "string"}}}  # fmt: skip
+    limit = {"type": "integer", "minimum": 1, "maximum": WATCH_PAGE_MAX, "default": 100}
+    params = [
+        {"name": "rule", "in": "query", "schema": {"type": "string"},
+         "description": "One watch rule of the worker's service (all when left out)."},
+        {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["warning", "breached"]},
+         "description": "Both when left out."},
+        {"name": "limit", "in": "query", "schema": limit},
+        {"name": "after", "in": "query", "schema": {"type": "string", "pattern": r"^\d{15}\|.+$"},
+         "description": "The `next` cursor of the page before."},
+    ]  # fmt: skip
+
+    def answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    return {
+        "get": {
+            "operationId": "watch",
+            "parameters": params,
+            "summary": "Workers: the cases the SLA watch flags on their partitions, oldest start first.",
+            "responses": {
+                "200": answer("A page of flagged cases.", page),
+                "400": answer("A parameter is wrong; `error` says which.", error),
+                "404": answer("The service has no such rule.", error),
+            },
+        }
+    }
+
+
 def pages_document() -> dict[str, Any]:
     """schemas/pages.openapi.yaml: the pages of the workers, history and the release."""
     return {
@@ -152,5 +232,5 @@ def pages_document() -> dict[str, Any]:
             "description": "`/health`, `/ready` and `/metrics` of every TradePulse process (workers on "
             "their service's port, history on 6066, the release on 6067; the gateway serves them too).",
         },
-        "paths": pages_paths(),
+        "paths": {**pages_paths(), "/watch": watch_path()},
     }

@@ -43,7 +43,7 @@ from services.runtime.kafka_admin import (
 )
 from services.runtime.local import ROCKSDB_SHARE, LocalStateError
 from services.runtime.metrics import CONSUMER_LAG, HOUSEKEEPING_SECONDS, STATE_DISK, exposition
-from services.runtime.pages import readiness_body, require_free_port
+from services.runtime.pages import readiness_body, require_free_port, watch_query
 from services.runtime.permissions import Operation
 from services.runtime.settings import Settings
 from services.runtime.store import STATE_BATCH_BYTES, KafkaStateStore
@@ -377,7 +377,7 @@ def build_worker(settings: Settings, domain: Domain, *, foreign: Sequence[str] =
             await store.close()
             await fetch.close()
 
-    _add_pages(app, name, foreign, store)
+    _add_pages(app, name, foreign, store, pipeline)
     return Worker(
         app, settings, domain, engine, store, pipeline, commit,
         worker_topics(settings, domain), worker_access(settings, domain),
@@ -530,7 +530,22 @@ def assignment(app: faust.App) -> set[TP]:
         return set()
 
 
-def _add_pages(app: faust.App, service: str, foreign: Sequence[str], store: KafkaStateStore) -> None:
+def _add_pages(
+    app: faust.App, service: str, foreign: Sequence[str], store: KafkaStateStore, pipeline: Pipeline
+) -> None:
+    rules = [r.name for r in pipeline.cases.rules]
+
+    @app.page("/watch")
+    async def watch(web: Any, request: Any) -> Any:
+        """The cases the SLA watch flags on this worker's partitions (docs/contract.md section 9)."""
+        try:
+            query = watch_query(request.query, rules)
+        except LookupError as exc:
+            return web.json({"service": service, "error": str(exc)}, status=404)
+        except ValueError as exc:
+            return web.json({"service": service, "error": str(exc)}, status=400)
+        return web.json(pipeline.watching(*query))
+
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         body = await asyncio.to_thread(exposition, foreign)

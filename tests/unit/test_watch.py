@@ -414,3 +414,21 @@ def test_a_flagged_case_dropped_unfinished_is_expired_at_its_expiry() -> None:
     assert (record["state"], record["reached"]) == ("expired", "breached")
     assert _t(record["since"]) == _t("2025-03-03T12:00:00+08:00")  # its last event + the case expiry
     assert _breached_payments() == 0
+
+
+def test_the_watch_page_lists_flagged_cases_oldest_first_across_partitions() -> None:
+    w = Wiring(CIPS, partitions=4)
+    stalled = [
+        e for i in range(6) for e in _payment_events(f"S{i}", initiated=f"2025-03-03T10:0{i}:00+08:00")
+    ]
+    _feed(w, stalled + [e for i in range(40) for e in _clock_events(f"2025-03-03T11:3{i % 10}:00+08:00", 1)])
+    rules, states = ["credit_within_1h"], ["warning", "breached"]
+    pages, after = [], ""
+    while True:
+        page = w.pipeline.watching(rules, states, after, 4)
+        pages.append([NAMES[c["case_id"]] for c in page["cases"]])
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert pages == [["S0", "S1", "S2", "S3"], ["S4", "S5"]]
+    assert w.pipeline.watching(rules, ["warning"], "", 10)["cases"] == []
