@@ -111,6 +111,8 @@ def dashboard(domain: Domain) -> dict[str, Any]:
                 "options": {},
             }
         )
+    if domain.watch:
+        panels += _watch_panels(domain, y=8 * ((len(panels) + 1) // 2), first_id=len(panels) + 1)
     return {
         "uid": f"tp-{domain.name}-indicators",
         "title": f"{domain.name} indicators",
@@ -126,6 +128,32 @@ def dashboard(domain: Domain) -> dict[str, Any]:
         "annotations": {"list": []},
         "panels": panels,
     }
+
+
+def _watch_panels(domain: Domain, *, y: int, first_id: int) -> list[dict[str, Any]]:
+    """The SLA watch of a domain with watch rules: open cases in warning and breached per rule, and
+    how long ago the oldest flagged case started (docs/contract.md section 9)."""
+    service, legend = f'service="{domain.name}"', "{{rule}} {{state}}"
+    panels = [
+        ("SLA watch: open cases flagged, by rule and state", f"tradepulse:watch_cases:sum{{{service}}}",
+         "none"),
+        ("SLA watch: the oldest flagged case, by rule and state",
+         f"tradepulse:watch_oldest_age_seconds:max{{{service}}}", "s"),
+    ]  # fmt: skip
+    return [
+        {
+            "id": first_id + i,
+            "type": "timeseries",
+            "title": title,
+            "description": "GET /watch?rule=...&state=... on the service's workers lists the cases.",
+            "datasource": _DATASOURCE,
+            "gridPos": {"h": 8, "w": 12, "x": 12 * i, "y": y},
+            "targets": [{"refId": "A", "expr": expr, "legendFormat": legend, "datasource": _DATASOURCE}],
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "options": {},
+        }
+        for i, (title, expr, unit) in enumerate(panels)
+    ]
 
 
 _DATASOURCE = {"type": "prometheus", "uid": "prometheus"}

@@ -42,6 +42,17 @@ def _expressions() -> tuple[list[str], list[str]]:
     return must, alerts
 
 
+STARTS = {"customs.declaration.lodged", "taxrefund.refund.declared", "cips.payment.initiated"}
+
+
+def _stall(events: list[dict[str, Any]], n: int = 5) -> list[dict[str, Any]]:
+    """The first ``n`` cases that start with a watched milestone keep only that event: they stall,
+    and the SLA watch panels have open cases to show."""
+    stalled = {e["subject"] for e in events if e["type"] in STARTS}
+    stalled = set(sorted(stalled)[:n])
+    return [e for e in events if e["subject"] not in stalled or e["type"] in STARTS]
+
+
 async def test_every_dashboard_and_rule_expression_returns_data(
     kafka_bootstrap: str, prefix: str, start_worker: StartWorker, tmp_path: Path, database_url: str
 ) -> None:
@@ -53,6 +64,7 @@ async def test_every_dashboard_and_rule_expression_returns_data(
     for service in SIMULATED:  # one seed, start and span: payments and refunds name the exports
         module = __import__(f"services.{service}.simulator", fromlist=["simulate"])
         events, _ = happened(module.simulate(cases=150, seed=5, start_s=start, span_s=10 * 86400))
+        events = _stall(events)
         records = perturb(events, Faults(duplicates=0.05, invalid=0.03, late=0.02), random.Random(5))
         await produce(kafka_bootstrap, f"{prefix}{service}.events.v1", records)
     for service in SERVICES:
