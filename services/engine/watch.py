@@ -117,17 +117,28 @@ def flag_of(
     milestones: Mapping[str, float] = case.milestones
     best: Flag | None = None
     next_s = _NEVER
-    for rule in rules:
-        start_s = next((milestones[s] for s in rule.start if s in milestones), None)
-        if start_s is None or not rule.when(case):
+    for rule in rules:  # loops, not generators: this runs on every change of a watched case
+        for name in rule.start:
+            start_s = milestones.get(name)
+            if start_s is not None:
+                break
+        else:
             continue
-        try:
-            warning_s, due_s = rule.points(start_s, calendar)
-        except LookupError:
+        if not rule.when(case):
             continue
-        ends = [milestones[e] for e in rule.ends if e in milestones]
-        if ends:
-            end_s = min(ends)
+        if rule.unit == "seconds":
+            warning_s, due_s = start_s + rule.warning, start_s + rule.due
+        else:
+            try:
+                warning_s, due_s = rule.points(start_s, calendar)
+            except LookupError:
+                continue
+        end_s = _NEVER
+        for name in rule.ends:
+            at_s = milestones.get(name)
+            if at_s is not None and at_s < end_s:
+                end_s = at_s
+        if end_s != _NEVER:
             if end_s < warning_s:
                 continue
             reached = "breached" if end_s >= due_s else "warning"
@@ -136,9 +147,11 @@ def flag_of(
             flag = Flag(rule.name, "breached", due_s, due_s, start_s, "breached")
         elif clock_s >= warning_s:
             flag = Flag(rule.name, "warning", warning_s, due_s, start_s, "warning")
-            next_s = min(next_s, due_s)
+            if due_s < next_s:
+                next_s = due_s
         else:
-            next_s = min(next_s, warning_s)
+            if warning_s < next_s:
+                next_s = warning_s
             continue
         if best is None or flag.start > best.start:
             best = flag
