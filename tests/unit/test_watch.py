@@ -432,3 +432,27 @@ def test_the_watch_page_lists_flagged_cases_oldest_first_across_partitions() -> 
         after = page["next"]
     assert pages == [["S0", "S1", "S2", "S3"], ["S4", "S5"]]
     assert w.pipeline.watching(rules, ["warning"], "", 10)["cases"] == []
+
+
+def test_the_clock_reads_only_the_cases_whose_flag_changes() -> None:
+    """2,000 open payments, 10 of them started early: moving the clock past the early ones' warning
+    point reads those 10 cases and no other (the watch index, not a scan)."""
+    w = Wiring(CIPS, partitions=2)
+    early = [e for i in range(10) for e in _payment_events(f"E{i}", initiated="2025-03-03T09:00:00+08:00")]
+    late = [e for i in range(2000) for e in _payment_events(f"L{i}", initiated="2025-03-03T10:00:00+08:00")]
+    _feed(w, early + late + _clock_events("2025-03-03T10:00:00+08:00", 4))
+    engine = w.pipeline.cases
+    engine.cache = type(engine.cache)(engine.cache.capacity)  # nothing decoded: every case read counts
+    reads: list[str] = []
+    get = w.store.get
+
+    def counting(partition: int, kind: str, name: str) -> bytes | None:
+        if kind == "payment":
+            reads.append(name)
+        return get(partition, kind, name)
+
+    w.store.get = counting  # type: ignore[method-assign]
+    assert engine.settings.watch_idle_max_s > 3000 > engine.settings.idle_after_s
+    _watch(w, WALL + 3000)  # idle 50 min: the clock runs on from 09:50 to 10:40, short of 10:50
+    assert sorted(NAMES.get(r, r) for r in reads) == sorted(f"E{i}" for i in range(10))
+    assert {s for _, s, _ in _states(w).values()} == {"breached"}
