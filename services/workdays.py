@@ -142,6 +142,7 @@ class WorkdayCalendar:
     file: Path | None = None
     _stamp: tuple[float, int] | None = None  # the file's (mtime, size) when it was read
     _builtin_years: dict[int, YearData] = field(default_factory=dict)
+    _starts: dict[tuple[int, int], float] = field(default_factory=dict)  # workday_start, remembered
 
     @classmethod
     def with_file(cls, path: Path | None) -> WorkdayCalendar:
@@ -157,6 +158,7 @@ class WorkdayCalendar:
 
     def add_years(self, years: Mapping[int, YearData]) -> None:
         self.years.update(years)
+        self._starts.clear()
 
     def refresh(self) -> bool:
         """Read the year file again if it changed since it was read; True when the years changed.
@@ -183,6 +185,7 @@ class WorkdayCalendar:
         if years == self.years:
             return False
         self.years.clear()
+        self._starts.clear()
         self.years.update(years)
         log.info(
             "working-day calendar reloaded",
@@ -214,6 +217,22 @@ class WorkdayCalendar:
         if d in data.workdays:
             return True
         return d.weekday() < 5 and d not in data.holidays
+
+    def workday_start(self, day: int, n: int) -> float:
+        """When (Unix time) working day ``n`` after local day ``day`` (days since 1970-01-01 in
+        China) begins, at 00:00 China time. Remembered per (day, n) until the years change: the SLA
+        watch asks it on every change of a refund (services.engine.watch)."""
+        hit = self._starts.get((day, n))
+        if hit is None:
+            d, seen = date(1970, 1, 1) + timedelta(days=day), 0
+            while seen < n:
+                d += _DAY
+                seen += self.is_workday(d)
+            hit = datetime(d.year, d.month, d.day, tzinfo=_CHINA).timestamp()
+            if len(self._starts) > 100_000:
+                self._starts.clear()
+            self._starts[(day, n)] = hit
+        return hit
 
     def workdays_between(self, start: date, end: date) -> int:
         """Working days d with start < d <= end; 0 for the same day, negative if end < start."""

@@ -355,7 +355,7 @@ class CaseEngine:
         st.dirty[(kind, key)] = entry
         if kind == self.primary:
             if self.rules:
-                self._watch(st, key, entry)
+                self._watch(st, key, entry, moved=True)
             self.changes.append(Change(st.partition, key, entry))
         self._retally(st, kind, entry)
         self.measured.observe(added)
@@ -641,14 +641,20 @@ class CaseEngine:
 
     # -- the SLA watch ------------------------------------------------------------------------
 
-    def _watch(self, st: PartitionState, key: str, entry: Entry, *, moved: bool = True) -> None:
-        """The case's flag at the partition's clock. A changed flag is published (take_flagged), and
-        so is a flagged case that ``moved`` (its record carries the case's milestones)."""
+    def _watch(self, st: PartitionState, key: str, entry: Entry, *, moved: bool, again: bool = False) -> None:
+        """The case's flag at the partition's clock. A changed flag is published at once
+        (take_flagged). A flagged case that ``moved`` with its flag unchanged is published again
+        (its record carries the milestones) by the next tick, once however often it moves until
+        then: it is indexed at instant 0, which the tick reads first and publishes (``again``)."""
         clock = max(st.clock_s, st.partials.watermark_s)
-        flag, entry.flag_next = flag_of(self.rules, entry.case, clock, self.calendar)
-        if flag != entry.flag or (moved and flag is not None):
-            entry.flag = flag
+        flag, next_s = flag_of(self.rules, entry.case, clock, self.calendar)
+        if flag != entry.flag or again:
+            entry.flag, entry.flag_next = flag, next_s
             self.flagged.append(Change(st.partition, key, entry))
+        elif moved and flag is not None:
+            entry.flag_next = 0.0
+        else:
+            entry.flag_next = next_s
 
     def _index_watch(self, p: int, key: str, entry: Entry) -> None:
         if entry.flag_next != entry.flag_at:
@@ -688,7 +694,7 @@ class CaseEngine:
                 if entry is None or _watch_name(entry.flag_at, key) != name:
                     self.store.delete(p, WATCH, name)  # left behind (not expected)
                     continue
-                self._watch(st, key, entry, moved=False)
+                self._watch(st, key, entry, moved=False, again=entry.flag_at == 0.0)
                 st.dirty[(self.primary, key)] = entry
                 self._retally(st, self.primary, entry)
         if self._tallies_moved:

@@ -13,23 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
 from typing import Any, Literal, NamedTuple, Protocol
 
-from services.engine.windows import SHANGHAI
-
-__all__ = ["ACTIVE", "STATES", "Flag", "WatchRule", "flag_of", "workday_start"]
+__all__ = ["ACTIVE", "STATES", "Flag", "WatchRule", "Workdays", "flag_of"]
 
 Unit = Literal["seconds", "working_days"]
 STATES = ("warning", "breached", "cleared", "expired")
 ACTIVE = ("warning", "breached")  # the states an operator acts on (gauges, /watch)
 _NEVER = float("inf")
+_CHINA_OFFSET_S = 8 * 3600  # China keeps one time zone (UTC+8), without daylight saving
 
 
 class Workdays(Protocol):
     """A working-day calendar (services.workdays): raises LookupError for a year it lacks."""
 
-    def is_workday(self, d: date, /) -> bool: ...
+    def workday_start(self, day: int, n: int, /) -> float:
+        """When working day ``n`` after local day ``day`` (days since 1970-01-01 in China) begins."""
+        ...
 
 
 def _every_case(case: Any) -> bool:
@@ -74,18 +74,8 @@ class WatchRule:
         if calendar is None:
             msg = f"watch rule {self.name} counts working days: the domain's context has no calendar"
             raise TypeError(msg)
-        day = datetime.fromtimestamp(start_s, SHANGHAI).date()
-        warning_s = workday_start(calendar, day, int(self.warning))
-        return warning_s, workday_start(calendar, day, int(self.due) + 1)
-
-
-def workday_start(calendar: Workdays, start: date, n: int) -> float:
-    """The instant (00:00 Asia/Shanghai) working day ``n`` after ``start`` begins."""
-    d, seen = start, 0
-    while seen < n:
-        d += timedelta(days=1)
-        seen += calendar.is_workday(d)
-    return datetime(d.year, d.month, d.day, tzinfo=SHANGHAI).timestamp()
+        day = int((start_s + _CHINA_OFFSET_S) // 86400)
+        return calendar.workday_start(day, int(self.warning)), calendar.workday_start(day, int(self.due) + 1)
 
 
 class Flag(NamedTuple):
@@ -117,20 +107,27 @@ def flag_of(
     milestones: Mapping[str, float] = case.milestones
     best: Flag | None = None
     next_s = _NEVER
-    for rule in rules:  # loops, not generators: this runs on every change of a watched case
+    # Loops, not generators: this runs on every change of a watched case. Later stages first (rules
+    # are declared in the order of the case's stages): a flag of a later start settles the case's.
+    for rule in reversed(rules):
         for name in rule.start:
             start_s = milestones.get(name)
             if start_s is not None:
                 break
         else:
             continue
-        if not rule.when(case):
-            continue
+        if (best is not None and start_s < best.start) or not rule.when(case):
+            continue  # its flag would not be the case's, and the case's stays whatever the clock does
         if rule.unit == "seconds":
             warning_s, due_s = start_s + rule.warning, start_s + rule.due
-        else:
+        elif calendar is None:
+            rule.points(start_s, calendar)  # raises, naming the rule
+            continue
+        else:  # rule.points, inline
+            day = int((start_s + _CHINA_OFFSET_S) // 86400)
             try:
-                warning_s, due_s = rule.points(start_s, calendar)
+                warning_s = calendar.workday_start(day, int(rule.warning))
+                due_s = calendar.workday_start(day, int(rule.due) + 1)
             except LookupError:
                 continue
         end_s = _NEVER
@@ -153,6 +150,6 @@ def flag_of(
             if warning_s < next_s:
                 next_s = warning_s
             continue
-        if best is None or flag.start > best.start:
+        if best is None or flag.start >= best.start:  # a tie: the rule declared first
             best = flag
     return best, next_s

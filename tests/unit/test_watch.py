@@ -21,7 +21,7 @@ from services.cips.simulator import simulate as simulate_cips
 from services.contract.records import WatchEvent
 from services.contract.topics import partition_for
 from services.engine.domain import Domain
-from services.engine.watch import WatchRule, flag_of, workday_start
+from services.engine.watch import WatchRule, flag_of
 from services.taxrefund.domain import DOMAIN as TAXREFUND
 from services.taxrefund.simulator import simulate as simulate_refunds
 from services.workdays import WorkdayCalendar
@@ -144,7 +144,8 @@ def test_working_day_points_skip_the_weekend_and_national_day() -> None:
     warning, due = rule.points(_t("2025-09-30T10:00:00+08:00"), CAL)
     assert warning == _t("2025-10-10T00:00:00+08:00")
     assert due == _t("2025-10-13T00:00:00+08:00")
-    assert workday_start(CAL, datetime(2025, 9, 26).date(), 1) == _t("2025-09-28T00:00:00+08:00")  # a Sunday
+    fri_26_sep = (datetime(2025, 9, 26).date() - datetime(1970, 1, 1).date()).days
+    assert CAL.workday_start(fri_26_sep, 1) == _t("2025-09-28T00:00:00+08:00")  # a Sunday
 
 
 def test_rules_are_checked_and_limits_overridable() -> None:
