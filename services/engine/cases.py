@@ -31,6 +31,7 @@ aggregates and tallies (which grow with windows and labels, never with cases).
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -130,6 +131,7 @@ class PartitionState:
     stored_clock_s: float = float("-inf")
     seen_max_s: float = float("-inf")  # the newest event time when the watch last looked
     moved_wall_s: float = 0.0  # the wall time it last saw the partition's event time move
+    woken: str = ""  # the due-index name up to which the watch has woken cases (CaseEngine.watch)
 
 
 class CaseCache:
@@ -192,6 +194,9 @@ class CaseEngine:
         self.calendar = getattr(self.context, "calendar", None)  # for rules in working days
         self.flagged: list[Change] = []  # watch flags changed since the last stage()
         self._watch_clocks = tuple(f"watch:{r.name}:{s}" for r in self.rules for s in ACTIVE)
+        # A rule's flag depends on its milestones and on what `when` reads, which the start
+        # milestone's event brings (services.engine.watch.WatchRule).
+        self._watched_milestones = tuple(sorted({m for r in self.rules for m in (*r.start, *r.ends)}))
         self.watch_gauges = WatchGauges(self.domain.name, self.rules)
         self.totals: dict[str, Counter[Tally]] = {kind: Counter() for kind in self.kinds}
         self._tallies_moved = False  # the gauges are told once per batch (stage), not per change
@@ -355,7 +360,7 @@ class CaseEngine:
         st.dirty[(kind, key)] = entry
         if kind == self.primary:
             if self.rules:
-                self._watch(st, key, entry, moved=True)
+                self._watch_change(st, key, entry, before.milestones, after.milestones)
             self.changes.append(Change(st.partition, key, entry))
         self._retally(st, kind, entry)
         self.measured.observe(added)
@@ -449,6 +454,8 @@ class CaseEngine:
     def _index(self, p: int, kind: str, key: str, entry: Entry) -> None:
         """Keep the case's entries in the due, park and clock indexes where it is now."""
         due = self._due_hour(entry)
+        if self.rules and kind == self.primary:
+            due = self._index_watch(p, key, entry, due)
         if due != entry.due:
             if entry.due:
                 self.store.delete(p, DUE, _due_name(entry.due, kind, key))
@@ -464,8 +471,6 @@ class CaseEngine:
             for token in set(park) - set(entry.park):
                 self.store.put(p, PARK, f"{token}|{kind}|{key}", b"")
             entry.park = park
-        if self.rules and kind == self.primary:
-            self._index_watch(p, key, entry)
         flag = entry.flag
         watched = flag is not None and flag.state in ACTIVE
         if not self.kinds[kind].CLOCKS and not watched and not entry.clocks:
@@ -560,6 +565,8 @@ class CaseEngine:
             if entry is None or entry.due != int(hour):
                 self.store.delete(p, DUE, name)  # left behind by a change (not expected)
                 continue
+            if self._due_hour(entry) > now_hour:
+                continue  # due for the watch, not expired: the watch's clock wakes it (watch())
             case = entry.case
             if not case.completed:
                 self.observer.expired(kind, case)
@@ -641,6 +648,25 @@ class CaseEngine:
 
     # -- the SLA watch ------------------------------------------------------------------------
 
+    def _watch_change(
+        self,
+        st: PartitionState,
+        key: str,
+        entry: Entry,
+        before: Mapping[str, float],
+        after: Mapping[str, float],
+    ) -> None:
+        """A change of a case: its flag is computed again only if a milestone some rule starts or
+        ends with moved (most events move others: a customs inspection, a refund's approval); a
+        flagged case is published again all the same (:meth:`_watch`)."""
+        if before is not after:
+            for name in self._watched_milestones:
+                if before.get(name) != after.get(name):
+                    self._watch(st, key, entry, moved=True)
+                    return
+        if entry.flag is not None:
+            entry.flag_next = 0.0
+
     def _watch(self, st: PartitionState, key: str, entry: Entry, *, moved: bool, again: bool = False) -> None:
         """The case's flag at the partition's clock. A changed flag is published at once
         (take_flagged). A flagged case that ``moved`` with its flag unchanged is published again
@@ -656,13 +682,24 @@ class CaseEngine:
         else:
             entry.flag_next = next_s
 
-    def _index_watch(self, p: int, key: str, entry: Entry) -> None:
-        if entry.flag_next != entry.flag_at:
+    def _index_watch(self, p: int, key: str, entry: Entry, due: int) -> int:
+        """Index the case under the instant its flag changes, if that is within the clock's hour;
+        otherwise the due index wakes it up in that instant's hour (``due`` returned: the earlier
+        of the two), and housekeeping indexes it then (:meth:`_expire_due`). Most cases end before
+        their warning point: they never enter the watch index, and the due index, written on
+        every change anyway, costs nothing more."""
+        st = self.states[p]
+        clock_hour = math.floor(max(st.clock_s, st.partials.watermark_s) / DUE_BUCKET_S)
+        next_s = entry.flag_next
+        soon = next_s != math.inf and _watch_hour(next_s) <= clock_hour
+        exact = next_s if soon else math.inf
+        if exact != entry.flag_at:
             if entry.flag_at != math.inf:
                 self.store.delete(p, WATCH, _watch_name(entry.flag_at, key))
-            if entry.flag_next != math.inf:
-                self.store.put(p, WATCH, _watch_name(entry.flag_next, key), b"")
-            entry.flag_at = entry.flag_next
+            if exact != math.inf:
+                self.store.put(p, WATCH, _watch_name(exact, key), b"")
+            entry.flag_at = exact
+        return due if soon or next_s == math.inf else min(due, _watch_hour(next_s))
 
     def watch(self, wall_s: float) -> bool:
         """Move each owned partition's watch clock and flag the cases it reached (bounded per
@@ -684,6 +721,7 @@ class CaseEngine:
             idle = idle_s >= self.settings.idle_after_s
             run_on = min(idle_s, self.settings.watch_idle_max_s) if idle else 0.0
             st.clock_s = max(st.clock_s, st.partials.watermark_s + run_on)
+            more |= self._wake(p, st)
             due = self.store.items(p, WATCH, stop=f"{max(0, math.floor(st.clock_s * 1000)):015d}}}")
             for n, (name, _) in enumerate(list(due)):
                 if n >= self.housekeeping_budget:
@@ -701,6 +739,29 @@ class CaseEngine:
             self._report()
         self.watch_gauges.oldest(self.clock(), self.earliest(self.primary))
         return more
+
+    def _wake(self, p: int, st: PartitionState) -> bool:
+        """Cases the due index holds for the watch in the clock's hour go into the watch index
+        (:meth:`_index_watch`). The due index is read once, from where the last pass stopped: a
+        case put there for the watch is always in an hour ahead of the clock's."""
+        clock_hour = math.floor(st.clock_s / DUE_BUCKET_S)
+        stop = f"{max(clock_hour + 1, 0):0{_NAME_DIGITS}d}"
+        names = self.store.items(p, DUE, start=st.woken + "\x00" if st.woken else "", stop=stop)
+        for n, (name, _) in enumerate(list(itertools.islice(names, self.housekeeping_budget + 1))):
+            if n >= self.housekeeping_budget:
+                return True
+            st.woken = name
+            hour, kind, key = name.split("|", 2)
+            if kind != self.primary:
+                continue
+            entry = self.entry(p, kind, key)
+            if entry is None or entry.due != int(hour) or entry.flag_at != math.inf:
+                continue
+            if entry.flag_next != math.inf and _watch_hour(entry.flag_next) <= clock_hour:
+                self._watch(st, key, entry, moved=False)
+                st.dirty[(kind, key)] = entry
+                self._retally(st, kind, entry)
+        return False
 
     def clock(self) -> float:
         """The newest watch clock of this worker's partitions (-inf before any event)."""
@@ -750,8 +811,9 @@ class CaseEngine:
         clocks = tuple((name, float(at_s)) for name, at_s in doc.get("k", ()))
         entry = Entry(case, applied, doc["t"], doc["r"], tallies, doc.get("d", 0), park, clocks)
         if "w" in doc:
-            entry.flag = Flag(*doc["w"]) if doc["w"] else None
-            entry.flag_at = entry.flag_next = doc["wa"] if doc["wa"] is not None else math.inf
+            entry.flag = Flag(*doc["w"])
+        entry.flag_at = doc.get("wa", math.inf)
+        entry.flag_next = doc.get("wn", math.inf)
         return entry
 
 
@@ -762,6 +824,11 @@ def _hour(at_s: float) -> int:
 
 def _due_name(hour: int, kind: str, key: str) -> str:
     return f"{hour:0{_NAME_DIGITS}d}|{kind}|{key}"
+
+
+def _watch_hour(at_s: float) -> int:
+    """The due-index hour that wakes a case whose flag changes at ``at_s`` (rounded down: early)."""
+    return max(1, math.floor(at_s / DUE_BUCKET_S))
 
 
 def _watch_name(at_s: float, key: str) -> str:
@@ -801,9 +868,12 @@ def _encode(entry: Entry) -> bytes:
         doc["y"] = [list(t) for t in entry.tallies]
     if entry.clocks:
         doc["k"] = [list(c) for c in entry.clocks]
-    if entry.flag is not None or entry.flag_at != math.inf:
-        doc["w"] = list(entry.flag) if entry.flag is not None else None
-        doc["wa"] = entry.flag_at if entry.flag_at != math.inf else None
+    if entry.flag is not None:
+        doc["w"] = list(entry.flag)
+    if entry.flag_at != math.inf:
+        doc["wa"] = entry.flag_at
+    if entry.flag_next != math.inf:
+        doc["wn"] = entry.flag_next
     return orjson.dumps(doc)
 
 

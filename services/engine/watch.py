@@ -41,7 +41,9 @@ class WatchRule:
     """A commitment on the domain's own cases: from ``start`` (the first of these milestones the case
     has: an import's release time runs from the arrival, or the lodging) until any of ``ends``,
     ``due`` (seconds, or working days counted as the refund measure counts them: A < d <= B), with a
-    warning at ``warning``. ``when`` picks the cases the rule is about (refunds of categories 1-2)."""
+    warning at ``warning``. ``when`` picks the cases the rule is about (refunds of categories 1-2);
+    it reads what the case knows once a milestone of the rule is there (the category comes with
+    the declaration), since the engine computes a flag again only when such a milestone moves."""
 
     name: str
     start: tuple[str, ...]

@@ -436,12 +436,14 @@ def test_the_watch_page_lists_flagged_cases_oldest_first_across_partitions() -> 
 
 
 def test_the_clock_reads_only_the_cases_whose_flag_changes() -> None:
-    """2,000 open payments, 10 of them started early: moving the clock past the early ones' warning
-    point reads those 10 cases and no other (the watch index, not a scan)."""
+    """2,000 open payments and 10 started earlier: moving the clock past the early ones' warning and
+    deadline reads those 10 cases and no other (the watch index, not a scan); the others' warning
+    falls in a later hour, where the due index keeps them until the clock's hour reaches it."""
     w = Wiring(CIPS, partitions=2)
-    early = [e for i in range(10) for e in _payment_events(f"E{i}", initiated="2025-03-03T09:00:00+08:00")]
-    late = [e for i in range(2000) for e in _payment_events(f"L{i}", initiated="2025-03-03T10:00:00+08:00")]
-    _feed(w, early + late + _clock_events("2025-03-03T10:00:00+08:00", 4))
+    early = [e for i in range(10) for e in _payment_events(f"E{i}", initiated="2025-03-03T08:20:00+08:00")]
+    late = [e for i in range(2000) for e in _payment_events(f"L{i}", initiated="2025-03-03T09:15:00+08:00")]
+    _feed(w, early + late)  # clock 09:05: E warns at 09:10, L at 10:05
+    assert _states(w) == {}
     engine = w.pipeline.cases
     engine.cache = type(engine.cache)(engine.cache.capacity)  # nothing decoded: every case read counts
     reads: list[str] = []
@@ -453,7 +455,11 @@ def test_the_clock_reads_only_the_cases_whose_flag_changes() -> None:
         return get(partition, kind, name)
 
     w.store.get = counting  # type: ignore[method-assign]
-    assert engine.settings.watch_idle_max_s > 3000 > engine.settings.idle_after_s
-    _watch(w, WALL + 3000)  # idle 50 min: the clock runs on from 09:50 to 10:40, short of 10:50
+    assert engine.settings.watch_idle_max_s > 2400 > engine.settings.idle_after_s
+    _watch(w, WALL + 2400)  # idle 40 min: the clock runs on from 09:05 to 09:45
     assert sorted(NAMES.get(r, r) for r in reads) == sorted(f"E{i}" for i in range(10))
     assert {s for _, s, _ in _states(w).values()} == {"breached"}
+    reads.clear()
+    _watch(w, WALL + 3600)  # 10:05: the hour of L's warning (woken, read once) and L's warning itself
+    assert len(reads) == 2000
+    assert {s for _, s, _ in _states(w).values()} == {"breached", "warning"}
