@@ -106,7 +106,7 @@ class Entry:
     clocks: tuple[tuple[str, float], ...] = ()  # the times it is indexed under (Case.clocks)
     flag: Flag | None = None  # its watch flag as last published
     flag_at: float = math.inf  # when the flag changes by the clock (the watch index's entry)
-    flag_next: float = math.inf  # the same, as computed (indexed at the next stage)
+    flag_next: float | None = math.inf  # the same, as computed (None: not yet, after a decode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -689,8 +689,11 @@ class CaseEngine:
         their warning point: they never enter the watch index, and the due index, written on
         every change anyway, costs nothing more."""
         st = self.states[p]
+        if entry.flag_next is None:  # decoded and not changed since: not stored, computed again
+            self._watch(st, key, entry, moved=False)
         clock_hour = math.floor(max(st.clock_s, st.partials.watermark_s) / DUE_BUCKET_S)
         next_s = entry.flag_next
+        assert next_s is not None
         soon = next_s != math.inf and _watch_hour(next_s) <= clock_hour
         exact = next_s if soon else math.inf
         if exact != entry.flag_at:
@@ -757,7 +760,8 @@ class CaseEngine:
             entry = self.entry(p, kind, key)
             if entry is None or entry.due != int(hour) or entry.flag_at != math.inf:
                 continue
-            if entry.flag_next != math.inf and _watch_hour(entry.flag_next) <= clock_hour:
+            next_s = entry.flag_next
+            if next_s is None or (next_s != math.inf and _watch_hour(next_s) <= clock_hour):
                 self._watch(st, key, entry, moved=False)
                 st.dirty[(kind, key)] = entry
                 self._retally(st, kind, entry)
@@ -813,7 +817,7 @@ class CaseEngine:
         if "w" in doc:
             entry.flag = Flag(*doc["w"])
         entry.flag_at = doc.get("wa", math.inf)
-        entry.flag_next = doc.get("wn", math.inf)
+        entry.flag_next = entry.flag_at if "wa" in doc else None  # computed when needed
         return entry
 
 
@@ -872,8 +876,6 @@ def _encode(entry: Entry) -> bytes:
         doc["w"] = list(entry.flag)
     if entry.flag_at != math.inf:
         doc["wa"] = entry.flag_at
-    if entry.flag_next != math.inf:
-        doc["wn"] = entry.flag_next
     return orjson.dumps(doc)
 
 
