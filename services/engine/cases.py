@@ -688,6 +688,8 @@ class CaseEngine:
         of the two), and housekeeping indexes it then (:meth:`_expire_due`). Most cases end before
         their warning point: they never enter the watch index, and the due index, written on
         every change anyway, costs nothing more."""
+        if entry.flag_next == math.inf and entry.flag_at == math.inf:
+            return due  # nothing ahead by the clock (ended, or not started), nothing indexed
         st = self.states[p]
         if entry.flag_next is None:  # decoded and not changed since: not stored, computed again
             self._watch(st, key, entry, moved=False)
