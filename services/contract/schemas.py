@@ -233,35 +233,47 @@ def _derived_service(
 
 def _release(sources: Sequence[str], channels: dict[str, Any], operations: dict[str, Any]) -> None:
     """The cross-border release: one compacted topic per destination of the policies."""
-    channels["release"] = {
-        "address": "release.{destination}.v1",
-        "description": (
-            "Log-compacted cells released to one destination after disclosure control (docs/contract.md "
-            "section 8): each cell once, when its window is final; key = CloudEvent subject."
-        ),
-        "parameters": {"destination": {"description": "The destination a release policy names (hk, mo)."}},
-        "messages": {"releaseCell": {"$ref": "#/components/messages/releaseCell"}},
-    }
-    summary = "tradepulse worker release publishes each cell of a final window once, released or suppressed."
-    _operation(operations, "release_sendCells", "send", "release", summary)
+    _templated(
+        channels, operations, "release", "release_sendCells", "release.{destination}.v1", "releaseCell",
+        ("destination", "The destination a release policy names (hk, mo)."),
+        "Log-compacted cells released to one destination after disclosure control (docs/contract.md "
+        "section 8): each cell once, when its window is final; key = CloudEvent subject.",
+        "tradepulse worker release publishes each cell of a final window once, released or suppressed.",
+    )  # fmt: skip
     for source in sources:
         summary = f"tradepulse worker release reads the case records of {source}."
         _operation(operations, f"release_receive_{source}_cases", "receive", f"{source}_cases", summary)
 
 
 def _watch(channels: dict[str, Any], operations: dict[str, Any]) -> None:
-    """The SLA watch: one compacted topic per service that declares watch rules."""
-    channels["watch"] = {
-        "address": "watch.{service}.v1",
-        "description": (
-            "Log-compacted SLA watch flags (docs/contract.md section 9): the current flag of every "
-            "case a rule flagged; key = case id = CloudEvent subject; a null value withdraws a flag."
-        ),
-        "parameters": {"service": {"description": "A service with watch rules (customs, taxrefund, cips)."}},
-        "messages": {"watchUpdated": {"$ref": "#/components/messages/watchUpdated"}},
-    }
-    summary = "tradepulse worker <service> publishes a case's watch flag when it changes, by event or clock."
-    _operation(operations, "watch_sendFlags", "send", "watch", summary)
+    """The SLA watch: one compacted topic per service (empty for a service without watch rules)."""
+    _templated(
+        channels, operations, "watch", "watch_sendFlags", "watch.{service}.v1", "watchUpdated",
+        ("service", "A service; customs, taxrefund and cips have watch rules."),
+        "Log-compacted SLA watch flags (docs/contract.md section 9): the current flag of every case a "
+        "rule flagged; key = case id = CloudEvent subject; a null value withdraws a flag.",
+        "tradepulse worker <service> publishes a case's watch flag when it changes, by event or clock.",
+    )  # fmt: skip
+
+
+def _templated(
+    channels: dict[str, Any],
+    operations: dict[str, Any],
+    cid: str,
+    operation: str,
+    address: str,
+    message: str,
+    parameter: tuple[str, str],
+    description: str,
+    summary: str,
+) -> None:
+    """A channel whose address has one parameter (a topic per destination, per service), and the
+    operation that sends to it."""
+    name, meaning = parameter
+    ref = {"$ref": f"#/components/messages/{message}"}
+    channels[cid] = {"address": address, "description": description,
+                     "parameters": {name: {"description": meaning}}, "messages": {message: ref}}  # fmt: skip
+    _operation(operations, operation, "send", cid, summary)
 
 
 def _outputs(name: str, service: str, channels: dict[str, Any], operations: dict[str, Any]) -> None:
