@@ -132,6 +132,8 @@ class PartitionState:
     seen_max_s: float = float("-inf")  # the newest event time when the watch last looked
     moved_wall_s: float = 0.0  # the wall time it last saw the partition's event time move
     woken: str = ""  # the due-index name up to which the watch has woken cases (CaseEngine.watch)
+    sweep: str | None = None  # the case after which the watch's one pass over every case goes on
+    swept: bool = False  # that pass ended: the rules' fingerprint is stored with the next stage
 
 
 class CaseCache:
@@ -197,6 +199,9 @@ class CaseEngine:
         # A rule's flag depends on its milestones and on what `when` reads, which the start
         # milestone's event brings (services.engine.watch.WatchRule).
         self._watched_milestones = tuple(sorted({m for r in self.rules for m in (*r.start, *r.ends)}))
+        self._rules_print = orjson.dumps(
+            [[r.name, r.start, r.ends, r.warning, r.due, r.unit, r.when.__qualname__] for r in self.rules]
+        )
         self.watch_gauges = WatchGauges(self.domain.name, self.rules)
         self.totals: dict[str, Counter[Tally]] = {kind: Counter() for kind in self.kinds}
         self._tallies_moved = False  # the gauges are told once per batch (stage), not per change
@@ -231,6 +236,10 @@ class CaseEngine:
             partials.max_event_s = float(watermark)
         stored_clock = self.store.get(p, META, "watch_clock")
         clock_s = float(stored_clock) if stored_clock is not None else float("-inf")
+        # Cases kept from before the rules were what they are (the watch added to a running
+        # service, a limit changed) are looked at once, in bounded passes (watch()).
+        stale = bool(self.rules) and self.store.get(p, META, "watch_rules") != self._rules_print
+        sweep = "" if stale and watermark is not None else None  # a new partition has no case
         tallies: dict[str, Counter[Tally]] = {}
         for kind in self.kinds:
             stored = self.store.get(p, TALLY, kind)
@@ -247,7 +256,14 @@ class CaseEngine:
         if p in self.states:  # loaded meanwhile (state() while this was paused)
             return
         self.states[p] = PartitionState(
-            p, partials, tallies, stored_max_s=partials.max_event_s, clock_s=clock_s, stored_clock_s=clock_s
+            p,
+            partials,
+            tallies,
+            stored_max_s=partials.max_event_s,
+            clock_s=clock_s,
+            stored_clock_s=clock_s,
+            sweep=sweep,
+            swept=stale and sweep is None,
         )
         for kind, counts in tallies.items():
             self.totals[kind].update(counts)
@@ -450,6 +466,9 @@ class CaseEngine:
             if st.clock_s != st.stored_clock_s:
                 self.store.put(p, META, "watch_clock", repr(st.clock_s).encode())
                 st.stored_clock_s = st.clock_s
+            if st.swept:
+                self.store.put(p, META, "watch_rules", self._rules_print)
+                st.swept = False
 
     def _index(self, p: int, kind: str, key: str, entry: Entry) -> None:
         """Keep the case's entries in the due, park and clock indexes where it is now."""
@@ -726,6 +745,8 @@ class CaseEngine:
             idle = idle_s >= self.settings.idle_after_s
             run_on = min(idle_s, self.settings.watch_idle_max_s) if idle else 0.0
             st.clock_s = max(st.clock_s, st.partials.watermark_s + run_on)
+            if st.sweep is not None:
+                more |= self._sweep(p, st)
             more |= self._wake(p, st)
             due = self.store.items(p, WATCH, stop=f"{max(0, math.floor(st.clock_s * 1000)):015d}}}")
             for n, (name, _) in enumerate(list(due)):
@@ -744,6 +765,24 @@ class CaseEngine:
             self._report()
         self.watch_gauges.oldest(self.clock(), self.earliest(self.primary))
         return more
+
+    def _sweep(self, p: int, st: PartitionState) -> bool:
+        """One bounded part of the pass over every case of a partition whose cases were kept under
+        other rules (or none): each gets its flag and its place in the indexes."""
+        assert st.sweep is not None
+        start = st.sweep + "\x00" if st.sweep else ""
+        names = self.store.items(p, self.primary, start=start)
+        for n, (key, _) in enumerate(list(itertools.islice(names, self.housekeeping_budget + 1))):
+            if n >= self.housekeeping_budget:
+                return True
+            st.sweep = key
+            entry = self.entry(p, self.primary, key)
+            if entry is not None:
+                self._watch(st, key, entry, moved=False)
+                st.dirty[(self.primary, key)] = entry
+                self._retally(st, self.primary, entry)
+        st.sweep, st.swept = None, True
+        return False
 
     def _wake(self, p: int, st: PartitionState) -> bool:
         """Cases the due index holds for the watch in the clock's hour go into the watch index

@@ -181,8 +181,9 @@ async def test_a_payment_is_flagged_at_50_and_60_minutes_and_paged_by_get_watch(
     assert worker.metric("tradepulse_watch_cases", service="cips", rule="credit_within_1h", state="breached",
                          group="customer") == 3  # fmt: skip
     # clock 11:02, the oldest started 10:00 (read from the index the tick after the flags were staged)
-    oldest = {"service": "cips", "rule": "credit_within_1h", "state": "breached"}
-    worker.wait_metric("tradepulse_watch_oldest_age_seconds", 62 * 60, **oldest)
+    rule = "credit_within_1h"
+    name = "tradepulse_watch_oldest_age_seconds"
+    worker.wait_metric(name, 62 * 60, service="cips", rule=rule, state="breached")
 
 
 def _expected(events: list[dict[str, Any]], service: str, ooo_s: float) -> dict[str, tuple[str, str, float]]:

@@ -5,6 +5,7 @@ the whole corpus against the batch oracle (tests/batch_watch.py), live and repla
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import random
 import uuid
@@ -463,3 +464,35 @@ def test_the_clock_reads_only_the_cases_whose_flag_changes() -> None:
     _watch(w, WALL + 3600)  # 10:05: the hour of L's warning (woken, read once) and L's warning itself
     assert len(reads) == 2000
     assert {s for _, s, _ in _states(w).values()} == {"breached", "warning"}
+
+
+def test_cases_kept_before_the_rules_are_flagged_once_the_watch_starts() -> None:
+    """The watch added to a running service (or a limit changed): a partition whose cases were
+    kept under other rules is gone through once, and its stalled cases are flagged without an event."""
+    unwatched = Wiring(dataclasses.replace(CIPS, watch=()), partitions=2)
+    _feed(
+        unwatched,
+        _payment_events("OLD", initiated="2025-03-03T08:00:00+08:00")
+        + _clock_events("2025-03-03T10:00:00+08:00", 6),
+    )
+    assert unwatched.written(TOPICS.watch) == []
+    watched = Wiring(CIPS, partitions=2, store=unwatched.store)
+    _watch(watched, WALL)
+    assert _states(watched) == {"OLD": ("credit_within_1h", "breached", _t("2025-03-03T09:00:00+08:00"))}
+    stricter = Wiring(CIPS, partitions=2, store=unwatched.store,
+                      settings=CIPS.settings(watch_limits={"credit_within_1h": (600, 1200)}))  # fmt: skip
+    _watch(stricter, WALL)
+    assert _states(stricter)["OLD"] == ("credit_within_1h", "breached", _t("2025-03-03T08:20:00+08:00"))
+    again = Wiring(CIPS, partitions=2, store=unwatched.store,
+                   settings=CIPS.settings(watch_limits={"credit_within_1h": (600, 1200)}))  # fmt: skip
+    reads: list[str] = []
+    get = again.store.get
+
+    def counting(partition: int, kind: str, name: str) -> bytes | None:
+        if kind == "payment":
+            reads.append(name)
+        return get(partition, kind, name)
+
+    again.store.get = counting  # type: ignore[method-assign]
+    _watch(again, WALL)
+    assert reads == []  # the same rules: nothing gone through again
