@@ -436,6 +436,20 @@ def test_the_watch_page_lists_flagged_cases_oldest_first_across_partitions() -> 
     assert w.pipeline.watching(rules, ["warning"], "", 10)["cases"] == []
 
 
+def _payments_read(w: Wiring) -> list[str]:
+    """From now on, the payments ``w``'s engine reads from its store (a list that grows)."""
+    reads: list[str] = []
+    get = w.store.get
+
+    def counting(partition: int, kind: str, name: str) -> bytes | None:
+        if kind == "payment":
+            reads.append(name)
+        return get(partition, kind, name)
+
+    w.store.get = counting  # type: ignore[method-assign]
+    return reads
+
+
 def test_the_clock_reads_only_the_cases_whose_flag_changes() -> None:
     """2,000 open payments and 10 started earlier: moving the clock past the early ones' warning and
     deadline reads those 10 cases and no other (the watch index, not a scan); the others' warning
@@ -447,15 +461,7 @@ def test_the_clock_reads_only_the_cases_whose_flag_changes() -> None:
     assert _states(w) == {}
     engine = w.pipeline.cases
     engine.cache = type(engine.cache)(engine.cache.capacity)  # nothing decoded: every case read counts
-    reads: list[str] = []
-    get = w.store.get
-
-    def counting(partition: int, kind: str, name: str) -> bytes | None:
-        if kind == "payment":
-            reads.append(name)
-        return get(partition, kind, name)
-
-    w.store.get = counting  # type: ignore[method-assign]
+    reads = _payments_read(w)
     assert engine.settings.watch_idle_max_s > 2400 > engine.settings.idle_after_s
     _watch(w, WALL + 2400)  # idle 40 min: the clock runs on from 09:05 to 09:45
     assert sorted(NAMES.get(r, r) for r in reads) == sorted(f"E{i}" for i in range(10))
@@ -485,14 +491,6 @@ def test_cases_kept_before_the_rules_are_flagged_once_the_watch_starts() -> None
     assert _states(stricter)["OLD"] == ("credit_within_1h", "breached", _t("2025-03-03T08:20:00+08:00"))
     again = Wiring(CIPS, partitions=2, store=unwatched.store,
                    settings=CIPS.settings(watch_limits={"credit_within_1h": (600, 1200)}))  # fmt: skip
-    reads: list[str] = []
-    get = again.store.get
-
-    def counting(partition: int, kind: str, name: str) -> bytes | None:
-        if kind == "payment":
-            reads.append(name)
-        return get(partition, kind, name)
-
-    again.store.get = counting  # type: ignore[method-assign]
+    reads = _payments_read(again)
     _watch(again, WALL)
     assert reads == []  # the same rules: nothing gone through again
