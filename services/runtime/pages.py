@@ -122,15 +122,15 @@ def watch_query(query: Mapping[str, str], rules: Sequence[str]) -> tuple[list[st
         msg = "state is warning or breached (cleared and expired cases are on the watch topic)"
         raise ValueError(msg)
     limit_text = query.get("limit", "100")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= WATCH_PAGE_MAX:
+    if not re.fullmatch(r"[0-9]{1,6}", limit_text) or not 1 <= int(limit_text) <= WATCH_PAGE_MAX:
         msg = f"limit is a whole number from 1 to {WATCH_PAGE_MAX}"
         raise ValueError(msg)
-    after = query.get("after", "")
-    if after and not re.fullmatch(r"\d{15}\|.+", after):
+    after = query.get("after")
+    if after is not None and not re.fullmatch(r"\d{15}\|.+", after):
         msg = "after is the `next` cursor of the page before"
         raise ValueError(msg)
     states = [state] if state else ["warning", "breached"]
-    return [rule] if rule else list(rules), states, after, int(limit_text)
+    return [rule] if rule else list(rules), states, after or "", int(limit_text)
 
 
 def pages_paths() -> dict[str, Any]:

@@ -23,6 +23,7 @@ from services.contract.records import WatchEvent
 from services.contract.topics import partition_for
 from services.engine.domain import Domain
 from services.engine.watch import WatchRule, flag_of
+from services.runtime.pages import watch_query
 from services.taxrefund.domain import DOMAIN as TAXREFUND
 from services.taxrefund.simulator import simulate as simulate_refunds
 from services.workdays import WorkdayCalendar
@@ -494,3 +495,28 @@ def test_cases_kept_before_the_rules_are_flagged_once_the_watch_starts() -> None
     reads = _payments_read(again)
     _watch(again, WALL)
     assert reads == []  # the same rules: nothing gone through again
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ({"after": ""}, ValueError),  # present, so it must be a cursor (Schemathesis found it taken)
+        ({"after": "12|x"}, ValueError),
+        ({"limit": "0"}, ValueError),
+        ({"limit": "²"}, ValueError),  # a digit to str.isdigit, not to int()
+        ({"state": "cleared"}, ValueError),
+        ({"rules": "x"}, ValueError),
+        ({"rule": "nope"}, LookupError),
+    ],
+)
+def test_the_watch_page_refuses_what_its_document_refuses(
+    query: dict[str, str], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        watch_query(query, ["credit_within_1h"])
+    assert watch_query({"after": "001796197322395|k", "limit": "7"}, ["r"]) == (
+        ["r"],
+        ["warning", "breached"],
+        "001796197322395|k",
+        7,
+    )
