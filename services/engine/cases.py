@@ -47,7 +47,7 @@ from services.engine.metrics import MeasureHistograms, WatchGauges
 from services.engine.partials import Applied, Partials
 from services.engine.registers import from_json, to_json
 from services.engine.state import StateStore
-from services.engine.watch import ACTIVE, Flag, flag_of
+from services.engine.watch import ACTIVE, WATCHED, Flag, clock_name, flag_of
 from services.engine.windows import WINDOWS, Contribution, IndicatorSpec, WindowKey, measure_name
 
 __all__ = [
@@ -75,7 +75,6 @@ RETIRED = "retired"  # state kind: the domain's own cases the engine dropped, wi
 TALLY = "tally"  # state kind: the partition's tallies of one case kind
 META = "meta"  # state kind: the partition's watermark and watch clock
 WATCH = "watch"  # state kind: `<ms>|<key>`, a case under the instant its watch flag changes
-WATCHED = "watched"  # the tally of flagged cases: (WATCHED, rule, state, group)
 OPEN = "open"  # the tally of open cases by group
 PARKED = "parked"  # the tally of parked cases by token
 DUE_BUCKET_S = 3600  # housekeeping sees a case within an hour of its due time
@@ -195,7 +194,7 @@ class CaseEngine:
         self.rules = self.domain.rules(self.settings)
         self.calendar = getattr(self.context, "calendar", None)  # for rules in working days
         self.flagged: list[Change] = []  # watch flags changed since the last stage()
-        self._watch_clocks = tuple(f"watch:{r.name}:{s}" for r in self.rules for s in ACTIVE)
+        self._watch_clocks = tuple(clock_name(r.name, s) for r in self.rules for s in ACTIVE)
         # A rule's flag depends on its milestones and on what `when` reads, which the start
         # milestone's event brings (services.engine.watch.WatchRule).
         self._watched_milestones = tuple(sorted({m for r in self.rules for m in (*r.start, *r.ends)}))
@@ -497,7 +496,7 @@ class CaseEngine:
         clocks = tuple(entry.case.clocks(self.context)) if self.kinds[kind].CLOCKS else ()
         if watched:
             assert flag is not None
-            clocks = (*clocks, (f"watch:{flag.rule}:{flag.state}", flag.start))
+            clocks = (*clocks, (clock_name(flag.rule, flag.state), flag.start))
         if clocks != entry.clocks:
             for name, at_s in set(entry.clocks) - set(clocks):
                 self.store.delete(p, CLOCK, _clock_name(kind, name, at_s, key))
@@ -704,7 +703,7 @@ class CaseEngine:
     def _index_watch(self, p: int, key: str, entry: Entry, due: int) -> int:
         """Index the case under the instant its flag changes, if that is within the clock's hour;
         otherwise the due index wakes it up in that instant's hour (``due`` returned: the earlier
-        of the two), and housekeeping indexes it then (:meth:`_expire_due`). Most cases end before
+        of the two), and the watch's timer indexes it then (:meth:`_wake`). Most cases end before
         their warning point: they never enter the watch index, and the due index, written on
         every change anyway, costs nothing more."""
         if entry.flag_next == math.inf and entry.flag_at == math.inf:
@@ -749,7 +748,7 @@ class CaseEngine:
                 more |= self._sweep(p, st)
             more |= self._wake(p, st)
             due = self.store.items(p, WATCH, stop=f"{max(0, math.floor(st.clock_s * 1000)):015d}}}")
-            for n, (name, _) in enumerate(list(due)):
+            for n, (name, _) in enumerate(list(itertools.islice(due, self.housekeeping_budget + 1))):
                 if n >= self.housekeeping_budget:
                     more = True
                     break
@@ -758,13 +757,17 @@ class CaseEngine:
                 if entry is None or _watch_name(entry.flag_at, key) != name:
                     self.store.delete(p, WATCH, name)  # left behind (not expected)
                     continue
-                self._watch(st, key, entry, moved=False, again=entry.flag_at == 0.0)
-                st.dirty[(self.primary, key)] = entry
-                self._retally(st, self.primary, entry)
+                self._look_again(st, key, entry, again=entry.flag_at == 0.0)
         if self._tallies_moved:
             self._report()
         self.watch_gauges.oldest(self.clock(), self.earliest(self.primary))
         return more
+
+    def _look_again(self, st: PartitionState, key: str, entry: Entry, *, again: bool = False) -> None:
+        """A case the clock (or a change of the rules) brought up: its flag now, staged and tallied."""
+        self._watch(st, key, entry, moved=False, again=again)
+        st.dirty[(self.primary, key)] = entry
+        self._retally(st, self.primary, entry)
 
     def _sweep(self, p: int, st: PartitionState) -> bool:
         """One bounded part of the pass over every case of a partition whose cases were kept under
@@ -778,9 +781,7 @@ class CaseEngine:
             st.sweep = key
             entry = self.entry(p, self.primary, key)
             if entry is not None:
-                self._watch(st, key, entry, moved=False)
-                st.dirty[(self.primary, key)] = entry
-                self._retally(st, self.primary, entry)
+                self._look_again(st, key, entry)
         st.sweep, st.swept = None, True
         return False
 
@@ -803,9 +804,7 @@ class CaseEngine:
                 continue
             next_s = entry.flag_next
             if next_s is None or (next_s != math.inf and _watch_hour(next_s) <= clock_hour):
-                self._watch(st, key, entry, moved=False)
-                st.dirty[(kind, key)] = entry
-                self._retally(st, kind, entry)
+                self._look_again(st, key, entry)
         return False
 
     def clock(self) -> float:
@@ -822,7 +821,7 @@ class CaseEngine:
         for p in sorted(self.store.owned()):
             for rule in rules:
                 for state in states:
-                    prefix = f"{self.primary}|watch:{rule}:{state}|"
+                    prefix = f"{self.primary}|{clock_name(rule, state)}|"
                     streams.append(self._flagged_in(p, prefix, after))
         out: list[tuple[str, str, Entry]] = []
         for cursor, p in heapq.merge(*streams):

@@ -19,6 +19,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.contract.records import IndicatorWindow
 from services.engine.domain import Observer
+from services.engine.watch import ACTIVE, WATCHED, WatchRule, clock_name
 from services.engine.windows import Contribution, Dims, IndicatorSpec, Observed, WindowKey
 
 __all__ = [
@@ -240,15 +241,15 @@ class WatchGauges:
     Every (rule, state) is exported from the start, at 0, so that alerts and panels see a series
     before the first flag."""
 
-    def __init__(self, service: str, rules: Iterable[Any]) -> None:
+    def __init__(self, service: str, rules: Iterable[WatchRule]) -> None:
         self.service = service
-        self.pairs = [(r.name, s) for r in rules for s in ("warning", "breached")]
+        self.pairs = [(r.name, s) for r in rules for s in ACTIVE]
         self._seen: set[tuple[str, str, str]] = set()
         for rule, state in self.pairs:
             WATCH_OLDEST.labels(service, rule, state).set(0)
 
     def counts(self, tallies: Mapping[tuple[str, ...], int]) -> None:
-        now = {(t[1], t[2], t[3]): n for t, n in tallies.items() if t[0] == "watched"}
+        now = {(t[1], t[2], t[3]): n for t, n in tallies.items() if t[0] == WATCHED}
         for labels in self._seen - set(now):
             WATCH_CASES.labels(self.service, *labels).set(0)
         for labels, n in now.items():
@@ -257,6 +258,6 @@ class WatchGauges:
 
     def oldest(self, clock_s: float, earliest: Mapping[str, float]) -> None:
         for rule, state in self.pairs:
-            start = earliest.get(f"watch:{rule}:{state}")
+            start = earliest.get(clock_name(rule, state))
             age = clock_s - start if start is not None and clock_s > start else 0.0
             WATCH_OLDEST.labels(self.service, rule, state).set(age)

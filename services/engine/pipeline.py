@@ -29,7 +29,7 @@ from services.contract.codec import STRUCTURED_HEADER, DecodeError, DlqReason, d
 from services.contract.envelope import JSON_DATA, Event, cloud_event
 from services.contract.records import CASE_TYPE, INDICATOR_TYPE, WATCH_TYPE
 from services.contract.topics import partition_for
-from services.engine.cases import NON_STR_KEYS, CaseEngine, TooLate
+from services.engine.cases import NON_STR_KEYS, CaseEngine, Entry, TooLate
 from services.engine.domain import Domain, EngineSettings, Message, Observer
 from services.engine.merge import StageTwo, stage_two_partition
 from services.engine.metrics import INDICATOR_RECORDS, LATE_EVENTS, IndicatorGauges
@@ -257,8 +257,10 @@ class Pipeline:
         return {"service": self.domain.name, "partitions": sorted(self.cases.store.owned()),
                 "cases": cases, "next": following}  # fmt: skip
 
-    def _watch_data(self, key: str, entry: Any) -> dict[str, Any]:
+    def _watch_data(self, key: str, entry: Entry) -> dict[str, Any]:
+        """A flagged case's record data (the watch topic's and the /watch page's)."""
         flag, case = entry.flag, entry.case
+        assert flag is not None
         return {
             "service": self.domain.name,
             "case_id": key,

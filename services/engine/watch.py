@@ -15,11 +15,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 
-__all__ = ["ACTIVE", "STATES", "Flag", "WatchRule", "Workdays", "flag_of"]
+__all__ = ["ACTIVE", "STATES", "WATCHED", "Flag", "WatchRule", "Workdays", "clock_name", "flag_of"]
 
 Unit = Literal["seconds", "working_days"]
 STATES = ("warning", "breached", "cleared", "expired")
 ACTIVE = ("warning", "breached")  # the states an operator acts on (gauges, /watch)
+WATCHED = "watched"  # the engine's tally of flagged cases: (WATCHED, rule, state, group)
+
+
+def clock_name(rule: str, state: str) -> str:
+    """The engine clock a flagged case is under, at its start (the oldest one's age, /watch's order)."""
+    return f"watch:{rule}:{state}"
+
+
 _NEVER = float("inf")
 _CHINA_OFFSET_S = 8 * 3600  # China keeps one time zone (UTC+8), without daylight saving
 
@@ -120,18 +128,10 @@ def flag_of(
             continue
         if (best is not None and start_s < best.start) or not rule.when(case):
             continue  # its flag would not be the case's, and the case's stays whatever the clock does
-        if rule.unit == "seconds":
-            warning_s, due_s = start_s + rule.warning, start_s + rule.due
-        elif calendar is None:
-            rule.points(start_s, calendar)  # raises, naming the rule
+        try:
+            warning_s, due_s = rule.points(start_s, calendar)
+        except LookupError:  # a date the calendar lacks: never guessed
             continue
-        else:  # rule.points, inline
-            day = int((start_s + _CHINA_OFFSET_S) // 86400)
-            try:
-                warning_s = calendar.workday_start(day, int(rule.warning))
-                due_s = calendar.workday_start(day, int(rule.due) + 1)
-            except LookupError:
-                continue
         end_s = _NEVER
         for name in rule.ends:
             at_s = milestones.get(name)

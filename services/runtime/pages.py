@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from services.engine.watch import ACTIVE
 from services.runtime.kafka_admin import StartupError
 from services.runtime.metrics import exposition
 
@@ -118,7 +119,7 @@ def watch_query(query: Mapping[str, str], rules: Sequence[str]) -> tuple[list[st
         msg = f"no watch rule {rule!r} here; the rules: {sorted(rules)}"
         raise LookupError(msg)
     state = query.get("state")
-    if state is not None and state not in ("warning", "breached"):
+    if state is not None and state not in ACTIVE:
         msg = "state is warning or breached (cleared and expired cases are on the watch topic)"
         raise ValueError(msg)
     limit_text = query.get("limit", "100")
@@ -129,7 +130,7 @@ def watch_query(query: Mapping[str, str], rules: Sequence[str]) -> tuple[list[st
     if after is not None and not re.fullmatch(r"\d{15}\|.+", after):
         msg = "after is the `next` cursor of the page before"
         raise ValueError(msg)
-    states = [state] if state else ["warning", "breached"]
+    states = [state] if state else list(ACTIVE)
     return [rule] if rule else list(rules), states, after or "", int(limit_text)
 
 
@@ -198,7 +199,7 @@ def watch_path() -> dict[str, Any]:
     params = [
         {"name": "rule", "in": "query", "schema": {"type": "string"},
          "description": "One watch rule of the worker's service (all when left out)."},
-        {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["warning", "breached"]},
+        {"name": "state", "in": "query", "schema": {"type": "string", "enum": list(ACTIVE)},
          "description": "Both when left out."},
         {"name": "limit", "in": "query", "schema": limit},
         {"name": "after", "in": "query", "schema": {"type": "string", "pattern": r"^\d{15}\|.+$"},
