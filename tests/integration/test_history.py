@@ -96,19 +96,23 @@ async def test_history_survives_a_postgresql_outage(
         cluster.start()
         internal = [f"{prefix}tradepulse-customs-{n}" for n in ("links", "partials")]
         await caught_up(kafka_bootstrap, f"{prefix}tradepulse-customs", [prefix + TOPIC, *internal])
-        want = await latest(kafka_bootstrap, prefix + "indicators.customs.v1")
         sources = [prefix + "indicators.customs.v1", prefix + "cases.customs.v1"]
-        await caught_up(kafka_bootstrap, f"{prefix}tradepulse-history", sources)
-
         conn = await asyncpg.connect(cluster.url)
         try:
-            rows = await conn.fetch("SELECT key, revision, count, data FROM indicator_window")
+            # the worker publishes on a timer after its inputs are committed: read the topic, let
+            # history catch up with it, and compare, until a last revision no longer follows
+            for _ in range(20):
+                want = await latest(kafka_bootstrap, prefix + "indicators.customs.v1")
+                await caught_up(kafka_bootstrap, f"{prefix}tradepulse-history", sources)
+                rows = await conn.fetch("SELECT key, revision, count, data FROM indicator_window")
+                got = {r["key"]: (r["revision"], r["count"]) for r in rows}
+                if got == {k: (d["revision"], d["count"]) for k, d in want.items()}:
+                    break
             cases = await conn.fetchval("SELECT count(*) FROM completed_case WHERE service = 'customs'")
             every = await conn.fetchval("SELECT count(*) FROM case_state WHERE service = 'customs'")
             migrations = await conn.fetchval("SELECT count(*) FROM schema_migrations")
         finally:
             await conn.close()
-        got = {r["key"]: (r["revision"], r["count"]) for r in rows}
         assert got == {k: (d["revision"], d["count"]) for k, d in want.items()}
         assert all(orjson.loads(r["data"])["revision"] == r["revision"] for r in rows)
         assert cases == len(_finished(events))
