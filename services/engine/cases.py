@@ -584,7 +584,7 @@ class CaseEngine:
                 self.store.delete(p, DUE, name)  # left behind by a change (not expected)
                 continue
             if self._due_hour(entry) > now_hour:
-                continue  # due for the watch, not expired: the watch's clock wakes it (watch())
+                continue  # due for the watch, or held early, not expired: the watch's timer takes it (_wake)
             case = entry.case
             if not case.completed:
                 self.observer.expired(kind, case)
@@ -676,53 +676,60 @@ class CaseEngine:
     ) -> None:
         """A change of a case: its flag is computed again only if a milestone some rule starts or
         ends with moved (most events move others: a customs inspection, a refund's approval); a
-        flagged case is published again all the same (:meth:`_watch`)."""
+        flagged case is published again all the same, since its record carries the milestones
+        (once a batch however often it moves: the pipeline keeps a case's latest)."""
         if before is not after:
             for name in self._watched_milestones:
                 if before.get(name) != after.get(name):
                     self._watch(st, key, entry, moved=True)
                     return
         if entry.flag is not None:
-            entry.flag_next = 0.0
-
-    def _watch(self, st: PartitionState, key: str, entry: Entry, *, moved: bool, again: bool = False) -> None:
-        """The case's flag at the partition's clock. A changed flag is published at once
-        (take_flagged). A flagged case that ``moved`` with its flag unchanged is published again
-        (its record carries the milestones) by the next tick, once however often it moves until
-        then: it is indexed at instant 0, which the tick reads first and publishes (``again``)."""
-        clock = max(st.clock_s, st.partials.watermark_s)
-        flag, next_s = flag_of(self.rules, entry.case, clock, self.calendar)
-        if flag != entry.flag or again:
-            entry.flag, entry.flag_next = flag, next_s
             self.flagged.append(Change(st.partition, key, entry))
-        elif moved and flag is not None:
-            entry.flag_next = 0.0
-        else:
-            entry.flag_next = next_s
+
+    def _watch(self, st: PartitionState, key: str, entry: Entry, *, moved: bool) -> None:
+        """The case's flag at the partition's clock, published (take_flagged) if it changed, or if
+        the case ``moved`` while flagged."""
+        clock = max(st.clock_s, st.partials.watermark_s)
+        flag, entry.flag_next = flag_of(self.rules, entry.case, clock, self.calendar)
+        if flag != entry.flag or (moved and flag is not None):
+            entry.flag = flag
+            self.flagged.append(Change(st.partition, key, entry))
 
     def _index_watch(self, p: int, key: str, entry: Entry, due: int) -> int:
         """Index the case under the instant its flag changes, if that is within the clock's hour;
         otherwise the due index wakes it up in that instant's hour (``due`` returned: the earlier
         of the two), and the watch's timer indexes it then (:meth:`_wake`). Most cases end before
         their warning point: they never enter the watch index, and the due index, written on
-        every change anyway, costs nothing more."""
-        if entry.flag_next == math.inf and entry.flag_at == math.inf:
-            return due  # nothing ahead by the clock (ended, or not started), nothing indexed
+        every change anyway, costs nothing more.
+
+        The entry of an open case in the due index stays where it is while it is ahead of the
+        clock and earlier than needed (the timer moves it when its hour comes, housekeeping
+        expires nothing early): a case would otherwise move it at every event of a new hour,
+        and one that ends its commitment before the warning point, from its warning hour to
+        its expiry now and again at its next event (a customs release is followed by the exit).
+        A completed case's moves at once: it expects no further event."""
         st = self.states[p]
-        if entry.flag_next is None:  # decoded and not changed since: not stored, computed again
-            self._watch(st, key, entry, moved=False)
-        clock_hour = math.floor(max(st.clock_s, st.partials.watermark_s) / DUE_BUCKET_S)
-        next_s = entry.flag_next
-        assert next_s is not None
-        soon = next_s != math.inf and _watch_hour(next_s) <= clock_hour
-        exact = next_s if soon else math.inf
-        if exact != entry.flag_at:
-            if entry.flag_at != math.inf:
-                self.store.delete(p, WATCH, _watch_name(entry.flag_at, key))
-            if exact != math.inf:
-                self.store.put(p, WATCH, _watch_name(exact, key), b"")
-            entry.flag_at = exact
-        return due if soon or next_s == math.inf else min(due, _watch_hour(next_s))
+        if entry.flag_next == math.inf and entry.flag_at == math.inf:
+            want = due  # nothing ahead by the clock (ended, or not started), nothing indexed
+        else:
+            if entry.flag_next is None:  # decoded and not changed since: not stored, computed again
+                self._watch(st, key, entry, moved=False)
+            next_s = entry.flag_next
+            assert next_s is not None
+            clock_hour = math.floor(max(st.clock_s, st.partials.watermark_s) / DUE_BUCKET_S)
+            soon = next_s != math.inf and _watch_hour(next_s) <= clock_hour
+            exact = next_s if soon else math.inf
+            if exact != entry.flag_at:
+                if entry.flag_at != math.inf:
+                    self.store.delete(p, WATCH, _watch_name(entry.flag_at, key))
+                if exact != math.inf:
+                    self.store.put(p, WATCH, _watch_name(exact, key), b"")
+                entry.flag_at = exact
+            want = due if soon or next_s == math.inf else min(due, _watch_hour(next_s))
+        held = 0 < entry.due < want and not entry.case.completed
+        if held and entry.due > math.floor(max(st.clock_s, st.partials.watermark_s) / DUE_BUCKET_S):
+            return entry.due
+        return want
 
     def watch(self, wall_s: float) -> bool:
         """Move each owned partition's watch clock and flag the cases it reached (bounded per
@@ -757,15 +764,15 @@ class CaseEngine:
                 if entry is None or _watch_name(entry.flag_at, key) != name:
                     self.store.delete(p, WATCH, name)  # left behind (not expected)
                     continue
-                self._look_again(st, key, entry, again=entry.flag_at == 0.0)
+                self._look_again(st, key, entry)
         if self._tallies_moved:
             self._report()
         self.watch_gauges.oldest(self.clock(), self.earliest(self.primary))
         return more
 
-    def _look_again(self, st: PartitionState, key: str, entry: Entry, *, again: bool = False) -> None:
+    def _look_again(self, st: PartitionState, key: str, entry: Entry) -> None:
         """A case the clock (or a change of the rules) brought up: its flag now, staged and tallied."""
-        self._watch(st, key, entry, moved=False, again=again)
+        self._watch(st, key, entry, moved=False)
         st.dirty[(self.primary, key)] = entry
         self._retally(st, self.primary, entry)
 
@@ -787,8 +794,9 @@ class CaseEngine:
 
     def _wake(self, p: int, st: PartitionState) -> bool:
         """Cases the due index holds for the watch in the clock's hour go into the watch index
-        (:meth:`_index_watch`). The due index is read once, from where the last pass stopped: a
-        case put there for the watch is always in an hour ahead of the clock's."""
+        (:meth:`_index_watch`), and cases it holds earlier than needed go where they are due. The
+        due index is read once, from where the last pass stopped: a case put there for the watch
+        is always in an hour ahead of the clock's."""
         clock_hour = math.floor(st.clock_s / DUE_BUCKET_S)
         stop = f"{max(clock_hour + 1, 0):0{_NAME_DIGITS}d}"
         names = self.store.items(p, DUE, start=st.woken + "\x00" if st.woken else "", stop=stop)
@@ -800,11 +808,15 @@ class CaseEngine:
             if kind != self.primary:
                 continue
             entry = self.entry(p, kind, key)
-            if entry is None or entry.due != int(hour) or entry.flag_at != math.inf:
+            if entry is None or entry.due != int(hour):
                 continue
             next_s = entry.flag_next
-            if next_s is None or (next_s != math.inf and _watch_hour(next_s) <= clock_hour):
+            if entry.flag_at == math.inf and (
+                next_s is None or (next_s != math.inf and _watch_hour(next_s) <= clock_hour)
+            ):
                 self._look_again(st, key, entry)
+            elif self._due_hour(entry) > entry.due:
+                st.dirty[(kind, key)] = entry  # held early (:meth:`_index_watch`): stage moves it
         return False
 
     def clock(self) -> float:

@@ -419,6 +419,34 @@ def test_a_flagged_case_dropped_unfinished_is_expired_at_its_expiry() -> None:
     assert _breached_payments() == 0
 
 
+def _due_hours(w: Wiring, name: str) -> list[float]:
+    """The hours (as instants) under which the due index holds the payment ``name``."""
+    names = (n.split("|") for p in range(w.partitions) for n, _ in w.store.items(p, "due"))
+    return [int(hour) * 3600.0 for hour, kind, key in names if kind == "payment" and NAMES.get(key) == name]
+
+
+def test_an_open_case_keeps_its_place_in_the_due_index_until_the_clock_reaches_it() -> None:
+    """An event in a new hour moves an open case's expiry; its entry in the due index stays where
+    it is (earlier than needed: no write, no tombstone) until the clock reaches that hour, when the
+    watch's timer moves it. Housekeeping expires the case at its expiry all the same."""
+    w = Wiring(CIPS, partitions=1, settings=CIPS.settings(case_expiry_s=7200.0))
+    _feed(
+        w, _payment_events("P1", initiated="2025-03-03T10:00:00+08:00", submitted="2025-03-03T10:30:00+08:00")
+    )
+    assert _due_hours(w, "P1") == [_t("2025-03-03T13:00:00+08:00")]  # its expiry (12:30), rounded up
+    _feed(w, _payment_events("P1", settled="2025-03-03T11:20:00+08:00"))  # expiry 13:20
+    assert _due_hours(w, "P1") == [_t("2025-03-03T13:00:00+08:00")]
+    _feed(w, _clock_events("2025-03-03T13:20:00+08:00"))  # the clock (13:10) reaches the hour held
+    assert _due_hours(w, "P1") == [_t("2025-03-03T14:00:00+08:00")]
+    asyncio.run(w.tick(w.pipeline.housekeeping))
+    assert _view(w)["P1"]["state"] == "breached"
+    _feed(w, _clock_events("2025-03-03T14:10:00+08:00"))
+    asyncio.run(w.tick(w.pipeline.housekeeping))
+    record = _view(w)["P1"]
+    assert (record["state"], _t(record["since"])) == ("expired", _t("2025-03-03T13:20:00+08:00"))
+    assert _due_hours(w, "P1") == []
+
+
 def test_the_watch_page_lists_flagged_cases_oldest_first_across_partitions() -> None:
     w = Wiring(CIPS, partitions=4)
     stalled = [
