@@ -106,6 +106,7 @@ class Entry:
     flag: Flag | None = None  # its watch flag as last published
     flag_at: float = math.inf  # when the flag changes by the clock (the watch index's entry)
     flag_next: float | None = math.inf  # the same, as computed (None: not yet, after a decode)
+    due_watch: bool = False  # ``due`` is for the watch (the hour its flag changes), not its expiry
 
 
 @dataclass(frozen=True, slots=True)
@@ -702,12 +703,11 @@ class CaseEngine:
         their warning point: they never enter the watch index, and the due index, written on
         every change anyway, costs nothing more.
 
-        The entry of an open case in the due index stays where it is while it is ahead of the
-        clock and earlier than needed (the timer moves it when its hour comes, housekeeping
-        expires nothing early): a case would otherwise move it at every event of a new hour,
-        and one that ends its commitment before the warning point, from its warning hour to
-        its expiry now and again at its next event (a customs release is followed by the exit).
-        A completed case's moves at once: it expects no further event."""
+        An open case's entry for its expiry stays where it is while it is ahead of the clock and
+        earlier than needed, rather than moving at every event of a new hour: the timer moves it
+        when the clock reaches it, and housekeeping never expires a case early whatever hour
+        holds it. An entry for the watch moves at once when the case ends its commitment (the
+        timer would move it within hours), and so does a completed case's (no event follows)."""
         st = self.states[p]
         if entry.flag_next == math.inf and entry.flag_at == math.inf:
             want = due  # nothing ahead by the clock (ended, or not started), nothing indexed
@@ -726,9 +726,10 @@ class CaseEngine:
                     self.store.put(p, WATCH, _watch_name(exact, key), b"")
                 entry.flag_at = exact
             want = due if soon or next_s == math.inf else min(due, _watch_hour(next_s))
-        held = 0 < entry.due < want and not entry.case.completed
+        held = 0 < entry.due < want and not entry.case.completed and not entry.due_watch
         if held and entry.due > math.floor(max(st.clock_s, st.partials.watermark_s) / DUE_BUCKET_S):
             return entry.due
+        entry.due_watch = want != due
         return want
 
     def watch(self, wall_s: float) -> bool:

@@ -11,7 +11,7 @@ clock alone, and looks at nothing else when the clock moves (services.engine.cas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -114,27 +114,32 @@ def flag_of(
     ended later is ``cleared`` (since its end); an open one is ``breached`` from the deadline,
     ``warning`` from the warning point. Of the rules with a flag, the case's is the one that started
     last (the stage it is at). A deadline beyond the calendar flags nothing: never guessed."""
-    milestones: Mapping[str, float] = case.milestones
+    get = case.milestones.get
     best: Flag | None = None
+    best_start = -_NEVER
     next_s = _NEVER
-    # Loops, not generators: this runs on every change of a watched case. Later stages first (rules
-    # are declared in the order of the case's stages): a flag of a later start settles the case's.
+    # Loops, not generators, and seconds inline: this runs on every change of a watched milestone.
+    # Later stages first (rules are declared in the order of the case's stages): a flag of a later
+    # start settles the case's.
     for rule in reversed(rules):
         for name in rule.start:
-            start_s = milestones.get(name)
+            start_s = get(name)
             if start_s is not None:
                 break
         else:
             continue
-        if (best is not None and start_s < best.start) or not rule.when(case):
+        if start_s < best_start or (rule.when is not _every_case and not rule.when(case)):
             continue  # its flag would not be the case's, and the case's stays whatever the clock does
-        try:
-            warning_s, due_s = rule.points(start_s, calendar)
-        except LookupError:  # a date the calendar lacks: never guessed
-            continue
+        if rule.unit == "seconds":
+            warning_s, due_s = start_s + rule.warning, start_s + rule.due
+        else:
+            try:
+                warning_s, due_s = rule.points(start_s, calendar)
+            except LookupError:  # a date the calendar lacks: never guessed
+                continue
         end_s = _NEVER
         for name in rule.ends:
-            at_s = milestones.get(name)
+            at_s = get(name)
             if at_s is not None and at_s < end_s:
                 end_s = at_s
         if end_s != _NEVER:
@@ -152,6 +157,6 @@ def flag_of(
             if warning_s < next_s:
                 next_s = warning_s
             continue
-        if best is None or flag.start >= best.start:  # a tie: the rule declared first
-            best = flag
+        if start_s >= best_start:  # a tie: the rule declared first
+            best, best_start = flag, start_s
     return best, next_s
