@@ -14,8 +14,8 @@ import orjson
 from services.engine.windows import SHANGHAI
 from services.taxrefund.simulator import simulate
 from services.workdays import WorkdayCalendar
-from tests.batch_customs import compare
 from tests.batch_taxrefund import batch
+from tests.integration.domain import differences
 from tests.integration.harness import StartWorker, eventually, latest, produce
 from tests.integration.test_domains import REFUNDS
 
@@ -64,8 +64,8 @@ async def test_refunds_of_an_unknown_year_wait_and_are_measured_once_the_year_is
     )
     assert worker.metric("tradepulse_taxrefund_processing_workdays_count") == parked
     await REFUNDS.settle(kafka_bootstrap, prefix)
-    got = await latest(kafka_bootstrap, f"{prefix}indicators.taxrefund.v1")
-    assert compare(batch(events, _workdays), got) == []
+    topic = f"{prefix}indicators.taxrefund.v1"
+    assert await differences(batch(events, _workdays), lambda: latest(kafka_bootstrap, topic)) == []
 
 
 async def test_the_calendar_says_how_many_days_it_has_left_after_the_newest_event(

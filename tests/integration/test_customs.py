@@ -17,7 +17,7 @@ from services.customs.simulator import simulate
 from services.devstack.kafka import KafkaNode
 from services.devstack.process import tail
 from services.registry import DOMAINS
-from tests.batch_customs import batch, compare
+from tests.batch_customs import batch
 from tests.factories import accepted_event, structured
 from tests.integration.domain import (
     VALID_ONLY,
@@ -92,7 +92,7 @@ async def test_an_event_from_the_far_future_is_refused_and_moves_no_watermark(
     await produce(kafka_bootstrap, prefix + TOPIC, [(entry.encode(), value, headers), *records])
     assert await eventually(lambda: CUSTOMS.consumed([worker]) >= len(records) + 1, timeout_s=120)
     await CUSTOMS.settle(kafka_bootstrap, prefix)
-    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+    assert await CUSTOMS.differences(kafka_bootstrap, prefix, CUSTOMS.oracle(events)) == []
     dead = await read_to_end(kafka_bootstrap, prefix + TOPIC + ".dlq")
     assert [(r.value, dict(r.headers)["dlq_reason"]) for r in dead] == [(value, b"invalid_envelope")]
     assert b"9999-12-31T23:59:59+08:00" in dict(dead[0].headers)["dlq_detail"]
@@ -111,7 +111,7 @@ async def test_records_written_by_the_cloudevents_sdk_are_all_taken(
     await CUSTOMS.settle(kafka_bootstrap, prefix)
     assert worker.metric("tradepulse_events_invalid_total", topic=TOPIC) == 0
     assert worker.metric("tradepulse_events_accepted_total", topic=TOPIC) == len(events)
-    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+    assert await CUSTOMS.differences(kafka_bootstrap, prefix, CUSTOMS.oracle(events)) == []
 
 
 async def test_the_indicator_gauges_show_the_numbers_of_the_indicator_records(
@@ -185,7 +185,7 @@ async def test_a_broker_outage_mid_stream_loses_nothing(private_kafka: KafkaNode
         assert worker.proc.poll() is None, tail(worker.log, 30)
         await asyncio.to_thread(private_kafka.start)  # it probes the broker with its own event loop
         await CUSTOMS.settle(bootstrap, prefix)
-        assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(bootstrap, prefix)) == []
+        assert await CUSTOMS.differences(bootstrap, prefix, CUSTOMS.oracle(events)) == []
         assert worker.proc.poll() is None, tail(worker.log, 30)
     finally:
         worker.stop()

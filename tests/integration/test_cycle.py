@@ -13,9 +13,8 @@ from services.cips.simulator import simulate as simulate_cips
 from services.customs.simulator import simulate as simulate_customs
 from services.taxrefund.simulator import simulate as simulate_refunds
 from services.tools.simulate import perturb
-from tests.batch_customs import compare
 from tests.batch_cycle import batch
-from tests.integration.domain import VALID_ONLY, DomainCase
+from tests.integration.domain import VALID_ONLY, DomainCase, differences
 from tests.integration.harness import StartWorker, caught_up, eventually, latest, produce
 from tests.integration.test_customs import CUSTOMS
 from tests.integration.test_domains import CIPS, REFUNDS
@@ -60,7 +59,6 @@ async def test_cycle_records_equal_a_batch_computation_across_a_kill_mid_stream(
     assert sum(1 for k in expected if k.startswith("cycle.export_to_cash|P1D|")) >= 3
     assert any(v.get("numerator") for k, v in expected.items() if k.startswith("cycle.prepaid_rate"))
     assert any(k.startswith("cycle.export_to_refund|P1D|") for k in expected)
-    got = await latest(kafka_bootstrap, f"{prefix}indicators.cycle.v1")
-    assert compare(expected, got) == []
+    assert await differences(expected, lambda: latest(kafka_bootstrap, f"{prefix}indicators.cycle.v1")) == []
     assert sum(restarted.metric("tradepulse_events_consumed_total", topic=t) for t in INPUTS) > 0
     assert restarted.metric("tradepulse_events_invalid_total") == 0

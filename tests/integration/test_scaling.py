@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from services.runtime.settings import Settings
-from tests.batch_customs import compare
 from tests.integration.harness import Headers, WorkerProcess, eventually, produce, worker_env
 from tests.integration.test_customs import CUSTOMS
 
@@ -97,7 +96,7 @@ async def test_workers_added_up_to_the_partitions_and_removed_again_keep_the_ind
     assert len(running) == 1
     assert sent == len(records)
     await CUSTOMS.settle(kafka_bootstrap, prefix)
-    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+    assert await CUSTOMS.differences(kafka_bootstrap, prefix, CUSTOMS.oracle(events)) == []
     report = {
         "partitions": PARTITIONS,
         "start_to_first_event_s": {n: round(s, 2) for n, s in first_event_s.items()},

@@ -30,7 +30,6 @@ from services.registry import DOMAINS
 from services.runtime.settings import Settings
 from services.runtime.worker import worker_topics
 from services.tools.acls import access_of, acl_arguments, create_arguments
-from tests.batch_customs import compare
 from tests.integration.domain import VALID_ONLY
 from tests.integration.harness import (
     REPO,
@@ -200,7 +199,7 @@ def test_a_worker_and_history_run_over_sasl_ssl_and_tls_postgres_with_the_docume
         assert consumed, CUSTOMS.consumed([worker])
         admin = secured.client("admin")
         asyncio.run(CUSTOMS.settle(admin, secured.prefix))
-        assert compare(CUSTOMS.oracle(events), asyncio.run(CUSTOMS.latest(admin, secured.prefix))) == []
+        assert asyncio.run(CUSTOMS.differences(admin, secured.prefix, CUSTOMS.oracle(events))) == []
 
         url_file = tmp_path / "database-url"
         url_file.write_text(f"{secure_pg.url}?sslmode=verify-full&sslrootcert={secured.pki.ca}\n")

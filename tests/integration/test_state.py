@@ -18,7 +18,6 @@ import pytest
 
 from services.devstack.process import free_port
 from services.runtime.store import PERSIST_EVERY_S
-from tests.batch_customs import compare
 from tests.integration.harness import (
     REPO,
     StartWorker,
@@ -70,7 +69,7 @@ async def test_a_kill_at_each_step_of_the_commit_loses_nothing_and_counts_nothin
     (restored,) = _restores(third)
     assert restored["rebuilt"] == {"no local copy": [0, 1, 2, 3]}
     await CUSTOMS.settle(kafka_bootstrap, prefix)
-    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+    assert await CUSTOMS.differences(kafka_bootstrap, prefix, CUSTOMS.oracle(events)) == []
 
 
 async def test_a_restart_with_the_local_copy_reads_only_the_tail_and_is_ready_after_it(
@@ -94,7 +93,7 @@ async def test_a_restart_with_the_local_copy_reads_only_the_tail_and_is_ready_af
     assert json.loads(body)["restoring"] == {}
     await produce(kafka_bootstrap, prefix + CUSTOMS.topic, records[half:])
     await CUSTOMS.settle(kafka_bootstrap, prefix)
-    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+    assert await CUSTOMS.differences(kafka_bootstrap, prefix, CUSTOMS.oracle(events)) == []
 
 
 def test_a_worker_with_a_large_state_restarts_on_a_loaded_machine_with_one_restore_per_start(
@@ -164,4 +163,4 @@ async def test_a_full_disk_stops_the_worker_with_one_line_and_loses_nothing(
     assert "Traceback" not in log.read_text()
     start_worker(CUSTOMS.service, **CUSTOMS.fast)
     await CUSTOMS.settle(kafka_bootstrap, prefix)
-    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+    assert await CUSTOMS.differences(kafka_bootstrap, prefix, CUSTOMS.oracle(events)) == []

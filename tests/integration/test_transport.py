@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 
 from services.tools.simulate import Faults
-from tests.batch_customs import compare
 from tests.integration.harness import StartWorker, eventually, lag, produce
 from tests.integration.test_customs import CUSTOMS, TOPIC
 
@@ -31,7 +30,7 @@ async def test_every_record_is_processed_and_every_offset_committed(
     duplicates = worker.metric("tradepulse_events_duplicate_total", topic=TOPIC)
     assert taken + duplicates == len(records)
     assert taken == len({(e["source"], e["id"]) for e in events})
-    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+    assert await CUSTOMS.differences(kafka_bootstrap, prefix, CUSTOMS.oracle(events)) == []
 
 
 async def test_a_worker_joining_mid_stream_shares_the_work_and_nothing_is_lost_or_counted_twice(
@@ -56,7 +55,7 @@ async def test_a_worker_joining_mid_stream_shares_the_work_and_nothing_is_lost_o
     assert second.metric("tradepulse_events_consumed_total", topic=TOPIC) > 0, "no partition moved"
     taken = sum(w.metric("tradepulse_events_accepted_total", topic=TOPIC) for w in workers)
     assert taken == len({(e["source"], e["id"]) for e in events}), "an event was lost or taken twice"
-    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+    assert await CUSTOMS.differences(kafka_bootstrap, prefix, CUSTOMS.oracle(events)) == []
 
 
 async def test_a_worker_killed_in_the_middle_of_a_batch_is_replaced_without_loss(
@@ -69,5 +68,5 @@ async def test_a_worker_killed_in_the_middle_of_a_batch_is_replaced_without_loss
     first.kill()  # SIGKILL: batches in hand, staged state, unflushed outputs and all
     start_worker("customs", **CUSTOMS.fast)
     await CUSTOMS.settle(kafka_bootstrap, prefix)
-    assert compare(CUSTOMS.oracle(events), await CUSTOMS.latest(kafka_bootstrap, prefix)) == []
+    assert await CUSTOMS.differences(kafka_bootstrap, prefix, CUSTOMS.oracle(events)) == []
     assert await lag(kafka_bootstrap, f"{prefix}tradepulse-customs", prefix + TOPIC) == 0
