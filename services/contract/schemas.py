@@ -176,26 +176,12 @@ def _asyncapi(services: Services, derived: Derived) -> dict[str, Any]:
             },
         },
     }
-    messages["indicatorWindow"] = {
-        "name": INDICATOR_TYPE,
-        "contentType": "application/cloudevents+json",
-        "payload": {"$ref": "./indicator.window.json"},
-    }
-    messages["caseUpdated"] = {
-        "name": CASE_TYPE,
-        "contentType": "application/cloudevents+json",
-        "payload": {"$ref": "./case.updated.json"},
-    }
-    messages["watchUpdated"] = {
-        "name": WATCH_TYPE,
-        "contentType": "application/cloudevents+json",
-        "payload": {"$ref": "./watch.updated.json"},
-    }
-    messages["releaseCell"] = {
-        "name": RELEASE_TYPE,
-        "contentType": "application/cloudevents+json",
-        "payload": {"$ref": "./release.cell.json"},
-    }
+    outputs = {"indicatorWindow": INDICATOR_TYPE, "caseUpdated": CASE_TYPE, "watchUpdated": WATCH_TYPE,
+               "releaseCell": RELEASE_TYPE}  # fmt: skip
+    for message, ce_type in outputs.items():
+        schema = ce_type.removeprefix("tradepulse.")
+        messages[message] = {"name": ce_type, "contentType": "application/cloudevents+json",
+                             "payload": {"$ref": f"./{schema}.json"}}  # fmt: skip
     return {
         "asyncapi": "3.0.0",
         "id": "urn:tradepulse",
