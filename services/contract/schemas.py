@@ -6,7 +6,7 @@ The services to document are passed in (the registry's); nothing here lists them
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,54 +73,50 @@ def _subject(spec: EventSpec, data: dict[str, Any]) -> str:
     return spec.data_model.model_validate(data).subject
 
 
-def indicator_examples() -> list[dict[str, Any]]:
+def _record_examples(
+    model: Any, ce_type: str, head: Callable[[Any, dict[str, Any]], tuple[str, str, str, str]], **options: Any
+) -> list[dict[str, Any]]:
+    """CloudEvents of one of TradePulse's own records from its model's examples: ``head`` gives the
+    id, source, time and subject of a record (validated) and its data."""
     out = []
-    for data in model_examples(IndicatorWindow):
-        w = IndicatorWindow.model_validate(data, strict=False)
-        time = "2025-03-01T09:00:05+08:00"
-        out.append(
-            cloud_event(f"{w.key}|r{w.revision}", "/tradepulse/customs", INDICATOR_TYPE, time, w.key, data)
-        )
+    for data in model_examples(model):
+        eid, source, time, subject = head(model.model_validate(data, strict=False), data)
+        out.append(cloud_event(eid, source, ce_type, time, subject, data, **options))
     return out
+
+
+def indicator_examples() -> list[dict[str, Any]]:
+    return _record_examples(
+        IndicatorWindow,
+        INDICATOR_TYPE,
+        lambda w, _: (f"{w.key}|r{w.revision}", "/tradepulse/customs", "2025-03-01T09:00:05+08:00", w.key),
+    )
 
 
 def case_examples() -> list[dict[str, Any]]:
-    out = []
-    for data in model_examples(CaseRecord):
-        r = CaseRecord.model_validate(data, strict=False)
-        source, time = f"/tradepulse/{r.service}", max(data["milestones"].values())
-        out.append(
-            cloud_event(f"{r.case_id}|r{r.revision}", source, CASE_TYPE, time, r.case_id, data, **JSON_DATA)
+    def head(r: CaseRecord, data: dict[str, Any]) -> tuple[str, str, str, str]:
+        return (
+            f"{r.case_id}|r{r.revision}",
+            f"/tradepulse/{r.service}",
+            max(data["milestones"].values()),
+            r.case_id,
         )
-    return out
+
+    return _record_examples(CaseRecord, CASE_TYPE, head, **JSON_DATA)
 
 
 def watch_examples() -> list[dict[str, Any]]:
-    out = []
-    for data in model_examples(WatchFlag):
-        w = WatchFlag.model_validate(data, strict=False)
-        source, subject, eid = f"/tradepulse/{w.service}", w.case_id, f"{w.case_id}|{w.rule}|{w.state}"
-        out.append(cloud_event(eid, source, WATCH_TYPE, data["since"], subject, data, **JSON_DATA))
-    return out
+    def head(w: WatchFlag, data: dict[str, Any]) -> tuple[str, str, str, str]:
+        return f"{w.case_id}|{w.rule}|{w.state}", f"/tradepulse/{w.service}", data["since"], w.case_id
+
+    return _record_examples(WatchFlag, WATCH_TYPE, head, **JSON_DATA)
 
 
 def release_examples() -> list[dict[str, Any]]:
-    out = []
-    for data in model_examples(ReleaseCell):
-        c = ReleaseCell.model_validate(data, strict=False)
-        source = "/tradepulse/release/hk"
-        out.append(
-            cloud_event(
-                f"{c.key}|{c.policy_sha256[:16]}",
-                source,
-                RELEASE_TYPE,
-                data["window_end"],
-                c.key,
-                data,
-                **JSON_DATA,
-            )
-        )
-    return out
+    def head(c: ReleaseCell, data: dict[str, Any]) -> tuple[str, str, str, str]:
+        return f"{c.key}|{c.policy_sha256[:16]}", "/tradepulse/release/hk", data["window_end"], c.key
+
+    return _record_examples(ReleaseCell, RELEASE_TYPE, head, **JSON_DATA)
 
 
 def _asyncapi(services: Services, derived: Derived) -> dict[str, Any]:
