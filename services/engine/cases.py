@@ -135,6 +135,12 @@ class PartitionState:
     sweep: str | None = None  # the case after which the watch's one pass over every case goes on
     swept: bool = False  # that pass ended: the rules' fingerprint is stored with the next stage
 
+    @property
+    def now_s(self) -> float:
+        """The time flags are computed at: the watch clock, or the watermark where events moved it
+        on since the timer last ran."""
+        return max(self.clock_s, self.partials.watermark_s)
+
 
 class CaseCache:
     """Decoded cases, least recently used first out; the store holds every case, so an evicted one
@@ -690,8 +696,7 @@ class CaseEngine:
     def _watch(self, st: PartitionState, key: str, entry: Entry, *, moved: bool) -> None:
         """The case's flag at the partition's clock, published (take_flagged) if it changed, or if
         the case ``moved`` while flagged."""
-        clock = max(st.clock_s, st.partials.watermark_s)
-        flag, entry.flag_next = flag_of(self.rules, entry.case, clock, self.calendar)
+        flag, entry.flag_next = flag_of(self.rules, entry.case, st.now_s, self.calendar)
         if flag != entry.flag or (moved and flag is not None):
             entry.flag = flag
             self.flagged.append(Change(st.partition, key, entry))
@@ -709,6 +714,7 @@ class CaseEngine:
         holds it. An entry for the watch moves at once when the case ends its commitment (the
         timer would move it within hours), and so does a completed case's (no event follows)."""
         st = self.states[p]
+        clock_hour = math.floor(st.now_s / DUE_BUCKET_S)
         if entry.flag_next == math.inf and entry.flag_at == math.inf:
             want = due  # nothing ahead by the clock (ended, or not started), nothing indexed
         else:
@@ -716,7 +722,6 @@ class CaseEngine:
                 self._watch(st, key, entry, moved=False)
             next_s = entry.flag_next
             assert next_s is not None
-            clock_hour = math.floor(max(st.clock_s, st.partials.watermark_s) / DUE_BUCKET_S)
             soon = next_s != math.inf and _watch_hour(next_s) <= clock_hour
             exact = next_s if soon else math.inf
             if exact != entry.flag_at:
@@ -727,7 +732,7 @@ class CaseEngine:
                 entry.flag_at = exact
             want = due if soon or next_s == math.inf else min(due, _watch_hour(next_s))
         held = 0 < entry.due < want and not entry.case.completed and not entry.due_watch
-        if held and entry.due > math.floor(max(st.clock_s, st.partials.watermark_s) / DUE_BUCKET_S):
+        if held and entry.due > clock_hour:
             return entry.due
         entry.due_watch = want != due
         return want
