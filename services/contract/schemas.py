@@ -119,6 +119,16 @@ def release_examples() -> list[dict[str, Any]]:
     return _record_examples(ReleaseCell, RELEASE_TYPE, head, **JSON_DATA)
 
 
+# TradePulse's own records: AsyncAPI message id, CloudEvents type (its schema file is the type less
+# "tradepulse."), the event model and its examples.
+_OUTPUT_RECORDS: tuple[tuple[str, str, type[BaseModel], Callable[[], list[dict[str, Any]]]], ...] = (
+    ("indicatorWindow", INDICATOR_TYPE, IndicatorEvent, indicator_examples),
+    ("caseUpdated", CASE_TYPE, CaseEvent, case_examples),
+    ("watchUpdated", WATCH_TYPE, WatchEvent, watch_examples),
+    ("releaseCell", RELEASE_TYPE, ReleaseEvent, release_examples),
+)
+
+
 def _asyncapi(services: Services, derived: Derived) -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -172,9 +182,7 @@ def _asyncapi(services: Services, derived: Derived) -> dict[str, Any]:
             },
         },
     }
-    outputs = {"indicatorWindow": INDICATOR_TYPE, "caseUpdated": CASE_TYPE, "watchUpdated": WATCH_TYPE,
-               "releaseCell": RELEASE_TYPE}  # fmt: skip
-    for message, ce_type in outputs.items():
+    for message, ce_type, _, _ in _OUTPUT_RECORDS:
         schema = ce_type.removeprefix("tradepulse.")
         messages[message] = {"name": ce_type, "contentType": "application/cloudevents+json",
                              "payload": {"$ref": f"./{schema}.json"}}  # fmt: skip
@@ -288,10 +296,9 @@ def generate(
         for catalog in catalogs:
             for type_name, spec in catalog.events.items():
                 files[f"{type_name}.json"] = _json(_schema(spec.model, type_name, event_examples(spec)))
-    files["indicator.window.json"] = _json(_schema(IndicatorEvent, "indicator.window", indicator_examples()))
-    files["case.updated.json"] = _json(_schema(CaseEvent, "case.updated", case_examples()))
-    files["release.cell.json"] = _json(_schema(ReleaseEvent, "release.cell", release_examples()))
-    files["watch.updated.json"] = _json(_schema(WatchEvent, "watch.updated", watch_examples()))
+    for _, ce_type, model, examples in _OUTPUT_RECORDS:
+        schema = ce_type.removeprefix("tradepulse.")
+        files[f"{schema}.json"] = _json(_schema(model, schema, examples()))
     files["asyncapi.yaml"] = yaml.safe_dump(
         _asyncapi(services, derived or {}), sort_keys=False, allow_unicode=True, width=100
     )
